@@ -1,0 +1,14 @@
+"""forensics: a post-mortem analyzer for ML training runs.
+
+    >>> import forensics
+    >>> analysis = forensics.analyze("train.log")          # doctest: +SKIP
+    >>> analysis.to_dict()["root_cause"]["signature"]       # doctest: +SKIP
+    'cuda-oom'
+"""
+
+__version__ = "0.1.0"
+
+from forensics.analysis import analyze  # noqa: E402
+from forensics.catalog import load_catalog  # noqa: E402
+
+__all__ = ["__version__", "analyze", "load_catalog"]

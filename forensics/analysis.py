@@ -1,0 +1,143 @@
+"""`analyze()`: the whole pipeline for one job, from paths to an `Analysis`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import regex
+
+from forensics.catalog import Catalog, load_catalog, user_dirs
+from forensics.diagnose import diagnose
+from forensics.errors import InputError
+from forensics.match import absorb_generic, group_findings, match_tokens
+from forensics.model import Analysis, Evidence, SourceInfo, TimelineSummary, Token
+from forensics.redact import redact
+from forensics.scanner import ScanPlan, SourceScan, plan_scan, scan_source
+from forensics.sources import Source, discover
+
+_FACTS = (
+    ("NCCL", regex.compile(r"NCCL version (?P<v>\d+\.\d+\.\d+(?:\+cuda[\d.]+)?)")),
+    ("CUDA", regex.compile(r"CUDA Version:? (?P<v>\d+\.\d+)")),
+    ("GPU memory", regex.compile(r"GPU(?: \d+)? has a total capacity of (?P<v>[\d.]+ [KMGT]iB)")),
+    ("world size", regex.compile(r"\bnranks (?P<v>\d+)\b")),
+    ("world size", regex.compile(r"(?i)\bworld[_ ]size\b\W{1,3}(?P<v>\d+)\b")),
+    ("world size", regex.compile(r"Num(?:ber of)? processes\W{1,3}(?P<v>\d+)\b")),
+)
+_FRAMEWORKS = ("torch", "transformers", "trl", "deepspeed", "accelerate", "peft", "axolotl",
+               "vllm", "bitsandbytes", "flash_attn", "datasets", "lightning", "unsloth")
+
+
+class Analyzer:
+    """A loaded catalog and compiled scanner, reusable across many jobs."""
+
+    def __init__(self, catalog: Catalog, engine: str = "auto") -> None:
+        self.catalog = catalog
+        self.plan: ScanPlan = plan_scan(catalog, engine)
+
+    def analyze_sources(self, sources: list[Source], problems: list[str] | None = None,
+                        redact_secrets: bool = True) -> Analysis:
+        """Scan, match and diagnose the given sources as one job."""
+        scans = [scan_source(source, self.plan) for source in sources]
+        analysis = build_analysis(scans, self.catalog, problems or [])
+        return redact(analysis) if redact_secrets else analysis
+
+
+def analyze(*paths: str | Path, patterns: tuple[str | Path, ...] = (), redact: bool = True,
+            engine: str = "auto") -> Analysis:
+    """Analyze log files, compressed logs, job folders (or `-` for stdin) as one job."""
+    if not paths:
+        raise InputError("no input given", "pass a log file, a job folder or -")
+    catalog = load_catalog(*user_dirs([str(p) for p in patterns]))
+    sources, problems = discover([str(p) for p in paths])
+    return Analyzer(catalog, engine).analyze_sources(sources, problems, redact)
+
+
+def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str]) -> Analysis:
+    """Combine the per-source scans into one diagnosed Analysis."""
+    order = {scan.info.name: i for i, scan in enumerate(scans)}
+    tokens = [t for scan in scans for t in scan.tokens]
+    tracebacks = [tb for scan in scans for tb in scan.tracebacks]
+    hits = absorb_generic(match_tokens(tokens, catalog, order), tracebacks)
+    diagnosis = diagnose(group_findings(hits), catalog, tracebacks)
+    timeline = _timeline(scans)
+    root = diagnosis.root
+    if root is not None:
+        verdict = "failed"
+    elif any(scan.metrics.summary or scan.completion_lines for scan in scans):
+        verdict = "completed"
+    elif timeline.max_steps and timeline.last_step is not None and (
+            timeline.last_step < timeline.max_steps):
+        verdict = "interrupted"
+    else:
+        verdict = "unknown"
+    fixes = _fix_lines(catalog.get(root.finding.signature).fix) if root else ()
+    sources = [scan.info for scan in scans]
+    if problems:
+        sources.append(SourceInfo("<inputs>", 0, 0, tuple(problems)))
+    return Analysis(
+        verdict=verdict, root_cause=root, findings=diagnosis.findings, fixes=fixes,
+        timeline=timeline, environment=_environment(tokens, scans),
+        tail=tuple(_job_tail(scans)), sources=tuple(sources), tracebacks=tuple(tracebacks),
+        worker_failures=tuple(w for scan in scans for w in scan.worker_failures),
+    )
+
+
+def _fix_lines(fix: str) -> tuple[str, ...]:
+    items: list[str] = []
+    for line in fix.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith(("- ", "* ")):
+            items.append(stripped[2:].strip())
+        elif items:
+            items[-1] += " " + stripped
+        else:
+            items.append(stripped)
+    return tuple(items)
+
+
+def _timeline(scans: list[SourceScan]) -> TimelineSummary:
+    steps = sum(scan.metrics.train_records for scan in scans)
+    progress: dict[int, tuple[int, int]] = {}
+    for scan in scans:
+        for total, (n, seen) in scan.progress.items():
+            last, count = progress.get(total, (0, 0))
+            progress[total] = (max(last, n), count + seen)
+    max_steps = last_step = None
+    if progress:
+        max_steps, (last_step, _) = max(progress.items(), key=lambda kv: (kv[1][1], kv[0]))
+    recent = [r for scan in scans for r in scan.metrics.recent if r.kind == "train"]
+    last_metrics = recent[-1].values if recent else ()
+    return TimelineSummary(steps, last_step, max_steps, last_metrics)
+
+
+def _environment(tokens: list[Token], scans: list[SourceScan]) -> tuple[tuple[str, str], ...]:
+    facts: dict[str, str] = {}
+    for token in tokens:
+        if "fact" not in token.kinds:
+            continue
+        for name, pattern in _FACTS:
+            found = pattern.search(token.body)
+            if found is not None and name not in facts:
+                facts[name] = found["v"]
+    pythons = sorted({v for scan in scans for v in scan.python_versions})
+    if pythons:
+        facts["Python"] = ", ".join(pythons)
+    packages = Counter(p for scan in scans for tb in scan.tracebacks for p in tb.packages)
+    frameworks = [p for p in _FRAMEWORKS if p in packages]
+    if frameworks:
+        facts["frameworks in tracebacks"] = ", ".join(frameworks)
+    ranks = {t.who.rank for t in tokens if t.who.rank is not None}
+    if ranks:
+        facts["ranks seen"] = ", ".join(str(r) for r in sorted(ranks))
+    hosts = {t.who.host for t in tokens if t.who.host}
+    if hosts:
+        facts["hosts seen"] = ", ".join(sorted(hosts)[:8])
+    return tuple(facts.items())
+
+
+def _job_tail(scans: list[SourceScan]) -> list[Evidence]:
+    readable = [scan for scan in scans if scan.tail]
+    return list(readable[-1].tail) if readable else []

@@ -1,0 +1,215 @@
+"""Load and validate the signature catalog: `patterns/<category>/<id>.toml`, one signature
+per file, the id being the file name."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import regex
+
+from forensics.errors import CatalogError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SEVERITIES = ("critical", "error", "warning", "info")
+ANY = "*"
+ENV_VAR = "FORENSICS_PATTERNS"
+_ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
+_KNOWN = {*_REQUIRED, "symptom_of", "patterns", "ignore_case", "generic", "references",
+          "examples", "counterexamples"}
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One known failure: how to spot it, what it means and what to change."""
+
+    id: str
+    title: str
+    category: str
+    severity: str
+    priority: int
+    keywords: tuple[str, ...]
+    patterns: tuple[regex.Pattern[str], ...]
+    cause: str
+    fix: str
+    path: Path
+    symptom_of: tuple[str, ...] = ()
+    ignore_case: bool = False
+    generic: bool = False
+    references: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    counterexamples: tuple[str, ...] = ()
+
+    @property
+    def is_failure(self) -> bool:
+        """Whether a hit can be a root cause (warnings and info lines are context only)."""
+        return self.severity in ("critical", "error")
+
+    def search(self, text: str, body: str) -> regex.Match[str] | None:
+        """The first pattern match in a line's body (or, failing that, its whole text)."""
+        if self.ignore_case:
+            lowered = text.lower()
+            if not any(k.lower() in lowered for k in self.keywords):
+                return None
+        elif not any(k in text for k in self.keywords):
+            return None
+        if not self.patterns:
+            return _KEYWORD_ONLY.match(body)
+        for pattern in self.patterns:
+            found = pattern.search(body)
+            if found is None and body is not text:
+                found = pattern.search(text)
+            if found is not None:
+                return found
+        return None
+
+
+_KEYWORD_ONLY = regex.compile(r"")
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """All signatures in force, built-in ones replaced by user ones of the same id."""
+
+    signatures: tuple[Signature, ...]
+
+    def get(self, signature_id: str) -> Signature:
+        for signature in self.signatures:
+            if signature.id == signature_id:
+                return signature
+        raise KeyError(signature_id)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.signatures)
+
+
+def builtin_dir() -> Path:
+    """The catalog that ships with forensics (inside the wheel, or the source tree)."""
+    packaged = Path(__file__).resolve().parent / "patterns"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "patterns"
+
+
+def user_dirs(extra: tuple[str, ...] | list[str] = ()) -> list[Path]:
+    """User catalog folders: FORENSICS_PATTERNS first, then --patterns in order."""
+    env = [p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    return [Path(p) for p in (*env, *extra)]
+
+
+def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
+    """Load the built-in catalog, then each folder in `dirs` (later ids replace earlier ones).
+
+    Raises CatalogError with `path: field: reason` lines when anything is wrong.
+    """
+    roots = ([builtin_dir()] if builtin else []) + [Path(d) for d in dirs]
+    by_id: dict[str, Signature] = {}
+    problems: list[str] = []
+    for root in roots:
+        if not root.is_dir():
+            problems.append(f"{root}: folder: not a folder")
+            continue
+        seen_here: set[str] = set()
+        for path in sorted(root.rglob("*.toml")):
+            signature = load_signature(path, root, problems)
+            if signature is None:
+                continue
+            if signature.id in seen_here:
+                problems.append(f"{path}: id: duplicate id {signature.id!r}")
+                continue
+            seen_here.add(signature.id)
+            by_id[signature.id] = signature
+    for signature in by_id.values():
+        for other in signature.symptom_of:
+            if other != ANY and other not in by_id:
+                problems.append(f"{signature.path}: symptom_of: unknown signature {other!r}")
+    if problems:
+        raise CatalogError(problems)
+    ordered = sorted(by_id.values(), key=lambda s: (s.category, s.id))
+    return Catalog(tuple(ordered))
+
+
+def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | None:
+    """Parse and validate one signature file; problems are appended, None on failure."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        problems.append(f"{path}: file: cannot read ({err})")
+        return None
+    except tomllib.TOMLDecodeError as err:
+        problems.append(f"{path}: toml: {err}")
+        return None
+    start = len(problems)
+    for key in _REQUIRED:
+        if key not in data:
+            problems.append(f"{path}: {key}: missing")
+    for key in sorted(set(data) - _KNOWN):
+        problems.append(f"{path}: {key}: unknown field")
+    if len(problems) > start:
+        return None
+
+    def text(key: str) -> str:
+        value = data.get(key, "")
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{path}: {key}: must be a non-empty string")
+            return ""
+        return value.strip()
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            problems.append(f"{path}: {key}: must be a list of non-empty strings")
+            return ()
+        return tuple(value)
+
+    sig_id, title, category = text("id"), text("title"), text("category")
+    cause, fix = text("cause"), text("fix")
+    severity = data["severity"]
+    priority = data["priority"]
+    keywords = strings("keywords")
+    if sig_id and not _ID.match(sig_id):
+        problems.append(f"{path}: id: {sig_id!r} is not kebab-case")
+    if sig_id and sig_id != path.stem:
+        problems.append(f"{path}: id: {sig_id!r} differs from the file name {path.stem!r}")
+    if path.parent != root and category and category != path.parent.name:
+        problems.append(f"{path}: category: {category!r} differs from its folder "
+                        f"{path.parent.name!r}")
+    if severity not in SEVERITIES:
+        problems.append(f"{path}: severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 100:
+        problems.append(f"{path}: priority: must be a whole number from 0 to 100")
+    if not keywords:
+        problems.append(f"{path}: keywords: at least one keyword is needed")
+    for keyword in keywords:
+        if "\n" in keyword or "\r" in keyword:
+            problems.append(f"{path}: keywords: {keyword!r} spans lines")
+    ignore_case = data.get("ignore_case", False)
+    flags = regex.IGNORECASE if ignore_case else 0
+    patterns = []
+    for source in strings("patterns"):
+        try:
+            patterns.append(regex.compile(source, flags))
+        except regex.error as err:
+            problems.append(f"{path}: patterns: {source!r} does not compile ({err})")
+    for key in ("ignore_case", "generic"):
+        if not isinstance(data.get(key, False), bool):
+            problems.append(f"{path}: {key}: must be true or false")
+    symptom_of = strings("symptom_of")
+    references, examples = strings("references"), strings("examples")
+    counterexamples = strings("counterexamples")
+    if len(problems) > start:
+        return None
+    return Signature(
+        id=sig_id, title=title, category=category, severity=severity, priority=priority,
+        keywords=keywords, patterns=tuple(patterns), cause=cause, fix=fix, path=path,
+        symptom_of=symptom_of, ignore_case=ignore_case, generic=data.get("generic", False),
+        references=references, examples=examples, counterexamples=counterexamples,
+    )

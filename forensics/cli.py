@@ -1,0 +1,195 @@
+"""The `forensics` command: a thin click layer over the pipeline."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from forensics import __version__
+from forensics.errors import CatalogError, ExitCode, ForensicsError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  no failure found
+  1  a failure was diagnosed (known or unknown cause); --exit-zero turns it into 0
+  2  usage error
+  3  an input could not be read (fully), or a catalog did not load
+"""
+
+
+def _fail(err: ForensicsError) -> None:
+    click.echo(f"forensics: error: {err}", err=True)
+    if isinstance(err, CatalogError):
+        for problem in err.problems:
+            click.echo(problem, err=True)
+    sys.exit(int(err.exit_code))
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="forensics")
+def cli() -> None:
+    """Post-mortem analyzer for ML training runs: what killed the run, what it was doing,
+    and what to change."""
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "text"]),
+              help="Report format (default: text on a terminal, md when piped).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to FILE instead of stdout.")
+@click.option("--patterns", "pattern_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Extra signature folder (repeatable); also FORENSICS_PATTERNS.")
+@click.option("--no-redact", is_flag=True, help="Keep tokens, keys and passwords in the report.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when a failure is diagnosed.")
+@click.option("--engine", type=click.Choice(["auto", "hyperscan", "python"]), default="auto",
+              show_default=True, help="Keyword scanner to use.")
+def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
+            pattern_dirs: tuple[str, ...], no_redact: bool, exit_zero: bool,
+            engine: str) -> None:
+    """Diagnose one job from its logs: PATH is a log file, a compressed log, a job folder or
+    - for stdin. Several paths are one job (the ranks' files of one run)."""
+    from forensics.analysis import Analyzer
+    from forensics.catalog import load_catalog, user_dirs
+    from forensics.sources import discover
+
+    try:
+        catalog = load_catalog(*user_dirs(pattern_dirs))
+        sources, problems = discover(paths)
+        analysis = Analyzer(catalog, engine).analyze_sources(sources, problems,
+                                                             redact_secrets=not no_redact)
+    except ForensicsError as err:
+        _fail(err)
+        return
+    _emit(analysis, fmt, output)
+    problems = [p for source in analysis.sources for p in source.problems]
+    for problem in problems:
+        click.echo(f"forensics: {problem}", err=True)
+    if problems:
+        sys.exit(int(ExitCode.INPUT))
+    if analysis.failed and not exit_zero:
+        sys.exit(int(ExitCode.FAILURE_FOUND))
+    sys.exit(int(ExitCode.OK))
+
+
+def _emit(analysis, fmt: str | None, output: str | None) -> None:
+    if fmt is None:
+        fmt = "text" if output is None and sys.stdout.isatty() else "md"
+    if fmt == "text" and output is None:
+        from rich.console import Console
+
+        from forensics.report.terminal import render_terminal
+
+        render_terminal(analysis, Console())
+        return
+    if fmt == "json":
+        from forensics.report.json import render_json
+
+        text = render_json(analysis)
+    elif fmt == "text":
+        import io
+
+        from rich.console import Console
+
+        from forensics.report.terminal import render_terminal
+
+        buffer = io.StringIO()
+        render_terminal(analysis, Console(file=buffer, width=120, color_system=None))
+        text = buffer.getvalue()
+    else:
+        from forensics.report.markdown import render_markdown
+
+        text = render_markdown(analysis)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+
+
+@cli.group()
+def patterns() -> None:
+    """List, show and lint the signature catalog."""
+
+
+_patterns_option = click.option("--patterns", "pattern_dirs", multiple=True,
+                                type=click.Path(file_okay=False),
+                                help="Extra signature folder (repeatable).")
+
+
+def _catalog(pattern_dirs: tuple[str, ...]):
+    from forensics.catalog import load_catalog, user_dirs
+
+    try:
+        return load_catalog(*user_dirs(pattern_dirs))
+    except ForensicsError as err:
+        _fail(err)
+
+
+@patterns.command("list")
+@_patterns_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def patterns_list(pattern_dirs: tuple[str, ...], fmt: str) -> None:
+    """List every signature."""
+    catalog = _catalog(pattern_dirs)
+    if fmt == "json":
+        rows = [{"id": s.id, "title": s.title, "category": s.category, "severity": s.severity,
+                 "priority": s.priority, "symptom_of": list(s.symptom_of), "path": str(s.path)}
+                for s in catalog.signatures]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_edge=False)
+    for column in ("id", "category", "severity", "priority", "title"):
+        table.add_column(column)
+    for s in catalog.signatures:
+        table.add_row(s.id, s.category, s.severity, str(s.priority), Text(s.title))
+    console = Console()
+    console.print(table)
+    console.print(f"{len(catalog.signatures)} signatures")
+
+
+@patterns.command("show")
+@click.argument("signature_id")
+@_patterns_option
+def patterns_show(signature_id: str, pattern_dirs: tuple[str, ...]) -> None:
+    """Show one signature's documentation: cause, fix, examples."""
+    catalog = _catalog(pattern_dirs)
+    try:
+        signature = catalog.get(signature_id)
+    except KeyError:
+        click.echo(f"forensics: error: no signature {signature_id!r} "
+                   "(see `forensics patterns list`)", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from forensics.report.docs import signature_markdown
+
+    Console().print(Markdown(signature_markdown(signature)))
+
+
+@patterns.command("check")
+@_patterns_option
+def patterns_check(pattern_dirs: tuple[str, ...]) -> None:
+    """Lint the catalog; prints `path: field: reason` lines and exits 3 on any problem."""
+    from forensics.lint import check_catalog
+
+    catalog = _catalog(pattern_dirs)
+    problems = check_catalog(catalog)
+    for problem in problems:
+        click.echo(problem)
+    examples = sum(len(s.examples) + len(s.counterexamples) for s in catalog.signatures)
+    click.echo(f"{len(catalog.signatures)} signatures, {examples} examples checked, "
+               f"{len(problems)} problem(s)")
+    sys.exit(int(ExitCode.INPUT) if problems else int(ExitCode.OK))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="forensics")

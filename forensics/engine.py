@@ -1,0 +1,137 @@
+"""The multi-literal scanner: one pass over a block of bytes finds the lines that hold any
+keyword of the catalog or of the lexer, and which keywords each holds.
+
+Hyperscan compiles every keyword into one automaton; a pure-Python engine gives the same
+answer where Hyperscan is missing (a differential test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+try:  # Hyperscan has wheels for x86-64 and aarch64 only.
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised where hyperscan is absent
+    hyperscan = None
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    """A literal to find; `caseless` folds ASCII case only (as Hyperscan does)."""
+
+    text: bytes
+    caseless: bool = False
+
+
+#: (line start offset, line end offset, ids of the keywords found on that line)
+LineHit = tuple[int, int, frozenset[int]]
+
+
+class Engine(Protocol):
+    """What both engines offer."""
+
+    name: str
+
+    def scan(self, block: bytes) -> list[LineHit]:
+        """Return the lines of `block` that hold a keyword, in order."""
+        ...
+
+
+class HyperscanEngine:
+    """All keywords in one Hyperscan literal database."""
+
+    name = "hyperscan"
+
+    def __init__(self, keywords: list[Keyword]) -> None:
+        self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        flags = [hyperscan.HS_FLAG_CASELESS if k.caseless else 0 for k in keywords]
+        self._db.compile(expressions=[k.text for k in keywords], ids=list(range(len(keywords))),
+                         elements=len(keywords), flags=flags, literal=True)
+        self._scratch = hyperscan.Scratch(self._db)
+
+    def scan(self, block: bytes) -> list[LineHit]:
+        ends: list[tuple[int, int]] = []
+        append = ends.append
+
+        def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
+            append((end - 1, pattern_id))
+
+        self._db.scan(block, match_event_handler=on_match, scratch=self._scratch)
+        ends.sort()
+        return _group_by_line(block, ends)
+
+
+class PythonEngine:
+    """The same answers from Python's `re`: an alternation finds candidate lines, then each
+    keyword is tested on each candidate line."""
+
+    name = "python"
+
+    def __init__(self, keywords: list[Keyword]) -> None:
+        alternatives = [
+            (b"(?i:" + re.escape(k.text) + b")") if k.caseless else re.escape(k.text)
+            for k in sorted(keywords, key=lambda k: -len(k.text))
+        ]
+        self._any = re.compile(b"|".join(alternatives)) if alternatives else None
+        self._exact = [(i, k.text) for i, k in enumerate(keywords) if not k.caseless]
+        self._folded = [(i, k.text.lower()) for i, k in enumerate(keywords) if k.caseless]
+
+    def scan(self, block: bytes) -> list[LineHit]:
+        hits: list[LineHit] = []
+        if self._any is None:
+            return hits
+        pos = 0
+        search = self._any.search
+        while True:
+            match = search(block, pos)
+            if match is None:
+                return hits
+            start = block.rfind(b"\n", 0, match.start()) + 1
+            end = block.find(b"\n", match.start())
+            if end < 0:
+                end = len(block)
+            line = block[start:end]
+            ids = {i for i, text in self._exact if text in line}
+            if self._folded:
+                lowered = line.lower()
+                ids.update(i for i, text in self._folded if text in lowered)
+            hits.append((start, end, frozenset(ids)))
+            pos = end + 1
+
+
+def _group_by_line(block: bytes, ends: list[tuple[int, int]]) -> list[LineHit]:
+    hits: list[LineHit] = []
+    line_start = line_end = -1
+    ids: set[int] = set()
+    for pos, pattern_id in ends:
+        if line_start <= pos < line_end:
+            ids.add(pattern_id)
+            continue
+        if ids:
+            hits.append((line_start, line_end, frozenset(ids)))
+        line_start = block.rfind(b"\n", 0, pos) + 1
+        line_end = block.find(b"\n", pos)
+        if line_end < 0:
+            line_end = len(block)
+        ids = {pattern_id}
+    if ids:
+        hits.append((line_start, line_end, frozenset(ids)))
+    return hits
+
+
+def available_engines() -> list[str]:
+    """Names of the engines this installation can run."""
+    return ["hyperscan", "python"] if hyperscan is not None else ["python"]
+
+
+def build_engine(keywords: list[Keyword], name: str = "auto") -> Engine:
+    """The fastest engine available, or the one named."""
+    if name == "auto":
+        name = "hyperscan" if hyperscan is not None else "python"
+    if name == "hyperscan":
+        if hyperscan is None:
+            raise RuntimeError("hyperscan is not installed")
+        return HyperscanEngine(keywords)
+    return PythonEngine(keywords)

@@ -1,0 +1,297 @@
+"""Assemble multi-line events from consecutive lines: Python tracebacks (chained causes and
+interleaved ranks included) and torchrun's ChildFailedError block; and parse the one-line
+events: worker exits reported by launchers, metrics dicts, progress bars."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import regex
+
+from forensics.lexer import Segment, segments
+from forensics.model import Attribution, ExceptionPart, Traceback, WorkerFailure
+
+TRACEBACK_START = "Traceback (most recent call last):"
+CHAIN_SEPARATORS = (
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+)
+IGNORED_MARK = "Exception ignored in"
+FAILURE_BLOCK_START = "Root Cause (first observed failure):"
+
+#: literal prefilters for the lexer's own line kinds (the catalog adds its keywords)
+EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "traceback": ("Traceback (most recent call last)",),
+    "failure-block": ("Failures:", FAILURE_BLOCK_START),
+    "worker-exit": ("exits with return code", "failed (exitcode", "ProcessFailure(",
+                    "returned non-zero exit status", "died with <Signals."),
+    "metrics": ("'epoch': ", "'train_runtime'", "'eval_loss'"),
+    "progress": ("it/s]", "s/it]"),
+    "completion": ("exits successfully", "Training completed", "Model successfully saved",
+                   "Saving model checkpoint to"),
+    "fact": ("NCCL version", "total capacity of", "nranks", "world_size", "World size",
+             "CUDA Version", "Num processes", "Number of processes"),
+}
+
+EXCEPTION_LINE = regex.compile(
+    r"^(?P<type>(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*)(?::[ \t]?(?P<message>.*))?$"
+)
+_FRAME = regex.compile(r'^\s+File "(?P<file>[^"]+)", line \d+')
+_PACKAGE = regex.compile(r"(?:site|dist)-packages/(?P<package>[A-Za-z_][\w]*)")
+_PYTHON = regex.compile(r"python(?P<version>3\.\d+)/(?:site|dist)-packages")
+_FIELD = regex.compile(r"^\s*(?P<key>time|host|rank|exitcode|error_file|traceback)\s*:\s?(?P<value>.*)$")
+_FAILURE_INDEX = regex.compile(r"^\s*\[(?P<index>\d+)\]:\s*$")
+_RANK_FIELD = regex.compile(r"(?P<rank>-?\d+)(?: \(local_rank: (?P<local>\d+)\))?")
+_EXITCODE_FIELD = regex.compile(r"(?P<code>-?\d+)(?: \(pid: (?P<pid>\d+)\))?")
+
+MAX_TRACEBACK_LINES = 3000
+MAX_IDLE_LINES = 60
+
+
+@dataclass
+class _OpenTraceback:
+    start_line: int
+    who: Attribution
+    ignored: bool
+    state: str = "frames"  # frames | message | gap | chained
+    parts: list[ExceptionPart] = field(default_factory=list)
+    packages: set[str] = field(default_factory=set)
+    python: str | None = None
+    last_line: int = 0
+    message_lines: int = 0
+
+
+class TracebackWalker:
+    """Follows the lines after a `Traceback (most recent call last):` header until every
+    traceback it opened (one per line prefix, so interleaved ranks stay apart) has ended."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.open: dict[str, _OpenTraceback] = {}
+        self.done: list[Traceback] = []
+        self.python_versions: set[str] = set()
+        self._idle = 0
+        self._seen = 0
+        self._previous_body: dict[str, str] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.open)
+
+    def feed(self, line_no: int, raw: str) -> bool:
+        """Take one physical line; returns whether the walker wants more lines."""
+        self._seen += 1
+        for segment in segments(raw):
+            self._feed_segment(line_no, segment)
+        if self._seen > MAX_TRACEBACK_LINES or self._idle > MAX_IDLE_LINES:
+            self.close_all()
+        return self.active
+
+    def _feed_segment(self, line_no: int, seg: Segment) -> None:
+        key = _prefix_key(seg)
+        body = seg.body
+        current = self.open.get(key)
+        stripped = body.strip()
+        if stripped.startswith(TRACEBACK_START) or stripped.endswith(TRACEBACK_START):
+            if current is not None and current.state == "chained":
+                current.state = "frames"
+            else:
+                if current is not None:
+                    self._close(key)
+                ignored = self._previous_body.get(key, "").startswith(IGNORED_MARK)
+                self.open[key] = _OpenTraceback(line_no, seg.who, ignored, last_line=line_no)
+            self._idle = 0
+            self._previous_body[key] = stripped
+            return
+        self._previous_body[key] = stripped
+        if current is None:
+            self._idle += 1
+            return
+        self._idle = 0
+        current.last_line = line_no
+        if current.state == "frames":
+            self._frames_line(current, key, line_no, body)
+        elif current.state in ("message", "gap"):
+            if stripped in CHAIN_SEPARATORS:
+                current.state = "chained"
+            elif not stripped:
+                current.state = "gap"
+            elif current.state == "gap" or current.message_lines >= 20:
+                self._close(key)
+            else:
+                current.message_lines += 1
+        elif current.state == "chained" and stripped:
+            self._close(key)
+
+    def _frames_line(self, current: _OpenTraceback, key: str, line_no: int, body: str) -> None:
+        if not body.strip():
+            return
+        if body[:1] in (" ", "\t"):
+            frame = _FRAME.match(body)
+            if frame is not None:
+                package = _PACKAGE.search(frame["file"])
+                if package is not None:
+                    current.packages.add(package["package"])
+                python = _PYTHON.search(frame["file"])
+                if python is not None:
+                    self.python_versions.add(python["version"])
+            return
+        if body.startswith(("[Previous line repeated", "...")):
+            return
+        found = EXCEPTION_LINE.match(body.rstrip())
+        if found is None:
+            # Not an exception line: the traceback was cut short.
+            self._close(key)
+            return
+        current.parts.append(ExceptionPart(found["type"], (found["message"] or "").strip(),
+                                           line_no))
+        current.state = "message"
+        current.message_lines = 0
+
+    def _close(self, key: str) -> None:
+        current = self.open.pop(key)
+        if current.ignored:
+            return
+        self.done.append(Traceback(
+            source=self.source, start_line=current.start_line, end_line=current.last_line,
+            key=key, who=current.who, parts=tuple(current.parts),
+            packages=tuple(sorted(current.packages)),
+        ))
+
+    def close_all(self) -> None:
+        """End every open traceback (at the end of the input or of the walk)."""
+        for key in list(self.open):
+            self._close(key)
+
+
+def _prefix_key(seg: Segment) -> str:
+    who = seg.who
+    if who.rank is not None:
+        return f"rank{who.rank}"
+    if who.local_rank is not None:
+        return f"local{who.local_rank}"
+    if who.pid is not None:
+        return f"pid{who.pid}"
+    return ""
+
+
+class FailureBlockWalker:
+    """Parses torchrun's ChildFailedError block: one WorkerFailure per `[N]:` entry."""
+
+    def __init__(self, source: str, line_no: int) -> None:
+        self.source = source
+        self.failures: list[WorkerFailure] = []
+        self._fields: dict[str, str] = {}
+        self._entry_line = line_no
+        self._in_root = False
+        self._lines = 0
+        self.active = True
+
+    def feed(self, line_no: int, raw: str) -> bool:
+        self._lines += 1
+        body = segments(raw)[-1].body.rstrip()
+        stripped = body.strip()
+        if stripped == FAILURE_BLOCK_START:
+            self._flush()
+            self._in_root = True
+        elif _FAILURE_INDEX.match(body):
+            self._flush()
+            self._entry_line = line_no
+        elif (found := _FIELD.match(body)) is not None:
+            self._fields.setdefault(found["key"], found["value"].strip())
+        elif stripped.startswith("===") or self._lines > 400:
+            self._flush()
+            self.active = False
+        return self.active
+
+    def _flush(self) -> None:
+        fields, self._fields = self._fields, {}
+        code = _EXITCODE_FIELD.match(fields.get("exitcode", ""))
+        if code is None:
+            return
+        rank = _RANK_FIELD.match(fields.get("rank", ""))
+        self.failures.append(WorkerFailure(
+            source=self.source, line=self._entry_line, exitcode=int(code["code"]),
+            rank=int(rank["rank"]) if rank else None,
+            local_rank=int(rank["local"]) if rank and rank["local"] else None,
+            host=fields.get("host") or None,
+            pid=int(code["pid"]) if code["pid"] else None,
+            time=fields.get("time") or None,
+            root_cause_block=self._in_root,
+        ))
+
+    def close(self) -> None:
+        self._flush()
+        self.active = False
+
+
+_WORKER_EXIT = (
+    regex.compile(r"failed \(exitcode: (?P<code>-?\d+)\) local_rank: (?P<local>\d+) "
+                  r"\(pid: (?P<pid>\d+)\)"),
+    regex.compile(r"(?:--local_rank=(?P<local>\d+).*)?exits with return code = (?P<code>-?\d+)"),
+    regex.compile(r"ProcessFailure\(local_rank=(?P<local>\d+), pid=(?P<pid>\d+), "
+                  r"exitcode=(?P<code>-?\d+)"),
+    regex.compile(r"returned non-zero exit status (?P<code>\d+)"),
+    regex.compile(r"died with <Signals\.\w+: (?P<signal>\d+)>"),
+)
+
+
+def worker_exit(source: str, line_no: int, seg: Segment) -> WorkerFailure | None:
+    """A launcher line that reports one worker's exit status, if this is one."""
+    for pattern in _WORKER_EXIT:
+        found = pattern.search(seg.body)
+        if found is None:
+            continue
+        groups = found.groupdict()
+        code = -int(groups["signal"]) if groups.get("signal") else int(groups["code"])
+        local = groups.get("local")
+        pid = groups.get("pid")
+        return WorkerFailure(source=source, line=line_no, exitcode=code,
+                             local_rank=int(local) if local else None,
+                             rank=seg.who.rank, host=seg.who.host,
+                             pid=int(pid) if pid else seg.who.pid, time=seg.who.time)
+    return None
+
+
+_METRIC_ITEM = regex.compile(
+    r"'(?P<key>[^'\n]{1,120})': (?:np\.\w+\()?'?(?P<value>[-+]?(?:\d[\d.]*(?:e[-+]?\d+)?|"
+    r"\.\d+(?:e[-+]?\d+)?|nan|inf|NaN|Infinity)|None)'?\)?(?=[,}])"
+)
+
+
+def parse_metrics(body: str) -> dict[str, float | None]:
+    """The numeric items of a trainer's printed metrics dict (4.x floats, 5.x quoted
+    strings, numpy reprs, nan/inf, None)."""
+    start = body.find("{'")
+    if start < 0:
+        return {}
+    values: dict[str, float | None] = {}
+    for item in _METRIC_ITEM.finditer(body, start):
+        raw = item["value"]
+        if raw == "None":
+            values[item["key"]] = None
+            continue
+        try:
+            values[item["key"]] = float(raw)
+        except ValueError:
+            continue
+    return values
+
+
+def is_nonfinite(value: float | None) -> bool:
+    return value is not None and not math.isfinite(value)
+
+
+_PROGRESS = regex.compile(r"(?:^|\r|\s)(?P<desc>[^|\r]{0,60}?)\s*\d+%\|[^|\r]*\|\s*"
+                          r"(?P<n>\d+)/(?P<total>\d+) \[")
+
+
+def last_progress(raw: str) -> tuple[str, int, int] | None:
+    """The last progress-bar state on a line: (description, n, total)."""
+    found = None
+    for found in _PROGRESS.finditer(raw):
+        pass
+    if found is None:
+        return None
+    return found["desc"].strip(), int(found["n"]), int(found["total"])

@@ -1,0 +1,132 @@
+"""Turn one raw log line into clean segments: ANSI codes removed, `\\r` redraws and glued
+progress bars split off, and launcher/logger prefixes parsed into an `Attribution`.
+
+The scanner calls this only for the few lines its automaton flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import regex
+
+from forensics.model import NO_ATTRIBUTION, Attribution
+
+ANSI = regex.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+# A tqdm bar at the start of a segment, with text glued after it.
+PROGRESS_BAR = regex.compile(
+    r"^[^|\r\n]{0,120}?\d+%\|[^|\n]{0,200}\|\s*[\d.,]+[kMG]?/[\d.,?]+[kMG]?\s*\[[^\]\n]{0,80}\]"
+)
+
+# Each prefix rule is anchored at the start of what is left and consumes one trailing space.
+# Named groups feed the Attribution: rank, local_rank, host, pid, time.
+_PREFIX_RULES = [
+    # Ray / vLLM actor output: "(RayWorkerWrapper pid=92234, ip=172.19.24.110) "
+    r"\((?:\w+ )?pid=(?P<pid>\d+)(?:, ip=(?P<host>[\w.:-]+))?\) ",
+    # torch excepthook / glog: "[rank3]: " or "[rank3]:"
+    r"\[rank(?P<rank>\d+)\]: ?",
+    # torchrun --tee: "[default3]:"
+    r"\[(?:default|trainer|worker)(?P<local_rank>\d+)\]: ?",
+    # log-line-prefix template "[3]:"
+    r"\[(?P<rank>\d+)\]: ?(?=\S)",
+    # axolotl / logging: "[2024-01-19 08:19:49,149] "
+    r"\[(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?)\] ",
+    # kernel uptime "[74889.644138] "
+    r"\[\s*\d+\.\d+\] ",
+    # bare clock "[11:41:59.064379] "
+    r"\[(?P<time>\d\d:\d\d:\d\d(?:\.\d+)?)\] ",
+    # ISO / logging timestamp at line start, optional " | LEVEL | where - "
+    r"(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?(?:Z|[+-]\d\d:?\d\d)?) "
+    r"(?:\|\s*\w+\s*\|\s*\S+ - |- \w+ - (?:[\w.]+ - )?)?",
+    # "04/01/2024 19:13:45 - WARNING - __main__ - "
+    r"(?P<time>\d\d/\d\d/\d{4} \d\d:\d\d:\d\d) - \w+ - [\w.]+ - ",
+    # glog: "E0301 12:41:09.004000 4000 torch/x.py:869] " and "[E1218 20:27:21.42 File.cpp:629] "
+    r"\[?[VIWEF](?P<time>\d{4} \d\d:\d\d:\d\d(?:\.\d+)?) (?:(?P<pid>\d+) )?[\w./-]+:\d+\] ",
+    r"\[[VIWEF] [\w./-]+:\d+\] ",
+    # NCCL: "node-1:185:1027 [7] "
+    r"(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[\d+\] ",
+    # HF detail: "[WARNING|logging.py:329] 2024-04-01 19:13:46,400 >> "
+    r"\[\w+\|[\w.]+:\d+\] [\d-]+ [\d:,]+ >> ",
+    # level, logger location, PID and RANK fields of axolotl / DeepSpeed
+    r"\[(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\] ",
+    r"\[[\w.]+(?::\d+)?(?::\w+)?\] (?=\[|\S)",
+    r"\[PID:(?P<pid>\d+)\] ",
+    r"\[RANK:(?P<local_rank>\d+)\] ",
+    r"\[Rank (?P<rank>-?\d+)\] ",
+    # any other short bracketed tag before the text, e.g. a run id
+    r"\[[^\]\s][^\]]{0,78}\] (?=\S)",
+]
+PREFIX = regex.compile("|".join(f"(?:{rule})" for rule in _PREFIX_RULES))
+_GROUPS = ("rank", "local_rank", "host", "pid", "time")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One logical line: the cleaned text and the message body after its prefixes."""
+
+    text: str
+    body: str
+    who: Attribution
+
+
+def clean(raw: str) -> str:
+    """Remove ANSI colour codes and trailing line breaks."""
+    if "\x1b" in raw:
+        raw = ANSI.sub("", raw)
+    return raw.rstrip("\r\n")
+
+
+def segments(raw_line: str) -> list[Segment]:
+    """Split a physical line into logical lines and parse each one's prefixes."""
+    line = clean(raw_line)
+    parts = line.split("\r") if "\r" in line else [line]
+    out: list[Segment] = []
+    for part in parts:
+        if "%|" in part:
+            part = _drop_progress_bars(part)
+        if not part.strip() and len(parts) > 1:
+            continue
+        out.append(parse_prefixes(part))
+    return out or [parse_prefixes("")]
+
+
+def _drop_progress_bars(part: str) -> str:
+    while True:
+        bar = PROGRESS_BAR.match(part)
+        if bar is None or bar.end() >= len(part):
+            return part
+        part = part[bar.end():]
+
+
+def parse_prefixes(text: str) -> Segment:
+    """Strip the known prefixes at the start of `text` and collect what they say."""
+    fields: dict[str, str] = {}
+    pos = 0
+    while True:
+        match = PREFIX.match(text, pos)
+        if match is None or match.end() == pos:
+            break
+        for name in _GROUPS:
+            value = match.group(name)
+            if value is not None and name not in fields:
+                fields[name] = value
+        pos = match.end()
+    body = text[pos:] if pos < len(text) else text
+    if not fields:
+        return Segment(text, body, NO_ATTRIBUTION)
+    return Segment(text, body, _attribution(fields))
+
+
+def _attribution(fields: dict[str, str]) -> Attribution:
+    def number(key: str) -> int | None:
+        value = fields.get(key)
+        return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+    rank = number("rank")
+    return Attribution(
+        rank=rank if rank is None or rank >= 0 else None,
+        local_rank=number("local_rank"),
+        host=fields.get("host"),
+        pid=number("pid"),
+        time=fields.get("time"),
+    )

@@ -1,0 +1,99 @@
+"""Turn flagged lines into findings: run each candidate signature's regexes (with named
+captures) on the lines its keywords hit, then group the hits per signature."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from forensics.catalog import Catalog, Signature
+from forensics.model import Evidence, Finding, Token, Traceback
+
+MAX_EVIDENCE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One line that matched one signature."""
+
+    signature: Signature
+    token: Token
+    order: int
+    captures: tuple[tuple[str, str], ...]
+
+
+def match_tokens(tokens: Iterable[Token], catalog: Catalog,
+                 source_order: dict[str, int] | None = None) -> list[Hit]:
+    """Every (line, signature) pair whose keyword and regex both match."""
+    by_id = {s.id: s for s in catalog.signatures}
+    source_order = source_order or {}
+    hits: list[Hit] = []
+    for token in tokens:
+        order = source_order.get(token.source, 0) * 10**12 + token.line
+        for signature_id in sorted(token.keyword_hits):
+            signature = by_id.get(signature_id)
+            if signature is None:
+                continue
+            found = signature.search(token.text, token.body)
+            if found is None:
+                continue
+            captures = tuple((k, v) for k, v in found.groupdict().items() if v is not None)
+            hits.append(Hit(signature, token, order, captures))
+    return hits
+
+
+def absorb_generic(hits: list[Hit], tracebacks: Iterable[Traceback]) -> list[Hit]:
+    """Drop hits of generic signatures (e.g. `python-exception`) on a line, or inside a
+    traceback, that a specific signature already explains."""
+    specific_lines = {(h.token.source, h.token.line) for h in hits if not h.signature.generic}
+    if not specific_lines:
+        return hits
+    explained_spans = [
+        (tb.source, tb.start_line, tb.end_line) for tb in tracebacks
+        if any(src == tb.source and tb.start_line <= line <= tb.end_line
+               for src, line in specific_lines)
+    ]
+
+    def explained(hit: Hit) -> bool:
+        where = (hit.token.source, hit.token.line)
+        if where in specific_lines:
+            return True
+        return any(src == where[0] and start <= where[1] <= end
+                   for src, start, end in explained_spans)
+
+    return [h for h in hits if not h.signature.generic or not explained(h)]
+
+
+def group_findings(hits: list[Hit]) -> list[Finding]:
+    """One finding per signature, in the order of each signature's first hit."""
+    grouped: dict[str, list[Hit]] = defaultdict(list)
+    for hit in sorted(hits, key=lambda h: h.order):
+        grouped[hit.signature.id].append(hit)
+    findings = []
+    for group in grouped.values():
+        first = group[0]
+        signature = first.signature
+        ranks = sorted({h.token.who.rank for h in group if h.token.who.rank is not None})
+        hosts = sorted({h.token.who.host for h in group if h.token.who.host})
+        evidence: list[Evidence] = []
+        seen_text: set[str] = set()
+        for hit in group:
+            if hit.token.body in seen_text:
+                continue
+            seen_text.add(hit.token.body)
+            evidence.append(_evidence(hit.token))
+            if len(evidence) >= MAX_EVIDENCE:
+                break
+        findings.append(Finding(
+            signature=signature.id, title=signature.title, category=signature.category,
+            severity=signature.severity, count=len({(h.token.source, h.token.line) for h in group}),
+            ranks=tuple(ranks), hosts=tuple(hosts), first=evidence[0],
+            evidence=tuple(evidence), captures=first.captures, who=first.token.who,
+        ))
+    return findings
+
+
+def _evidence(token: Token) -> Evidence:
+    return Evidence(token.source, token.line, token.text, token.context_before,
+                    token.context_after)

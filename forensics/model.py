@@ -1,0 +1,184 @@
+"""The frozen dataclasses that pass between the pipeline's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who printed a line, as far as its prefixes say."""
+
+    rank: int | None = None
+    local_rank: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    time: str | None = None
+
+
+NO_ATTRIBUTION = Attribution()
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One log line that the scanner flagged, with its prefixes parsed."""
+
+    source: str
+    line: int
+    text: str
+    body: str
+    kinds: frozenset[str]
+    keyword_hits: frozenset[int]
+    who: Attribution = NO_ATTRIBUTION
+    context_before: tuple[str, ...] = ()
+    context_after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionPart:
+    """One exception of a traceback chain."""
+
+    exception_type: str
+    message: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Traceback:
+    """A whole Python traceback, with its chained causes in print order."""
+
+    source: str
+    start_line: int
+    end_line: int
+    key: str
+    who: Attribution
+    parts: tuple[ExceptionPart, ...]
+    packages: tuple[str, ...] = ()
+
+    @property
+    def final(self) -> ExceptionPart | None:
+        """The exception that propagated (the last one printed)."""
+        return self.parts[-1] if self.parts else None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFailure:
+    """A launcher's report that one worker process failed (torchrun block, DeepSpeed)."""
+
+    source: str
+    line: int
+    exitcode: int
+    rank: int | None = None
+    local_rank: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    time: str | None = None
+    root_cause_block: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsRecord:
+    """One metrics dict printed by a trainer."""
+
+    source: str
+    line: int
+    values: tuple[tuple[str, float | None], ...]
+    kind: str  # train | eval | summary
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A quoted log line with where it was seen."""
+
+    source: str
+    line: int
+    text: str
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "line": self.line, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """All lines that matched one signature."""
+
+    signature: str
+    title: str
+    category: str
+    severity: str
+    count: int
+    ranks: tuple[int, ...]
+    hosts: tuple[str, ...]
+    first: Evidence
+    evidence: tuple[Evidence, ...]
+    captures: tuple[tuple[str, str], ...] = ()
+    who: Attribution = NO_ATTRIBUTION
+    exception_type: str | None = None
+    role: str = "context"
+
+    @property
+    def capture_dict(self) -> dict[str, str]:
+        return dict(self.captures)
+
+
+@dataclass(frozen=True, slots=True)
+class RootCause:
+    """The diagnosed originating failure."""
+
+    finding: Finding
+    confidence: float
+    cause: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineSummary:
+    """How far the run got, from its metrics and progress bars."""
+
+    steps_logged: int = 0
+    last_step: int | None = None
+    max_steps: int | None = None
+    last_metrics: tuple[tuple[str, float | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """One input that was read, and what went wrong reading it."""
+
+    name: str
+    bytes_read: int
+    lines: int
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything `forensics analyze` found about one job."""
+
+    verdict: str
+    root_cause: RootCause | None
+    findings: tuple[Finding, ...]
+    fixes: tuple[str, ...]
+    timeline: TimelineSummary
+    environment: tuple[tuple[str, str], ...]
+    tail: tuple[Evidence, ...]
+    sources: tuple[SourceInfo, ...]
+    tracebacks: tuple[Traceback, ...] = ()
+    worker_failures: tuple[WorkerFailure, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def failed(self) -> bool:
+        return self.root_cause is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned JSON report (DESIGN.md's contract)."""
+        from forensics.report.json import analysis_to_dict
+
+        return analysis_to_dict(self)

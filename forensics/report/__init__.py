@@ -1,0 +1,1 @@
+"""Renderers of one `Analysis`: Markdown, JSON and the rich terminal view."""

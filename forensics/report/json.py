@@ -1,0 +1,67 @@
+"""The versioned JSON report."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from forensics.model import SCHEMA_VERSION, Analysis, Finding
+
+
+def analysis_to_dict(analysis: Analysis) -> dict[str, Any]:
+    """The JSON contract of DESIGN.md as plain Python data."""
+    root = analysis.root_cause
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "verdict": analysis.verdict,
+        "root_cause": None if root is None else {
+            "signature": root.finding.signature,
+            "title": root.finding.title,
+            "category": root.finding.category,
+            "confidence": root.confidence,
+            "exception_type": root.finding.exception_type,
+            "rank": root.finding.who.rank if root.finding.who.rank is not None
+            else (root.finding.ranks[0] if len(root.finding.ranks) == 1 else None),
+            "host": root.finding.who.host,
+            "time": root.finding.who.time,
+            "step": analysis.timeline.last_step,
+            "captures": dict(root.finding.captures),
+            "reasons": list(root.reasons),
+            "evidence": [e.to_dict() for e in root.finding.evidence],
+        },
+        "findings": [_finding(f) for f in analysis.findings],
+        "anomalies": [],
+        "timeline": {
+            "steps_logged": analysis.timeline.steps_logged,
+            "last_step": analysis.timeline.last_step,
+            "max_steps": analysis.timeline.max_steps,
+        },
+        "fixes": list(analysis.fixes),
+        "environment": dict(analysis.environment),
+        "sources": [
+            {"name": s.name, "bytes": s.bytes_read, "lines": s.lines,
+             "problems": list(s.problems), "notes": list(s.notes)}
+            for s in analysis.sources
+        ],
+    }
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    return {
+        "signature": finding.signature,
+        "title": finding.title,
+        "category": finding.category,
+        "severity": finding.severity,
+        "role": finding.role,
+        "count": finding.count,
+        "ranks": list(finding.ranks),
+        "hosts": list(finding.hosts),
+        "exception_type": finding.exception_type,
+        "captures": dict(finding.captures),
+        "first": finding.first.to_dict(),
+    }
+
+
+def render_json(analysis: Analysis) -> str:
+    """The report as indented JSON text."""
+    return json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,165 @@
+"""The Markdown report, made to be pasted into a GitHub issue."""
+
+from __future__ import annotations
+
+from forensics import __version__
+from forensics.model import Analysis, Evidence, Finding, RootCause
+
+MAX_CHARS = 60_000
+CUT_NOTE = "\n\n*(report cut at {limit:,} characters; run `forensics analyze --format json` " \
+           "for everything)*\n"
+TAIL_IN_REPORT = 30
+_HEADLINES = {
+    "failed": "run failed",
+    "completed": "run completed, no failure found",
+    "interrupted": "run stopped early without an error",
+    "unknown": "no failure found",
+}
+
+
+def render_markdown(analysis: Analysis, max_chars: int = MAX_CHARS) -> str:
+    """The whole report; never longer than `max_chars` (cut with a visible note)."""
+    sections = [_verdict(analysis)]
+    if analysis.root_cause is not None:
+        sections.append(_root_cause(analysis.root_cause))
+    others = [f for f in analysis.findings if f.role != "root"]
+    if others:
+        sections.append(_other_findings(others))
+    if analysis.fixes:
+        sections.append("### What to change\n\n" + "\n".join(f"- {fix}" for fix in analysis.fixes))
+    timeline = _timeline(analysis)
+    if timeline:
+        sections.append(timeline)
+    if analysis.environment:
+        rows = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in analysis.environment)
+        sections.append("### Environment (from the log)\n\n| | |\n|---|---|\n" + rows)
+    problems = [p for s in analysis.sources for p in (*s.problems, *s.notes)]
+    if problems:
+        sections.append("### Input problems\n\n" + "\n".join(f"- {p}" for p in problems))
+    footer = (f"<sub>forensics {__version__} · "
+              f"{sum(s.lines for s in analysis.sources):,} lines read from "
+              f"{sum(1 for s in analysis.sources if s.name != '<inputs>')} file(s)</sub>")
+    head = "\n\n".join(sections)
+    tail = _tail(analysis.tail)
+    text = "\n\n".join(part for part in (head, tail, footer) if part) + "\n"
+    if len(text) <= max_chars:
+        return text
+    text = head + "\n\n" + footer + "\n"
+    if len(text) <= max_chars:
+        return text
+    note = CUT_NOTE.format(limit=max_chars)
+    return text[: max_chars - len(note)] + note
+
+
+def _verdict(analysis: Analysis) -> str:
+    root = analysis.root_cause
+    if root is None:
+        line = f"## forensics: {_HEADLINES[analysis.verdict]}"
+        detail = "No known failure signature and no uncaught exception were found."
+        if analysis.verdict == "completed":
+            detail = "The trainer printed its completion summary; no failure was found."
+        return f"{line}\n\n**Verdict: {analysis.verdict}.** {detail}"
+    finding = root.finding
+    return (f"## forensics: {_HEADLINES['failed']}: {finding.title} (`{finding.signature}`)\n\n"
+            f"**Verdict: failed.** Root cause `{finding.signature}` ({finding.category}), "
+            f"confidence {root.confidence:.2f}.")
+
+
+def _where(finding: Finding) -> str:
+    first = finding.first
+    parts = [f"`{first.source}:{first.line}`"]
+    who = finding.who
+    rank = who.rank if who.rank is not None else (
+        finding.ranks[0] if len(finding.ranks) == 1 else None)
+    if rank is not None:
+        parts.append(f"rank {rank}")
+    elif who.local_rank is not None:
+        parts.append(f"local rank {who.local_rank}")
+    if who.host:
+        parts.append(f"host {who.host}")
+    if who.pid is not None:
+        parts.append(f"pid {who.pid}")
+    if who.time:
+        parts.append(who.time)
+    return ", ".join(parts)
+
+
+def _root_cause(root: RootCause) -> str:
+    finding = root.finding
+    lines = [f"### Root cause: {finding.title}", "",
+             f"Seen at {_where(finding)}" + (f"; {finding.count} matching lines" if finding.count > 1
+                                            else "") + "."]
+    if finding.exception_type:
+        lines.append(f"Exception: `{finding.exception_type}`.")
+    if finding.captures:
+        lines.append("Details: " + ", ".join(f"{k} = `{v}`" for k, v in finding.captures) + ".")
+    lines += ["", root.cause, "", "Why this is the root cause:"]
+    lines += [f"- {reason}" for reason in root.reasons]
+    lines += ["", _evidence_block(finding.evidence[0])]
+    if len(finding.evidence) > 1:
+        more = "\n".join(f"{e.source}:{e.line}: {e.text}" for e in finding.evidence[1:])
+        lines += ["", "Also seen:", "", _fenced(more)]
+    return "\n".join(lines)
+
+
+def _evidence_block(evidence: Evidence) -> str:
+    width = len(str(evidence.line + len(evidence.after)))
+    first = evidence.line - len(evidence.before)
+    rows = [f"  {first + i:>{width}} | {text}" for i, text in enumerate(evidence.before)]
+    rows.append(f"> {evidence.line:>{width}} | {evidence.text}")
+    rows += [f"  {evidence.line + 1 + i:>{width}} | {text}" for i, text in enumerate(evidence.after)]
+    return f"`{evidence.source}`:\n\n" + _fenced("\n".join(rows))
+
+
+def _other_findings(findings: list[Finding]) -> str:
+    rows = ["| role | signature | what | lines | ranks | first seen |", "|---|---|---|---|---|---|"]
+    for f in findings:
+        ranks = ", ".join(str(r) for r in f.ranks[:8]) + (" …" if len(f.ranks) > 8 else "")
+        rows.append(f"| {f.role} | `{f.signature}` | {_cell(f.title)} | {f.count} | {ranks or '-'} "
+                    f"| `{f.first.source}:{f.first.line}` |")
+    return "### Also found\n\n" + "\n".join(rows)
+
+
+def _timeline(analysis: Analysis) -> str:
+    timeline = analysis.timeline
+    if not timeline.steps_logged and timeline.last_step is None:
+        return ""
+    facts = [f"{timeline.steps_logged} metrics records logged"]
+    if timeline.last_step is not None:
+        progress = f"last progress step {timeline.last_step}"
+        if timeline.max_steps:
+            percent = 100 * timeline.last_step / timeline.max_steps
+            progress += f" of {timeline.max_steps} ({percent:.0f}%)"
+        facts.append(progress)
+    text = "### Timeline\n\n" + "; ".join(facts) + "."
+    if timeline.last_metrics:
+        values = ", ".join(f"{k} = {_number(v)}" for k, v in timeline.last_metrics)
+        text += f"\n\nLast metrics: {values}."
+    return text
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "None"
+    return f"{value:.6g}"
+
+
+def _tail(tail: tuple[Evidence, ...]) -> str:
+    if not tail:
+        return ""
+    shown = tail[-TAIL_IN_REPORT:]
+    width = len(str(shown[-1].line))
+    body = "\n".join(f"{e.line:>{width}} | {e.text}" for e in shown)
+    return (f"<details><summary>Last {len(shown)} lines of <code>{shown[-1].source}</code>"
+            f"</summary>\n\n{_fenced(body)}\n\n</details>")
+
+
+def _fenced(text: str) -> str:
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,77 @@
+"""The rich terminal view. Log text is always printed as plain Text: rich would read
+`[rank0]` or `[c10d]` as markup and drop them."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from forensics.model import Analysis, Evidence
+
+_STYLE = {"failed": "bold red", "completed": "bold green", "interrupted": "bold yellow",
+          "unknown": "bold"}
+
+
+def render_terminal(analysis: Analysis, console: Console) -> None:
+    """Print the analysis to a terminal."""
+    root = analysis.root_cause
+    headline = Text(f"verdict: {analysis.verdict}", style=_STYLE[analysis.verdict])
+    if root is not None:
+        finding = root.finding
+        headline.append(f"  {finding.title} ", style="bold")
+        headline.append(f"({finding.signature}, confidence {root.confidence:.2f})")
+    console.print(headline)
+    if root is not None:
+        finding = root.finding
+        where = f"{finding.first.source}:{finding.first.line}"
+        if finding.who.rank is not None:
+            where += f"  rank {finding.who.rank}"
+        if finding.who.host:
+            where += f"  host {finding.who.host}"
+        body = [Text(where, style="cyan")]
+        if finding.exception_type:
+            body.append(Text(f"exception: {finding.exception_type}"))
+        body.append(Text(root.cause))
+        body += [Text(f"• {reason}") for reason in root.reasons]
+        body.append(_evidence(finding.evidence[0]))
+        console.print(Panel(Group(*body), title="root cause", title_align="left",
+                            border_style="red"))
+    others = [f for f in analysis.findings if f.role != "root"]
+    if others:
+        table = Table(title="also found", title_justify="left", show_edge=False)
+        for column in ("role", "signature", "lines", "ranks", "first seen"):
+            table.add_column(column)
+        for f in others:
+            table.add_row(f.role, f.signature, str(f.count),
+                          ", ".join(str(r) for r in f.ranks[:8]) or "-",
+                          Text(f"{f.first.source}:{f.first.line}"))
+        console.print(table)
+    if analysis.fixes:
+        console.print(Text("what to change", style="bold"))
+        for fix in analysis.fixes:
+            console.print(Text(f"  • {fix}"))
+    timeline = analysis.timeline
+    if timeline.steps_logged or timeline.last_step is not None:
+        progress = f"{timeline.steps_logged} metrics records"
+        if timeline.last_step is not None:
+            progress += f", last step {timeline.last_step}"
+            if timeline.max_steps:
+                progress += f" of {timeline.max_steps}"
+        console.print(Text(f"timeline: {progress}", style="dim"))
+    for source in analysis.sources:
+        for problem in (*source.problems, *source.notes):
+            console.print(Text(f"note: {problem}", style="yellow"))
+
+
+def _evidence(evidence: Evidence) -> Text:
+    text = Text()
+    first = evidence.line - len(evidence.before)
+    for i, line in enumerate(evidence.before):
+        text.append(f"{first + i:>7} | {line}\n", style="dim")
+    text.append(f"{evidence.line:>7} > {evidence.text}\n", style="bold")
+    for i, line in enumerate(evidence.after):
+        text.append(f"{evidence.line + 1 + i:>7} | {line}\n", style="dim")
+    text.rstrip()
+    return text

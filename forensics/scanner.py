@@ -1,0 +1,274 @@
+"""The streaming pass over one source: the engine flags lines, the lexer cleans them, and
+the event walkers assemble what spans several lines. Only flagged lines reach Python."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from forensics.catalog import Catalog
+from forensics.engine import Engine, Keyword, build_engine
+from forensics.events import (
+    EVENT_KEYWORDS,
+    FailureBlockWalker,
+    TracebackWalker,
+    is_nonfinite,
+    last_progress,
+    parse_metrics,
+    worker_exit,
+)
+from forensics.lexer import segments
+from forensics.model import Evidence, MetricsRecord, SourceInfo, Token, Traceback, WorkerFailure
+from forensics.sources import TAIL_BYTES, ReadReport, Source, read_blocks
+
+TAIL_LINES = 40
+CONTEXT_LINES = 3
+RECENT_METRICS = 64
+MAX_TOKENS = 20000
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """The compiled keyword table: which keyword ids belong to which signature or line kind."""
+
+    engine: Engine
+    keyword_signatures: tuple[frozenset[str], ...]
+    keyword_kinds: tuple[frozenset[str], ...]
+
+
+def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
+    """Compile every catalog keyword and every lexer keyword into one engine."""
+    owners: dict[tuple[str, bool], tuple[set[str], set[str]]] = {}
+    for signature in catalog.signatures:
+        for keyword in signature.keywords:
+            owners.setdefault((keyword, signature.ignore_case), (set(), set()))[0].add(signature.id)
+    for kind, keywords in EVENT_KEYWORDS.items():
+        for keyword in keywords:
+            owners.setdefault((keyword, False), (set(), set()))[1].add(kind)
+    table = sorted(owners.items())
+    keywords = [Keyword(text.encode("utf-8"), caseless) for (text, caseless), _ in table]
+    return ScanPlan(
+        engine=build_engine(keywords, engine),
+        keyword_signatures=tuple(frozenset(sigs) for _, (sigs, _) in table),
+        keyword_kinds=tuple(frozenset(kinds) for _, (_, kinds) in table),
+    )
+
+
+@dataclass
+class MetricsSummary:
+    """A bounded summary of the metrics dicts seen (the full series is the timeline's job)."""
+
+    train_records: int = 0
+    eval_records: int = 0
+    recent: deque[MetricsRecord] = field(default_factory=lambda: deque(maxlen=RECENT_METRICS))
+    first_nonfinite: MetricsRecord | None = None
+    summary: MetricsRecord | None = None
+
+    def add(self, record: MetricsRecord) -> None:
+        if record.kind == "summary":
+            self.summary = record
+            return
+        if record.kind == "eval":
+            self.eval_records += 1
+        else:
+            self.train_records += 1
+        self.recent.append(record)
+        if self.first_nonfinite is None and any(is_nonfinite(v) for _, v in record.values):
+            self.first_nonfinite = record
+
+
+@dataclass
+class SourceScan:
+    """What one source yielded."""
+
+    info: SourceInfo
+    tokens: list[Token]
+    tracebacks: list[Traceback]
+    worker_failures: list[WorkerFailure]
+    metrics: MetricsSummary
+    progress: dict[int, tuple[int, int]]
+    completion_lines: list[Evidence]
+    tail: list[Evidence]
+    python_versions: set[str]
+
+
+class _SourceScanner:
+    def __init__(self, source: Source, plan: ScanPlan) -> None:
+        self.source = source
+        self.plan = plan
+        self.tokens: list[Token] = []
+        self.failures: list[WorkerFailure] = []
+        self.metrics = MetricsSummary()
+        self.progress: dict[int, tuple[int, int]] = {}  # total -> (last n, times seen)
+        self.completion: list[Evidence] = []
+        self.tracebacks = TracebackWalker(source.name)
+        self.block_walker: FailureBlockWalker | None = None
+        self.dropped_tokens = 0
+        self.replaced = 0
+
+    def scan_block(self, block: bytes, first_line: int) -> None:
+        walked_until = 0
+        if self.tracebacks.active or self.block_walker is not None:
+            walked_until = self._continue_walk(block, 0, first_line)
+        line_no = first_line
+        counted_to = 0
+        for start, end, ids in self.plan.engine.scan(block):
+            line_no += block.count(b"\n", counted_to, start)
+            counted_to = start
+            kinds: set[str] = set()
+            signatures: set[str] = set()
+            for keyword_id in ids:
+                kinds.update(self.plan.keyword_kinds[keyword_id])
+                signatures.update(self.plan.keyword_signatures[keyword_id])
+            raw = block[start:end].decode("utf-8", "replace")
+            if "\ufffd" in raw:
+                self.replaced += 1
+            if kinds & {"traceback", "failure-block"} and start >= walked_until:
+                walked_until = self._start_walk(block, start, line_no, kinds)
+            self._line(block, start, end, line_no, raw, kinds, signatures)
+
+    def _start_walk(self, block: bytes, start: int, line_no: int, kinds: set[str]) -> int:
+        if "failure-block" in kinds and self.block_walker is None:
+            self.block_walker = FailureBlockWalker(self.source.name, line_no)
+        return self._continue_walk(block, start, line_no)
+
+    def _continue_walk(self, block: bytes, pos: int, line_no: int) -> int:
+        """Feed lines from `pos` to the active walkers; returns where they stopped."""
+        while pos < len(block):
+            end = block.find(b"\n", pos)
+            end = len(block) if end < 0 else end
+            raw = block[pos:end].decode("utf-8", "replace")
+            wants = self.tracebacks.feed(line_no, raw)
+            if self.block_walker is not None and not self.block_walker.feed(line_no, raw):
+                self.failures.extend(self.block_walker.failures)
+                self.block_walker = None
+            pos = end + 1
+            line_no += 1
+            if not wants and self.block_walker is None:
+                break
+        return pos
+
+    def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
+              kinds: set[str], signatures: set[str]) -> None:
+        if "progress" in kinds:
+            self._progress(raw)
+        for seg in segments(raw):
+            if "metrics" in kinds and "{'" in seg.body:
+                self._metrics(line_no, seg.body)
+            if "worker-exit" in kinds:
+                failure = worker_exit(self.source.name, line_no, seg)
+                if failure is not None:
+                    self.failures.append(failure)
+            if "completion" in kinds:
+                self.completion.append(Evidence(self.source.name, line_no, seg.text))
+            interesting = kinds & {"fact", "traceback"}
+            if not signatures and not interesting:
+                continue
+            if len(self.tokens) >= MAX_TOKENS:
+                self.dropped_tokens += 1
+                continue
+            before, after = (_context(block, start, end) if signatures else ((), ()))
+            self.tokens.append(Token(
+                source=self.source.name, line=line_no, text=seg.text, body=seg.body,
+                kinds=frozenset(kinds), keyword_hits=frozenset(signatures), who=seg.who,
+                context_before=before, context_after=after,
+            ))
+
+    def _progress(self, raw: str) -> None:
+        found = last_progress(raw)
+        if found is None:
+            return
+        description, n, total = found
+        if description:  # the trainer's own bar has no description
+            return
+        _, seen = self.progress.get(total, (0, 0))
+        self.progress[total] = (n, seen + 1)
+
+    def _metrics(self, line_no: int, body: str) -> None:
+        values = parse_metrics(body)
+        if not values:
+            return
+        if "train_runtime" in values or "train_loss" in values:
+            kind = "summary"
+        elif any(key.startswith("eval_") for key in values):
+            kind = "eval"
+        else:
+            kind = "train"
+        self.metrics.add(MetricsRecord(self.source.name, line_no, tuple(values.items()), kind))
+
+
+def _context(block: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    before_start = start
+    for _ in range(CONTEXT_LINES):
+        if before_start <= 0:
+            break
+        before_start = block.rfind(b"\n", 0, before_start - 1) + 1
+    after_end = end
+    for _ in range(CONTEXT_LINES):
+        if after_end >= len(block):
+            break
+        nxt = block.find(b"\n", after_end + 1)
+        after_end = len(block) if nxt < 0 else nxt
+    before = block[before_start:start].decode("utf-8", "replace").splitlines()
+    after = block[end + 1:after_end].decode("utf-8", "replace").splitlines() if end < len(block) else []
+    return (tuple(_short(segments(b)[-1].text) for b in before),
+            tuple(_short(segments(a)[-1].text) for a in after))
+
+
+def _short(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
+    """Stream one source through the engine and the event walkers."""
+    report = ReadReport()
+    scanner = _SourceScanner(source, plan)
+    lines = 0
+    tail = b""
+    ends_with_newline = True
+    for block in read_blocks(source, report):
+        scanner.scan_block(block, lines + 1)
+        lines += block.count(b"\n")
+        ends_with_newline = block.endswith(b"\n")
+        tail = (tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES else block[-TAIL_BYTES:]
+    scanner.tracebacks.close_all()
+    if scanner.block_walker is not None:
+        scanner.block_walker.close()
+        scanner.failures.extend(scanner.block_walker.failures)
+    if not ends_with_newline:
+        lines += 1
+    problems = list(report.problems)
+    if report.bytes_read == 0 and not problems:
+        problems.append(f"{source.name}: empty file")
+    if report.long_lines:
+        problems.append(f"{source.name}: a line longer than 16 MiB was scanned in pieces")
+    notes = []
+    if scanner.replaced:
+        notes.append(f"{source.name}: {scanner.replaced} flagged line(s) held invalid UTF-8 "
+                     "(replaced with U+FFFD)")
+    if scanner.dropped_tokens:
+        notes.append(f"{source.name}: {scanner.dropped_tokens} further flagged lines were not kept")
+    return SourceScan(
+        info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems), tuple(notes)),
+        tokens=scanner.tokens,
+        tracebacks=scanner.tracebacks.done,
+        worker_failures=scanner.failures,
+        metrics=scanner.metrics,
+        progress=scanner.progress,
+        completion_lines=scanner.completion,
+        tail=_tail(source.name, tail, lines),
+        python_versions=scanner.tracebacks.python_versions,
+    )
+
+
+def _tail(source: str, data: bytes, total_lines: int) -> list[Evidence]:
+    text = data.decode("utf-8", "replace").split("\n")
+    if text and text[-1] == "":
+        text.pop()
+    text = text[-TAIL_LINES:]
+    first = total_lines - len(text) + 1
+    out = []
+    for offset, raw in enumerate(text):
+        segs = segments(raw)
+        out.append(Evidence(source, first + offset, _short(segs[-1].text, 600)))
+    return out

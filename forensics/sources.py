@@ -1,0 +1,220 @@
+"""Find a job's log files, open them (compressed or not, or stdin) and stream their bytes.
+
+This is the only module that reads files. Blocks end at a newline, so no line is split
+between blocks, except a line longer than the block size, which is cut into pieces.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from forensics.errors import InputError
+
+BLOCK_SIZE = 16 * 1024 * 1024
+TAIL_BYTES = 64 * 1024
+SNIFF_BYTES = 8192
+
+LOG_SUFFIXES = (".log", ".out", ".err", ".txt")
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+LOG_NAMES = ("debug.log", "output.log")
+
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input: a file path, bytes held in memory, or stdin when both are None."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+
+@dataclass
+class ReadReport:
+    """What happened while reading one source (filled in as blocks are read)."""
+
+    bytes_read: int = 0
+    problems: list[str] = field(default_factory=list)
+    long_lines: int = 0
+
+
+def is_log_name(name: str) -> bool:
+    """True for file names a job folder's logs usually have."""
+    lower = name.lower()
+    for suffix in COMPRESSED_SUFFIXES:
+        if lower.endswith(suffix):
+            lower = lower[: -len(suffix)]
+            break
+    return lower.endswith(LOG_SUFFIXES) or lower in LOG_NAMES
+
+
+def discover(paths: tuple[str, ...] | list[str]) -> tuple[list[Source], list[str]]:
+    """Turn command-line paths into sources; returns (sources, problems).
+
+    A file is taken whatever its name; a folder contributes the log files under it; `-` is
+    stdin. A path that does not exist raises InputError.
+    """
+    sources: list[Source] = []
+    problems: list[str] = []
+    for raw in paths:
+        if raw == "-":
+            sources.append(Source("<stdin>"))
+            continue
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{raw}: no such file or folder")
+        if path.is_dir():
+            found = _logs_in_folder(path, problems)
+            if not found:
+                problems.append(f"{raw}: no log files found in this folder")
+            sources.extend(found)
+        else:
+            sources.append(Source(str(path), path))
+    return sources, problems
+
+
+def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
+    found: list[Source] = []
+
+    def on_error(err: OSError) -> None:
+        problems.append(f"{err.filename}: {err.strerror or err}")
+
+    for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            if not is_log_name(name):
+                continue
+            path = Path(folder) / name
+            if not path.is_file():
+                continue
+            if _looks_binary(path):
+                problems.append(f"{path}: skipped, looks like binary data")
+                continue
+            found.append(Source(str(path.relative_to(root.parent)) if root.parent != root
+                                else str(path), path))
+    return found
+
+
+def _looks_binary(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    if _compression(head):
+        return False
+    return sniff_binary(head)
+
+
+def sniff_binary(head: bytes) -> bool:
+    """True when a file's first bytes look like binary data rather than text."""
+    if not head:
+        return False
+    if b"\x00" in head:
+        return True
+    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    return control > len(head) * 0.3
+
+
+def _compression(head: bytes) -> str | None:
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def _open_raw(source: Source) -> BinaryIO:
+    if source.data is not None:
+        return io.BytesIO(source.data)
+    if source.path is None:
+        return sys.stdin.buffer
+    try:
+        return open(source.path, "rb")
+    except PermissionError as err:
+        raise InputError(f"{source.name}: permission denied") from err
+    except IsADirectoryError as err:
+        raise InputError(f"{source.name}: is a folder") from err
+    except OSError as err:
+        raise InputError(f"{source.name}: {err.strerror or err}") from err
+
+
+def _decompressing(raw: BinaryIO) -> tuple[BinaryIO, str | None]:
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    kind = _compression(buffered.peek(8)[:8])
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=buffered), kind
+    if kind == "bz2":
+        return bz2.BZ2File(buffered), kind
+    if kind == "xz":
+        return lzma.LZMAFile(buffered), kind
+    if kind == "zstd":
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+        return reader, kind  # type: ignore[return-value]
+    return buffered, None
+
+
+def read_blocks(source: Source, report: ReadReport,
+                block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """Yield the source's bytes in blocks that end at a newline.
+
+    Read errors after the start (a truncated archive, an I/O error) end the stream and are
+    recorded in `report.problems`; what was read before is still yielded.
+    """
+    raw = _open_raw(source)
+    try:
+        stream, kind = _decompressing(raw)
+        pending = b""
+        while True:
+            try:
+                chunk = stream.read(block_size)
+            except (EOFError, OSError, lzma.LZMAError) as err:
+                what = f"{kind} data" if kind else "file"
+                report.problems.append(f"{source.name}: truncated or corrupt {what} ({err}); "
+                                       "analyzed what could be read")
+                chunk = b""
+                if pending:
+                    yield pending
+                return
+            except Exception as err:  # zstandard raises its own error type
+                report.problems.append(f"{source.name}: corrupt {kind or 'file'} data ({err}); "
+                                       "analyzed what could be read")
+                if pending:
+                    yield pending
+                return
+            if not chunk:
+                break
+            report.bytes_read += len(chunk)
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                if len(data) >= block_size:
+                    report.long_lines += 1
+                    yield data
+                    pending = b""
+                else:
+                    pending = data
+                continue
+            pending = data[cut + 1:]
+            yield data[: cut + 1]
+        if pending:
+            yield pending
+    finally:
+        if source.path is not None or source.data is not None:
+            raw.close()
