@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-from forensics.analysis import analyze  # noqa: E402
-from forensics.catalog import load_catalog  # noqa: E402
+from forensics.analysis import analyze
+from forensics.catalog import load_catalog
 
 __all__ = ["__version__", "analyze", "load_catalog"]

@@ -22,8 +22,8 @@ ANY = "*"
 ENV_VAR = "FORENSICS_PATTERNS"
 _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
-_KNOWN = {*_REQUIRED, "symptom_of", "patterns", "ignore_case", "generic", "references",
-          "examples", "counterexamples"}
+_KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "ignore_case", "generic",
+          "references", "examples", "counterexamples"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class Signature:
     fix: str
     path: Path
     symptom_of: tuple[str, ...] = ()
+    also_matches: tuple[str, ...] = ()
     ignore_case: bool = False
     generic: bool = False
     references: tuple[str, ...] = ()
@@ -128,9 +129,10 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
             seen_here.add(signature.id)
             by_id[signature.id] = signature
     for signature in by_id.values():
-        for other in signature.symptom_of:
-            if other != ANY and other not in by_id:
-                problems.append(f"{signature.path}: symptom_of: unknown signature {other!r}")
+        for key in ("symptom_of", "also_matches"):
+            for other in getattr(signature, key):
+                if other != ANY and other not in by_id:
+                    problems.append(f"{signature.path}: {key}: unknown signature {other!r}")
     if problems:
         raise CatalogError(problems)
     ordered = sorted(by_id.values(), key=lambda s: (s.category, s.id))
@@ -202,7 +204,7 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     for key in ("ignore_case", "generic"):
         if not isinstance(data.get(key, False), bool):
             problems.append(f"{path}: {key}: must be true or false")
-    symptom_of = strings("symptom_of")
+    symptom_of, also_matches = strings("symptom_of"), strings("also_matches")
     references, examples = strings("references"), strings("examples")
     counterexamples = strings("counterexamples")
     if len(problems) > start:
@@ -210,6 +212,6 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     return Signature(
         id=sig_id, title=title, category=category, severity=severity, priority=priority,
         keywords=keywords, patterns=tuple(patterns), cause=cause, fix=fix, path=path,
-        symptom_of=symptom_of, ignore_case=ignore_case, generic=data.get("generic", False),
+        symptom_of=symptom_of, also_matches=also_matches, ignore_case=ignore_case, generic=data.get("generic", False),
         references=references, examples=examples, counterexamples=counterexamples,
     )

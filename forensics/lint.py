@@ -3,7 +3,7 @@ own signature (in every engine) and no unrelated one; no counterexample may matc
 
 from __future__ import annotations
 
-from forensics.catalog import ANY, Catalog, Signature
+from forensics.catalog import Catalog, Signature
 from forensics.engine import available_engines
 from forensics.match import match_tokens
 from forensics.scanner import ScanPlan, plan_scan, scan_source
@@ -21,8 +21,8 @@ def matched_signatures(text: str, catalog: Catalog, plan: ScanPlan) -> frozenset
 
 def related(a: Signature, b: Signature) -> bool:
     """Signatures that may legitimately fire on the same line."""
-    return (b.generic or a.generic or b.id in a.symptom_of or a.id in b.symptom_of
-            or ANY in b.symptom_of or ANY in a.symptom_of)
+    return (b.generic or a.generic or b.id in a.also_matches or a.id in b.also_matches
+            or b.id in a.symptom_of or a.id in b.symptom_of)
 
 
 def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[str]:
