@@ -212,6 +212,7 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     return Signature(
         id=sig_id, title=title, category=category, severity=severity, priority=priority,
         keywords=keywords, patterns=tuple(patterns), cause=cause, fix=fix, path=path,
-        symptom_of=symptom_of, also_matches=also_matches, ignore_case=ignore_case, generic=data.get("generic", False),
+        symptom_of=symptom_of, also_matches=also_matches, ignore_case=ignore_case,
+        generic=data.get("generic", False),
         references=references, examples=examples, counterexamples=counterexamples,
     )

@@ -40,7 +40,9 @@ EXCEPTION_LINE = regex.compile(
 _FRAME = regex.compile(r'^\s+File "(?P<file>[^"]+)", line \d+')
 _PACKAGE = regex.compile(r"(?:site|dist)-packages/(?P<package>[A-Za-z_][\w]*)")
 _PYTHON = regex.compile(r"python(?P<version>3\.\d+)/(?:site|dist)-packages")
-_FIELD = regex.compile(r"^\s*(?P<key>time|host|rank|exitcode|error_file|traceback)\s*:\s?(?P<value>.*)$")
+_FIELD = regex.compile(
+    r"^\s*(?P<key>time|host|rank|exitcode|error_file|traceback)\s*:\s?(?P<value>.*)$"
+)
 _FAILURE_INDEX = regex.compile(r"^\s*\[(?P<index>\d+)\]:\s*$")
 _RANK_FIELD = regex.compile(r"(?P<rank>-?\d+)(?: \(local_rank: (?P<local>\d+)\))?")
 _EXITCODE_FIELD = regex.compile(r"(?P<code>-?\d+)(?: \(pid: (?P<pid>\d+)\))?")
@@ -290,7 +292,7 @@ _PROGRESS = regex.compile(r"(?:^|\r|\s)(?P<desc>[^|\r]{0,60}?)\s*\d+%\|[^|\r]*\|
 def last_progress(raw: str) -> tuple[str, int, int] | None:
     """The last progress-bar state on a line: (description, n, total)."""
     found = None
-    for found in _PROGRESS.finditer(raw):
+    for found in _PROGRESS.finditer(raw):  # noqa: B007 - keep the last one
         pass
     if found is None:
         return None

@@ -210,7 +210,8 @@ def _context(block: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple
         nxt = block.find(b"\n", after_end + 1)
         after_end = len(block) if nxt < 0 else nxt
     before = block[before_start:start].decode("utf-8", "replace").splitlines()
-    after = block[end + 1:after_end].decode("utf-8", "replace").splitlines() if end < len(block) else []
+    after = (block[end + 1:after_end].decode("utf-8", "replace").splitlines()
+             if end < len(block) else [])
     return (tuple(_short(segments(b)[-1].text) for b in before),
             tuple(_short(segments(a)[-1].text) for a in after))
 

@@ -86,9 +86,10 @@ def _where(finding: Finding) -> str:
 
 def _root_cause(root: RootCause) -> str:
     finding = root.finding
-    lines = [f"### Root cause: {finding.title}", "",
-             f"Seen at {_where(finding)}" + (f"; {finding.count} matching lines" if finding.count > 1
-                                            else "") + "."]
+    seen = f"Seen at {_where(finding)}"
+    if finding.count > 1:
+        seen += f"; {finding.count} matching lines"
+    lines = [f"### Root cause: {finding.title}", "", seen + "."]
     if finding.exception_type:
         lines.append(f"Exception: `{finding.exception_type}`.")
     if finding.captures:
@@ -107,7 +108,8 @@ def _evidence_block(evidence: Evidence) -> str:
     first = evidence.line - len(evidence.before)
     rows = [f"  {first + i:>{width}} | {text}" for i, text in enumerate(evidence.before)]
     rows.append(f"> {evidence.line:>{width}} | {evidence.text}")
-    rows += [f"  {evidence.line + 1 + i:>{width}} | {text}" for i, text in enumerate(evidence.after)]
+    rows += [f"  {evidence.line + 1 + i:>{width}} | {text}"
+             for i, text in enumerate(evidence.after)]
     return f"`{evidence.source}`:\n\n" + _fenced("\n".join(rows))
 
 
