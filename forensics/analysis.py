@@ -59,7 +59,8 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
     tokens = [t for scan in scans for t in scan.tokens]
     tracebacks = [tb for scan in scans for tb in scan.tracebacks]
     hits = absorb_generic(match_tokens(tokens, catalog, order), tracebacks)
-    diagnosis = diagnose(group_findings(hits), catalog, tracebacks)
+    worker_failures = [w for scan in scans for w in scan.worker_failures]
+    diagnosis = diagnose(group_findings(hits), catalog, tracebacks, worker_failures)
     timeline = _timeline(scans)
     root = diagnosis.root
     if root is not None:
@@ -79,7 +80,7 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
         verdict=verdict, root_cause=root, findings=diagnosis.findings, fixes=fixes,
         timeline=timeline, environment=_environment(tokens, scans),
         tail=tuple(_job_tail(scans)), sources=tuple(sources), tracebacks=tuple(tracebacks),
-        worker_failures=tuple(w for scan in scans for w in scan.worker_failures),
+        worker_failures=tuple(worker_failures),
     )
 
 

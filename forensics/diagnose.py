@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from forensics.catalog import ANY, Catalog, Signature
 from forensics.events import EXCEPTION_LINE
-from forensics.model import Finding, RootCause, Traceback
+from forensics.model import Attribution, Finding, RootCause, Traceback, WorkerFailure
 
 _EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Failed")
 
@@ -21,11 +21,12 @@ class Diagnosis:
     findings: tuple[Finding, ...]
 
 
-def diagnose(findings: list[Finding], catalog: Catalog,
-             tracebacks: list[Traceback]) -> Diagnosis:
+def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceback],
+             worker_failures: list[WorkerFailure] = ()) -> Diagnosis:
     """Pick the originating failure among the findings and label the rest."""
     signatures = {s.id: s for s in catalog.signatures}
-    findings = [replace(f, exception_type=exception_type(f, tracebacks)) for f in findings]
+    findings = [replace(f, exception_type=exception_type(f, tracebacks),
+                        who=_attribution(f, worker_failures)) for f in findings]
     failures = [f for f in findings if signatures[f.signature].is_failure]
     present = {f.signature for f in failures}
     specific_present = {f.signature for f in failures
@@ -63,6 +64,22 @@ def diagnose(findings: list[Finding], catalog: Catalog,
         RootCause(root_labelled, confidence, root_signature.cause, tuple(reasons)),
         tuple(labelled),
     )
+
+
+def _attribution(finding: Finding, worker_failures: list[WorkerFailure]) -> Attribution:
+    """Fill in rank and host from the launcher's report of the same exit, when the matching
+    line itself does not say (the torchrun block names the failed worker's rank and host)."""
+    who = finding.who
+    code = finding.capture_dict.get("exitcode")
+    if who.rank is not None or code is None or not code.lstrip("-").isdigit():
+        return who
+    same = [w for w in worker_failures if w.exitcode == int(code)]
+    if not same:
+        return who
+    best = next((w for w in same if w.root_cause_block), same[0])
+    return Attribution(rank=best.rank, local_rank=best.local_rank,
+                       host=best.host or who.host, pid=best.pid or who.pid,
+                       time=best.time or who.time)
 
 
 def exception_type(finding: Finding, tracebacks: list[Traceback]) -> str | None:

@@ -22,7 +22,7 @@ FAILURE_BLOCK_START = "Root Cause (first observed failure):"
 
 #: literal prefilters for the lexer's own line kinds (the catalog adds its keywords)
 EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "traceback": ("Traceback (most recent call last)",),
+    "traceback": ("Traceback (most recent call last)", IGNORED_MARK),
     "failure-block": ("Failures:", FAILURE_BLOCK_START),
     "worker-exit": ("exits with return code", "failed (exitcode", "ProcessFailure(",
                     "returned non-zero exit status", "died with <Signals."),
@@ -115,7 +115,9 @@ class TracebackWalker:
         if current.state == "frames":
             self._frames_line(current, key, line_no, body)
         elif current.state in ("message", "gap"):
-            if stripped in CHAIN_SEPARATORS:
+            if seg.who.time is not None and stripped not in CHAIN_SEPARATORS:
+                self._close(key)  # a new timestamped log record ends the message
+            elif stripped in CHAIN_SEPARATORS:
                 current.state = "chained"
             elif not stripped:
                 current.state = "gap"
@@ -153,12 +155,10 @@ class TracebackWalker:
 
     def _close(self, key: str) -> None:
         current = self.open.pop(key)
-        if current.ignored:
-            return
         self.done.append(Traceback(
             source=self.source, start_line=current.start_line, end_line=current.last_line,
             key=key, who=current.who, parts=tuple(current.parts),
-            packages=tuple(sorted(current.packages)),
+            packages=tuple(sorted(current.packages)), ignored=current.ignored,
         ))
 
     def close_all(self) -> None:
@@ -242,7 +242,7 @@ _WORKER_EXIT = (
 def worker_exit(source: str, line_no: int, seg: Segment) -> WorkerFailure | None:
     """A launcher line that reports one worker's exit status, if this is one."""
     for pattern in _WORKER_EXIT:
-        found = pattern.search(seg.body)
+        found = pattern.search(seg.text)
         if found is None:
             continue
         groups = found.groupdict()

@@ -41,7 +41,7 @@ _PREFIX_RULES = [
     # "04/01/2024 19:13:45 - WARNING - __main__ - "
     r"(?P<time>\d\d/\d\d/\d{4} \d\d:\d\d:\d\d) - \w+ - [\w.]+ - ",
     # glog: "E0301 12:41:09.004000 4000 torch/x.py:869] " and "[E1218 20:27:21.42 File.cpp:629] "
-    r"\[?[VIWEF](?P<time>\d{4} \d\d:\d\d:\d\d(?:\.\d+)?) (?:(?P<pid>\d+) )?[\w./-]+:\d+\] ",
+    r"\[?[VIWEF](?P<time>\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?) (?:(?P<pid>\d+) )?[\w./-]+:\d+\] ",
     r"\[[VIWEF] [\w./-]+:\d+\] ",
     # NCCL: "node-1:185:1027 [7] "
     r"(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[\d+\] ",
@@ -49,10 +49,10 @@ _PREFIX_RULES = [
     r"\[\w+\|[\w.]+:\d+\] [\d-]+ [\d:,]+ >> ",
     # level, logger location, PID and RANK fields of axolotl / DeepSpeed
     r"\[(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\] ",
-    r"\[[\w.]+(?::\d+)?(?::\w+)?\] (?=\[|\S)",
     r"\[PID:(?P<pid>\d+)\] ",
     r"\[RANK:(?P<local_rank>\d+)\] ",
     r"\[Rank (?P<rank>-?\d+)\] ",
+    r"\[[\w.]+(?::\d+)?(?::\w+)?\] (?=\[|\S)",
     # any other short bracketed tag before the text, e.g. a run id
     r"\[[^\]\s][^\]]{0,78}\] (?=\S)",
 ]

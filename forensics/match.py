@@ -45,15 +45,16 @@ def match_tokens(tokens: Iterable[Token], catalog: Catalog,
 
 def absorb_generic(hits: list[Hit], tracebacks: Iterable[Traceback]) -> list[Hit]:
     """Drop hits of generic signatures (e.g. `python-exception`) on a line, or inside a
-    traceback, that a specific signature already explains."""
+    traceback, that a specific signature already explains, and inside tracebacks that
+    Python printed for an ignored exception."""
     specific_lines = {(h.token.source, h.token.line) for h in hits if not h.signature.generic}
-    if not specific_lines:
-        return hits
     explained_spans = [
         (tb.source, tb.start_line, tb.end_line) for tb in tracebacks
-        if any(src == tb.source and tb.start_line <= line <= tb.end_line
-               for src, line in specific_lines)
+        if tb.ignored or any(src == tb.source and tb.start_line <= line <= tb.end_line
+                             for src, line in specific_lines)
     ]
+    if not explained_spans and not specific_lines:
+        return hits
 
     def explained(hit: Hit) -> bool:
         where = (hit.token.source, hit.token.line)

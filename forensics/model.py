@@ -57,6 +57,7 @@ class Traceback:
     who: Attribution
     parts: tuple[ExceptionPart, ...]
     packages: tuple[str, ...] = ()
+    ignored: bool = False  # printed after "Exception ignored in ...": not what ended the run
 
     @property
     def final(self) -> ExceptionPart | None:

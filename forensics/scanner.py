@@ -107,9 +107,11 @@ class _SourceScanner:
         self.replaced = 0
 
     def scan_block(self, block: bytes, first_line: int) -> None:
-        walked_until = 0
-        if self.tracebacks.active or self.block_walker is not None:
-            walked_until = self._continue_walk(block, 0, first_line)
+        walked_until = block_walked_until = 0
+        if self.tracebacks.active:
+            walked_until = self._walk(block, 0, first_line, self.tracebacks.feed)
+        if self.block_walker is not None:
+            block_walked_until = self._walk(block, 0, first_line, self._feed_block)
         line_no = first_line
         counted_to = 0
         for start, end, ids in self.plan.engine.scan(block):
@@ -123,28 +125,31 @@ class _SourceScanner:
             raw = block[start:end].decode("utf-8", "replace")
             if "\ufffd" in raw:
                 self.replaced += 1
-            if kinds & {"traceback", "failure-block"} and start >= walked_until:
-                walked_until = self._start_walk(block, start, line_no, kinds)
+            if "traceback" in kinds and start >= walked_until:
+                walked_until = self._walk(block, start, line_no, self.tracebacks.feed)
+            if "failure-block" in kinds and start >= block_walked_until:
+                self.block_walker = FailureBlockWalker(self.source.name, line_no)
+                block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, kinds, signatures)
 
-    def _start_walk(self, block: bytes, start: int, line_no: int, kinds: set[str]) -> int:
-        if "failure-block" in kinds and self.block_walker is None:
-            self.block_walker = FailureBlockWalker(self.source.name, line_no)
-        return self._continue_walk(block, start, line_no)
+    def _feed_block(self, line_no: int, raw: str) -> bool:
+        assert self.block_walker is not None
+        if self.block_walker.feed(line_no, raw):
+            return True
+        self.failures.extend(self.block_walker.failures)
+        self.block_walker = None
+        return False
 
-    def _continue_walk(self, block: bytes, pos: int, line_no: int) -> int:
-        """Feed lines from `pos` to the active walkers; returns where they stopped."""
+    @staticmethod
+    def _walk(block: bytes, pos: int, line_no: int, feed) -> int:
+        """Feed lines from `pos` to a walker until it wants no more; returns where it stopped."""
         while pos < len(block):
             end = block.find(b"\n", pos)
             end = len(block) if end < 0 else end
-            raw = block[pos:end].decode("utf-8", "replace")
-            wants = self.tracebacks.feed(line_no, raw)
-            if self.block_walker is not None and not self.block_walker.feed(line_no, raw):
-                self.failures.extend(self.block_walker.failures)
-                self.block_walker = None
+            wants = feed(line_no, block[pos:end].decode("utf-8", "replace"))
             pos = end + 1
             line_no += 1
-            if not wants and self.block_walker is None:
+            if not wants:
                 break
         return pos
 

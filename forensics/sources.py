@@ -21,6 +21,7 @@ from forensics.errors import InputError
 
 BLOCK_SIZE = 16 * 1024 * 1024
 TAIL_BYTES = 64 * 1024
+COMPRESSED_PIECE = 64 * 1024
 SNIFF_BYTES = 8192
 
 LOG_SUFFIXES = (".log", ".out", ".err", ".txt")
@@ -181,25 +182,7 @@ def read_blocks(source: Source, report: ReadReport,
     try:
         stream, kind = _decompressing(raw)
         pending = b""
-        while True:
-            try:
-                chunk = stream.read(block_size)
-            except (EOFError, OSError, lzma.LZMAError) as err:
-                what = f"{kind} data" if kind else "file"
-                report.problems.append(f"{source.name}: truncated or corrupt {what} ({err}); "
-                                       "analyzed what could be read")
-                chunk = b""
-                if pending:
-                    yield pending
-                return
-            except Exception as err:  # zstandard raises its own error type
-                report.problems.append(f"{source.name}: corrupt {kind or 'file'} data ({err}); "
-                                       "analyzed what could be read")
-                if pending:
-                    yield pending
-                return
-            if not chunk:
-                break
+        for chunk in _chunks(stream, kind, block_size, source.name, report):
             report.bytes_read += len(chunk)
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
@@ -218,3 +201,30 @@ def read_blocks(source: Source, report: ReadReport,
     finally:
         if source.path is not None or source.data is not None:
             raw.close()
+
+
+def _chunks(stream: BinaryIO, kind: str | None, block_size: int, name: str,
+            report: ReadReport) -> Iterator[bytes]:
+    """Read `block_size` pieces; compressed streams are read in small pieces so that a
+    truncated archive loses at most one piece."""
+    piece = block_size if kind is None else COMPRESSED_PIECE
+    buffer = bytearray()
+    while True:
+        try:
+            chunk = stream.read(piece)
+        except Exception as err:  # EOFError, OSError, lzma.LZMAError, zstd.ZstdError
+            what = f"{kind} data" if kind else "file"
+            report.problems.append(f"{name}: truncated or corrupt {what} ({err}); "
+                                   "analyzed what could be read")
+            chunk = b""
+        if not chunk:
+            if buffer:
+                yield bytes(buffer)
+            return
+        if kind is None:
+            yield chunk
+            continue
+        buffer += chunk
+        if len(buffer) >= block_size:
+            yield bytes(buffer)
+            buffer.clear()

@@ -1,0 +1,32 @@
+"""Shared fixtures: the built-in catalog, a compiled scan plan per engine, and paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from forensics.catalog import load_catalog
+from forensics.engine import available_engines
+from forensics.scanner import plan_scan
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_logs"
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus"
+GPUALERT = SHARED / "external" / "gpualert-eval" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return load_catalog()
+
+
+@pytest.fixture(scope="session", params=available_engines())
+def plan(request, catalog):
+    return plan_scan(catalog, request.param)
+
+
+@pytest.fixture(scope="session")
+def plans(catalog):
+    return {name: plan_scan(catalog, name) for name in available_engines()}

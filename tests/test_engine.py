@@ -1,0 +1,47 @@
+"""The Hyperscan and pure-Python engines give identical line hits (differential test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from forensics.catalog import load_catalog
+from forensics.engine import Keyword, PythonEngine, available_engines, build_engine
+from forensics.scanner import plan_scan
+
+from .conftest import CORPUS, SAMPLES
+
+pytestmark = pytest.mark.skipif("hyperscan" not in available_engines(),
+                                reason="hyperscan not installed here")
+
+CATALOG = load_catalog()
+TEXTS = [pytest.param(t.encode(), id=f"{s.id}-{i}") for s in CATALOG.signatures
+         for i, t in enumerate(s.examples + s.counterexamples)]
+LOGS = sorted(CORPUS.glob("*/log.txt")) + sorted(SAMPLES.glob("*.log"))
+
+
+@pytest.fixture(scope="module")
+def engines():
+    hs = plan_scan(CATALOG, "hyperscan").engine
+    py = plan_scan(CATALOG, "python").engine
+    return hs, py
+
+
+@pytest.mark.parametrize("data", TEXTS)
+def test_engines_agree_on_examples(engines, data):
+    hs, py = engines
+    assert hs.scan(data) == py.scan(data)
+
+
+@pytest.mark.parametrize("path", LOGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_engines_agree_on_real_logs(engines, path):
+    hs, py = engines
+    data = path.read_bytes()
+    assert hs.scan(data) == py.scan(data)
+
+
+def test_overlapping_and_caseless_keywords():
+    keywords = [Keyword(b"abc"), Keyword(b"bcd"), Keyword(b"XyZ", caseless=True)]
+    data = b"zzabcd\nnothing\nxyz here\nabc\n"
+    expected = [(0, 6, frozenset({0, 1})), (15, 23, frozenset({2})), (24, 27, frozenset({0}))]
+    assert PythonEngine(keywords).scan(data) == expected
+    assert build_engine(keywords, "hyperscan").scan(data) == expected

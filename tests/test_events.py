@@ -1,0 +1,124 @@
+"""Traceback assembly, the torchrun failure block and metrics lines."""
+
+from __future__ import annotations
+
+from forensics.events import parse_metrics
+from forensics.scanner import scan_source
+from forensics.sources import Source
+
+
+def scan(text: str, plan):
+    return scan_source(Source("t.log", data=text.encode()), plan)
+
+
+CHAINED = """\
+Traceback (most recent call last):
+  File "/venv/lib/python3.10/site-packages/torch/serialization.py", line 379, in save
+    _save(obj, opened_zipfile, pickle_module, pickle_protocol)
+OSError: [Errno 28] No space left on device
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/app.py", line 33, in <module>
+    fire.Fire(App)
+RuntimeError: [enforce fail at inline_container.cc:337] . unexpected pos 192 vs 0
+next unrelated line
+"""
+
+
+def test_chained_traceback_is_one_event_with_both_parts(plan):
+    (tb,) = scan(CHAINED, plan).tracebacks
+    assert [p.exception_type for p in tb.parts] == ["OSError", "RuntimeError"]
+    assert tb.parts[0].message == "[Errno 28] No space left on device"
+    assert (tb.start_line, tb.parts[-1].line) == (1, 11)
+    assert tb.packages == ("torch",)
+
+
+INTERLEAVED = """\
+[rank1]: Traceback (most recent call last):
+[rank0]: Traceback (most recent call last):
+[rank1]:   File "train.py", line 5, in <module>
+[rank0]:   File "train.py", line 5, in <module>
+[rank1]:     step()
+[rank0]:     step()
+[rank1]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.
+[rank0]: torch.distributed.DistBackendError: NCCL communicator was aborted on rank 0.
+"""
+
+
+def test_interleaved_ranks_are_separated(plan):
+    result = scan(INTERLEAVED, plan)
+    by_rank = {tb.who.rank: tb.final.exception_type for tb in result.tracebacks}
+    assert by_rank == {1: "torch.OutOfMemoryError",
+                       0: "torch.distributed.DistBackendError"}
+
+
+def test_ignored_exception_traceback_is_dropped(plan):
+    text = ("Exception ignored in atexit callback: <function _clean_up_worker at 0x7f>\n"
+            "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+            "    pass\nKeyboardInterrupt\n")
+    (tb,) = scan(text, plan).tracebacks
+    assert tb.ignored
+
+
+BLOCK = """\
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
+============================================================
+train.py FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2024-08-25_17:31:29
+  host      : node-a
+  rank      : 1 (local_rank: 1)
+  exitcode  : -15 (pid: 8159)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 8159
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2024-08-25_17:31:27
+  host      : node-a
+  rank      : 0 (local_rank: 0)
+  exitcode  : -9 (pid: 8158)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 8158
+============================================================
+"""
+
+
+def test_failure_block_entries(plan):
+    failures = scan(BLOCK, plan).worker_failures
+    summary = [(f.rank, f.exitcode, f.pid, f.host, f.root_cause_block) for f in failures]
+    assert summary == [(1, -15, 8159, "node-a", False), (0, -9, 8158, "node-a", True)]
+
+
+def test_launcher_lines_become_worker_failures(plan):
+    text = ("E0801 16:07:21.020000 1648 torch/distributed/elastic/multiprocessing/api.py:874] "
+            "failed (exitcode: -7) local_rank: 1 (pid: 1670) of binary: /usr/bin/python3\n"
+            "[2023-11-28 10:00:34,590] [ERROR] [launch.py:321:sigkill_handler] ['python', '-u', "
+            "'train.py', '--local_rank=3'] exits with return code = -9\n")
+    failures = scan(text, plan).worker_failures
+    assert [(f.exitcode, f.local_rank) for f in failures] == [(-7, 1), (-9, 3)]
+
+
+def test_metrics_in_every_printed_shape():
+    assert parse_metrics("{'loss': 0.0002, 'grad_norm': 0.0005825, 'learning_rate': 3.785e-06, "
+                         "'rewards/reward_fn/mean': 0.4647, 'epoch': 0.85}") == {
+        "loss": 0.0002, "grad_norm": 0.0005825, "learning_rate": 3.785e-06,
+        "rewards/reward_fn/mean": 0.4647, "epoch": 0.85}
+    five = parse_metrics("{'loss': '2.345', 'grad_norm': '1.235e+04', 'epoch': '0.04'}")
+    assert five == {"loss": 2.345, "grad_norm": 12350.0, "epoch": 0.04}
+    odd = parse_metrics("{'loss': nan, 'kl': None, 'x': np.float64(1.5), 'n': inf, 'epoch': 1}")
+    assert odd["kl"] is None and odd["x"] == 1.5 and odd["n"] == float("inf")
+    assert odd["loss"] != odd["loss"]  # nan
+
+
+def test_completion_and_progress_are_tracked(plan):
+    text = (" 50%|█████     | 5/10 [00:01<00:01,  4.1it/s]\n"
+            "{'train_runtime': 12.5, 'train_samples_per_second': 8.0, 'train_loss': 1.1, "
+            "'epoch': 1.0}\n")
+    result = scan(text, plan)
+    assert result.metrics.summary is not None
+    assert result.progress == {10: (5, 1)}

@@ -1,0 +1,130 @@
+"""Every kind of input, good and bad: compressed files, folders, stdin and junk."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+
+import pytest
+import zstandard
+from click.testing import CliRunner
+
+from forensics import analyze
+from forensics.cli import cli
+from forensics.errors import InputError
+
+LOG = (b"{'loss': 1.0, 'epoch': 0.1}\n"
+       b"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n")
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [
+    (".log.gz", gzip.compress), (".log.bz2", bz2.compress), (".log.xz", lzma.compress),
+    (".log.zst", lambda b: zstandard.ZstdCompressor().compress(b)), (".log", lambda b: b),
+])
+def test_compressed_inputs(tmp_path, suffix, compress):
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(compress(LOG))
+    analysis = analyze(path)
+    assert analysis.root_cause.finding.signature == "cuda-oom"
+    assert analysis.root_cause.finding.first.line == 2
+
+
+def run(*args, stdin=None):
+    return CliRunner().invoke(cli, ["analyze", "--format", "json", *args], input=stdin)
+
+
+def test_stdin():
+    result = run("-", stdin=LOG)
+    assert result.exit_code == 1
+    assert '"signature": "cuda-oom"' in result.output
+
+
+def test_job_folder_picks_logs_and_skips_binaries(tmp_path):
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "slurm-123.out").write_bytes(LOG)
+    (tmp_path / "job" / "model.bin").write_bytes(b"\x00\x01" * 100)
+    (tmp_path / "job" / "weird.log").write_bytes(b"\x00\x00\x00junk" * 50)
+    (tmp_path / "job" / "notes.md").write_text("CUDA out of memory is discussed here")
+    analysis = analyze(tmp_path / "job")
+    names = [s.name for s in analysis.sources]
+    assert names[0].endswith("slurm-123.out")
+    assert not any(n.endswith(("model.bin", "notes.md")) for n in names)
+    assert any("weird.log: skipped, looks like binary" in p for s in analysis.sources
+               for p in s.problems)
+
+
+def test_missing_path_exits_3_with_one_line():
+    result = CliRunner().invoke(cli, ["analyze", "/no/such/file.log"])
+    assert result.exit_code == 3
+    assert result.output.strip().count("\n") == 0
+    assert "no such file or folder" in result.output
+
+
+def test_missing_path_raises_in_python():
+    with pytest.raises(InputError):
+        analyze("/no/such/file.log")
+
+
+def test_folder_without_logs(tmp_path):
+    result = run(str(tmp_path))
+    assert result.exit_code == 3
+    assert "no log files found" in result.output
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.log"
+    path.write_bytes(b"")
+    result = run(str(path))
+    assert result.exit_code == 3
+    assert "empty file" in result.output
+
+
+def test_truncated_gzip_reports_what_was_read(tmp_path):
+    data = gzip.compress(b"step\n" * 20000 + LOG * 3 + b"tail\n" * 20000)
+    path = tmp_path / "cut.log.gz"
+    path.write_bytes(data[: len(data) - 40])
+    result = run(str(path))
+    assert result.exit_code == 3
+    assert '"signature": "cuda-oom"' in result.output
+    assert "truncated or corrupt gzip" in result.output
+
+
+def test_invalid_utf8_and_binary_junk_never_crash(tmp_path):
+    path = tmp_path / "mixed.log"
+    path.write_bytes(b"\xff\xfe\xfa garbage \x80\x81\n" + LOG + bytes(range(256)) + b"\n")
+    result = run(str(path))
+    assert result.exit_code in (1, 3)
+    assert '"signature": "cuda-oom"' in result.output
+
+
+def test_huge_line_without_newline_streams(tmp_path):
+    path = tmp_path / "oneline.log"
+    with open(path, "wb") as fh:
+        for _ in range(40):
+            fh.write(b"x" * (1 << 20))
+        fh.write(b" RuntimeError: CUDA error: an illegal memory access was encountered")
+    analysis = analyze(path)
+    assert analysis.sources[0].bytes_read > 40 << 20
+    assert any("scanned in pieces" in p for p in analysis.sources[0].problems)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
+def test_permission_denied(tmp_path):
+    path = tmp_path / "secret.log"
+    path.write_bytes(LOG)
+    path.chmod(0)
+    result = run(str(path))
+    assert result.exit_code == 3
+    assert "permission denied" in result.output
+
+
+def test_user_files_are_left_untouched(tmp_path):
+    path = tmp_path / "train.log.gz"
+    data = gzip.compress(LOG)
+    path.write_bytes(data)
+    before = os.stat(path)
+    analyze(path)
+    assert path.read_bytes() == data
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
