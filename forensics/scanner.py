@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from forensics.catalog import Catalog
+from forensics.catalog import Catalog, Signature
 from forensics.engine import Engine, Keyword, build_engine
 from forensics.events import (
     EVENT_KEYWORDS,
@@ -24,7 +24,8 @@ from forensics.sources import TAIL_BYTES, ReadReport, Source, read_blocks
 TAIL_LINES = 40
 CONTEXT_LINES = 3
 RECENT_METRICS = 64
-MAX_TOKENS = 20000
+MAX_LINES_PER_SIGNATURE = 500
+MAX_FACT_LINES = 200
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class ScanPlan:
     engine: Engine
     keyword_signatures: tuple[frozenset[str], ...]
     keyword_kinds: tuple[frozenset[str], ...]
+    signatures: dict[str, Signature]
 
 
 def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
@@ -51,6 +53,7 @@ def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
         engine=build_engine(keywords, engine),
         keyword_signatures=tuple(frozenset(sigs) for _, (sigs, _) in table),
         keyword_kinds=tuple(frozenset(kinds) for _, (_, kinds) in table),
+        signatures={s.id: s for s in catalog.signatures},
     )
 
 
@@ -103,7 +106,9 @@ class _SourceScanner:
         self.completion: list[Evidence] = []
         self.tracebacks = TracebackWalker(source.name)
         self.block_walker: FailureBlockWalker | None = None
-        self.dropped_tokens = 0
+        self.kept_per_signature: dict[str, int] = {}
+        self.dropped_lines = 0
+        self.fact_lines = 0
         self.replaced = 0
 
     def scan_block(self, block: bytes, first_line: int) -> None:
@@ -122,6 +127,8 @@ class _SourceScanner:
             for keyword_id in ids:
                 kinds.update(self.plan.keyword_kinds[keyword_id])
                 signatures.update(self.plan.keyword_signatures[keyword_id])
+            if not signatures and kinds == {"fact"} and self.fact_lines >= MAX_FACT_LINES:
+                continue
             raw = block[start:end].decode("utf-8", "replace")
             if "\ufffd" in raw:
                 self.replaced += 1
@@ -166,18 +173,31 @@ class _SourceScanner:
                     self.failures.append(failure)
             if "completion" in kinds:
                 self.completion.append(Evidence(self.source.name, line_no, seg.text))
-            interesting = kinds & {"fact", "traceback"}
-            if not signatures and not interesting:
+            matched = self._matching(signatures, seg.text, seg.body)
+            fact = "fact" in kinds and self.fact_lines < MAX_FACT_LINES
+            if not matched and not fact:
                 continue
-            if len(self.tokens) >= MAX_TOKENS:
-                self.dropped_tokens += 1
-                continue
-            before, after = (_context(block, start, end) if signatures else ((), ()))
+            self.fact_lines += fact
+            before, after = (_context(block, start, end) if matched else ((), ()))
             self.tokens.append(Token(
                 source=self.source.name, line=line_no, text=seg.text, body=seg.body,
-                kinds=frozenset(kinds), keyword_hits=frozenset(signatures), who=seg.who,
+                kinds=frozenset(kinds), keyword_hits=matched, who=seg.who,
                 context_before=before, context_after=after,
             ))
+
+    def _matching(self, candidates: set[str], text: str, body: str) -> frozenset[str]:
+        """The candidate signatures whose patterns match, within the per-signature budget."""
+        matched = set()
+        for signature_id in candidates:
+            if self.plan.signatures[signature_id].search(text, body) is None:
+                continue
+            kept = self.kept_per_signature.get(signature_id, 0)
+            if kept >= MAX_LINES_PER_SIGNATURE:
+                self.dropped_lines += 1
+                continue
+            self.kept_per_signature[signature_id] = kept + 1
+            matched.add(signature_id)
+        return frozenset(matched)
 
     def _progress(self, raw: str) -> None:
         found = last_progress(raw)
@@ -252,8 +272,9 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
     if scanner.replaced:
         notes.append(f"{source.name}: {scanner.replaced} flagged line(s) held invalid UTF-8 "
                      "(replaced with U+FFFD)")
-    if scanner.dropped_tokens:
-        notes.append(f"{source.name}: {scanner.dropped_tokens} further flagged lines were not kept")
+    if scanner.dropped_lines:
+        notes.append(f"{source.name}: {scanner.dropped_lines} further matching lines were "
+                     f"counted past the first {MAX_LINES_PER_SIGNATURE} per signature")
     return SourceScan(
         info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems), tuple(notes)),
         tokens=scanner.tokens,
