@@ -85,6 +85,9 @@ def discover(paths: tuple[str, ...] | list[str]) -> tuple[list[Source], list[str
                 problems.append(f"{raw}: no log files found in this folder")
             sources.extend(found)
         else:
+            if _looks_binary(path):
+                problems.append(f"{raw}: looks like binary data, not a text log; "
+                                "scanned anyway")
             sources.append(Source(str(path), path))
     return sources, problems
 

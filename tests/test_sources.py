@@ -91,11 +91,22 @@ def test_truncated_gzip_reports_what_was_read(tmp_path):
     assert "truncated or corrupt gzip" in result.output
 
 
-def test_invalid_utf8_and_binary_junk_never_crash(tmp_path):
+def test_invalid_utf8_is_replaced_and_noted(tmp_path):
     path = tmp_path / "mixed.log"
-    path.write_bytes(b"\xff\xfe\xfa garbage \x80\x81\n" + LOG + bytes(range(256)) + b"\n")
+    path.write_bytes(b"\xff\xfe\xfa garbage \x80\x81\n" + LOG
+                     + b"RuntimeError: bad \xc3\x28 byte\n")
     result = run(str(path))
-    assert result.exit_code in (1, 3)
+    assert result.exit_code == 1
+    assert '"signature": "cuda-oom"' in result.output
+    assert "invalid UTF-8" in result.output
+
+
+def test_binary_junk_is_flagged_and_still_scanned(tmp_path):
+    path = tmp_path / "junk.bin"
+    path.write_bytes(bytes(range(256)) * 8 + b"\n" + LOG)
+    result = run(str(path))
+    assert result.exit_code == 3
+    assert "looks like binary data" in result.output
     assert '"signature": "cuda-oom"' in result.output
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from forensics import __version__
 from forensics.model import Analysis, Evidence, Finding, RootCause
 
@@ -152,7 +154,8 @@ def _tail(tail: tuple[Evidence, ...]) -> str:
     shown = tail[-TAIL_IN_REPORT:]
     width = len(str(shown[-1].line))
     body = "\n".join(f"{e.line:>{width}} | {e.text}" for e in shown)
-    return (f"<details><summary>Last {len(shown)} lines of <code>{shown[-1].source}</code>"
+    return (f"<details><summary>Last {len(shown)} lines of "
+            f"<code>{html.escape(shown[-1].source)}</code>"
             f"</summary>\n\n{_fenced(body)}\n\n</details>")
 
 
