@@ -23,7 +23,7 @@ ENV_VAR = "FORENSICS_PATTERNS"
 _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
 _KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "ignore_case", "generic",
-          "references", "examples", "counterexamples"}
+          "min_count", "references", "examples", "counterexamples"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +44,16 @@ class Signature:
     also_matches: tuple[str, ...] = ()
     ignore_case: bool = False
     generic: bool = False
+    min_count: int = 1
     references: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
 
-    @property
-    def is_failure(self) -> bool:
-        """Whether a hit can be a root cause (warnings and info lines are context only)."""
-        return self.severity in ("critical", "error")
+    def is_failure(self, count: int = 1) -> bool:
+        """Whether `count` matching lines make a failure that can be a root cause (warnings
+        and info lines are context only; some signatures need many lines, e.g. overflow
+        storms)."""
+        return self.severity in ("critical", "error") and count >= self.min_count
 
     def search(self, text: str, body: str) -> regex.Match[str] | None:
         """The first pattern match in a line's body (or, failing that, its whole text)."""
@@ -204,6 +206,9 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     for key in ("ignore_case", "generic"):
         if not isinstance(data.get(key, False), bool):
             problems.append(f"{path}: {key}: must be true or false")
+    min_count = data.get("min_count", 1)
+    if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
+        problems.append(f"{path}: min_count: must be a whole number of at least 1")
     symptom_of, also_matches = strings("symptom_of"), strings("also_matches")
     references, examples = strings("references"), strings("examples")
     counterexamples = strings("counterexamples")
@@ -213,6 +218,6 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         id=sig_id, title=title, category=category, severity=severity, priority=priority,
         keywords=keywords, patterns=tuple(patterns), cause=cause, fix=fix, path=path,
         symptom_of=symptom_of, also_matches=also_matches, ignore_case=ignore_case,
-        generic=data.get("generic", False),
+        generic=data.get("generic", False), min_count=min_count,
         references=references, examples=examples, counterexamples=counterexamples,
     )

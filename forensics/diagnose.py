@@ -27,7 +27,7 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
     signatures = {s.id: s for s in catalog.signatures}
     findings = [replace(f, exception_type=exception_type(f, tracebacks),
                         who=_attribution(f, worker_failures)) for f in findings]
-    failures = [f for f in findings if signatures[f.signature].is_failure]
+    failures = [f for f in findings if signatures[f.signature].is_failure(f.count)]
     present = {f.signature for f in failures}
     specific_present = {f.signature for f in failures
                         if ANY not in signatures[f.signature].symptom_of}
