@@ -19,10 +19,12 @@ except ImportError:  # pragma: no cover - exercised where hyperscan is absent
 
 @dataclass(frozen=True, slots=True)
 class Keyword:
-    """A literal to find; `caseless` folds ASCII case only (as Hyperscan does)."""
+    """A literal to find; `caseless` folds ASCII case only (as Hyperscan does); a `once`
+    keyword is reported on its first line of each block only (facts that need one sighting)."""
 
     text: bytes
     caseless: bool = False
+    once: bool = False
 
 
 #: (line start offset, line end offset, ids of the keywords found on that line)
@@ -46,7 +48,8 @@ class HyperscanEngine:
 
     def __init__(self, keywords: list[Keyword]) -> None:
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        flags = [hyperscan.HS_FLAG_CASELESS if k.caseless else 0 for k in keywords]
+        flags = [(hyperscan.HS_FLAG_CASELESS if k.caseless else 0)
+                 | (hyperscan.HS_FLAG_SINGLEMATCH if k.once else 0) for k in keywords]
         self._db.compile(expressions=[k.text for k in keywords], ids=list(range(len(keywords))),
                          elements=len(keywords), flags=flags, literal=True)
         self._scratch = hyperscan.Scratch(self._db)
@@ -77,6 +80,7 @@ class PythonEngine:
         self._any = re.compile(b"|".join(alternatives)) if alternatives else None
         self._exact = [(i, k.text) for i, k in enumerate(keywords) if not k.caseless]
         self._folded = [(i, k.text.lower()) for i, k in enumerate(keywords) if k.caseless]
+        self._once = frozenset(i for i, k in enumerate(keywords) if k.once)
 
     def scan(self, block: bytes) -> list[LineHit]:
         hits: list[LineHit] = []
@@ -84,6 +88,7 @@ class PythonEngine:
             return hits
         pos = 0
         search = self._any.search
+        reported: set[int] = set()
         while True:
             match = search(block, pos)
             if match is None:
@@ -97,7 +102,12 @@ class PythonEngine:
             if self._folded:
                 lowered = line.lower()
                 ids.update(i for i, text in self._folded if text in lowered)
-            hits.append((start, end, frozenset(ids)))
+            if self._once:
+                once_here = ids & self._once
+                ids -= reported
+                reported |= once_here
+            if ids:
+                hits.append((start, end, frozenset(ids)))
             pos = end + 1
 
 

@@ -48,7 +48,8 @@ def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
         for keyword in keywords:
             owners.setdefault((keyword, False), (set(), set()))[1].add(kind)
     table = sorted(owners.items())
-    keywords = [Keyword(text.encode("utf-8"), caseless) for (text, caseless), _ in table]
+    keywords = [Keyword(text.encode("utf-8"), caseless, once=not sigs and kinds == {"fact"})
+                for (text, caseless), (sigs, kinds) in table]
     return ScanPlan(
         engine=build_engine(keywords, engine),
         keyword_signatures=tuple(frozenset(sigs) for _, (sigs, _) in table),

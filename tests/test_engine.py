@@ -39,6 +39,14 @@ def test_engines_agree_on_real_logs(engines, path):
     assert hs.scan(data) == py.scan(data)
 
 
+def test_once_keywords_report_their_first_line_only():
+    keywords = [Keyword(b"nranks", once=True), Keyword(b"boom")]
+    data = b"a nranks 8\nb nranks 8\nboom nranks 8\nnranks\n"
+    expected = [(0, 10, frozenset({0})), (22, 35, frozenset({1}))]
+    assert PythonEngine(keywords).scan(data) == expected
+    assert build_engine(keywords, "hyperscan").scan(data) == expected
+
+
 def test_overlapping_and_caseless_keywords():
     keywords = [Keyword(b"abc"), Keyword(b"bcd"), Keyword(b"XyZ", caseless=True)]
     data = b"zzabcd\nnothing\nxyz here\nabc\n"
