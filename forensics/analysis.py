@@ -11,10 +11,20 @@ from forensics.catalog import Catalog, load_catalog, user_dirs
 from forensics.diagnose import diagnose
 from forensics.errors import InputError
 from forensics.match import absorb_generic, group_findings, match_tokens
-from forensics.model import Analysis, Evidence, SourceInfo, TimelineSummary, Token
+from forensics.model import (
+    Analysis,
+    Evidence,
+    RootCause,
+    SourceInfo,
+    TimelineSummary,
+    Token,
+    WorkerFailure,
+)
+from forensics.ranks import rank_table
 from forensics.redact import redact
 from forensics.scanner import ScanPlan, SourceScan, plan_scan, scan_source
 from forensics.sources import Source, discover
+from forensics.timeparse import to_epoch, year_of
 
 _FACTS = (
     ("NCCL", regex.compile(r"NCCL version (?P<v>\d+\.\d+\.\d+(?:\+cuda[\d.]+)?)")),
@@ -60,16 +70,16 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
     tracebacks = [tb for scan in scans for tb in scan.tracebacks]
     hits = absorb_generic(match_tokens(tokens, catalog, order), tracebacks)
     worker_failures = [w for scan in scans for w in scan.worker_failures]
-    diagnosis = diagnose(group_findings(hits), catalog, tracebacks, worker_failures)
+    findings = group_findings(hits, _job_year(tokens, worker_failures))
+    diagnosis = diagnose(findings, catalog, tracebacks, worker_failures)
     timeline = _timeline(scans)
     root = diagnosis.root
     if root is not None:
         verdict = "failed"
     elif any(scan.metrics.summary or scan.completion_lines for scan in scans):
         verdict = "completed"
-    elif timeline.max_steps and timeline.last_step is not None and (
-            timeline.last_step < timeline.max_steps):
-        verdict = "interrupted"
+    elif timeline.steps_logged or timeline.last_step is not None:
+        verdict = "interrupted"  # it was training, then the log stops without a word
     else:
         verdict = "unknown"
     fixes = _fix_lines(catalog.get(root.finding.signature).fix) if root else ()
@@ -79,9 +89,17 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
     return Analysis(
         verdict=verdict, root_cause=root, findings=diagnosis.findings, fixes=fixes,
         timeline=timeline, environment=_environment(tokens, scans),
-        tail=tuple(_job_tail(scans)), sources=tuple(sources), tracebacks=tuple(tracebacks),
-        worker_failures=tuple(worker_failures),
+        tail=tuple(_job_tail(scans, root)), sources=tuple(sources),
+        tracebacks=tuple(tracebacks), worker_failures=tuple(worker_failures),
+        ranks=rank_table(tokens, diagnosis.findings, worker_failures, tracebacks, order),
     )
+
+
+def _job_year(tokens: list[Token], worker_failures: list[WorkerFailure]) -> int:
+    """The year most full timestamps name, for timestamps that print none (glog)."""
+    years = Counter(y for y in (year_of(t.who.time) for t in tokens) if y)
+    years.update(y for y in (year_of(w.time) for w in worker_failures) if y)
+    return years.most_common(1)[0][0] if years else 1970
 
 
 def _fix_lines(fix: str) -> tuple[str, ...]:
@@ -111,7 +129,13 @@ def _timeline(scans: list[SourceScan]) -> TimelineSummary:
         max_steps, (last_step, _) = max(progress.items(), key=lambda kv: (kv[1][1], kv[0]))
     recent = [r for scan in scans for r in scan.metrics.recent if r.kind == "train"]
     last_metrics = recent[-1].values if recent else ()
-    return TimelineSummary(steps, last_step, max_steps, last_metrics)
+    times = [scan.last_time for scan in scans if scan.last_time]
+    last_time = max(times, key=lambda t: to_epoch(t) or 0.0) if times else None
+    after = [scan.info.lines - scan.last_step_line for scan in scans if scan.last_step_line]
+    checkpoints = [scan.checkpoint for scan in scans if scan.checkpoint]
+    last_checkpoint = max(checkpoints, key=lambda c: c.step) if checkpoints else None
+    return TimelineSummary(steps, last_step, max_steps, last_metrics, last_time,
+                           min(after) if after else None, last_checkpoint)
 
 
 def _environment(tokens: list[Token], scans: list[SourceScan]) -> tuple[tuple[str, str], ...]:
@@ -139,6 +163,11 @@ def _environment(tokens: list[Token], scans: list[SourceScan]) -> tuple[tuple[st
     return tuple(facts.items())
 
 
-def _job_tail(scans: list[SourceScan]) -> list[Evidence]:
+def _job_tail(scans: list[SourceScan], root: RootCause | None) -> list[Evidence]:
+    """The tail of the file that holds the root cause, else of the last readable file."""
     readable = [scan for scan in scans if scan.tail]
+    if root is not None:
+        for scan in readable:
+            if scan.info.name == root.finding.first.source:
+                return list(scan.tail)
     return list(readable[-1].tail) if readable else []

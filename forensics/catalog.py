@@ -23,7 +23,8 @@ ENV_VAR = "FORENSICS_PATTERNS"
 _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
 _KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "ignore_case", "generic",
-          "min_count", "references", "examples", "counterexamples"}
+          "min_count", "confirm_patterns", "confirm_signatures", "unconfirmed", "references",
+          "examples", "counterexamples"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,9 @@ class Signature:
     ignore_case: bool = False
     generic: bool = False
     min_count: int = 1
+    confirm_patterns: tuple[regex.Pattern[str], ...] = ()
+    confirm_signatures: tuple[str, ...] = ()
+    unconfirmed: str = ""
     references: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
@@ -131,7 +135,7 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
             seen_here.add(signature.id)
             by_id[signature.id] = signature
     for signature in by_id.values():
-        for key in ("symptom_of", "also_matches"):
+        for key in ("symptom_of", "also_matches", "confirm_signatures"):
             for other in getattr(signature, key):
                 if other != ANY and other not in by_id:
                     problems.append(f"{signature.path}: {key}: unknown signature {other!r}")
@@ -210,6 +214,16 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
         problems.append(f"{path}: min_count: must be a whole number of at least 1")
     symptom_of, also_matches = strings("symptom_of"), strings("also_matches")
+    confirm_patterns = []
+    for source in strings("confirm_patterns"):
+        try:
+            confirm_patterns.append(regex.compile(source, flags))
+        except regex.error as err:
+            problems.append(f"{path}: confirm_patterns: {source!r} does not compile ({err})")
+    confirm_signatures = strings("confirm_signatures")
+    unconfirmed = data.get("unconfirmed", "")
+    if not isinstance(unconfirmed, str):
+        problems.append(f"{path}: unconfirmed: must be a string")
     references, examples = strings("references"), strings("examples")
     counterexamples = strings("counterexamples")
     if len(problems) > start:
@@ -219,5 +233,7 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         keywords=keywords, patterns=tuple(patterns), cause=cause, fix=fix, path=path,
         symptom_of=symptom_of, also_matches=also_matches, ignore_case=ignore_case,
         generic=data.get("generic", False), min_count=min_count,
+        confirm_patterns=tuple(confirm_patterns), confirm_signatures=confirm_signatures,
+        unconfirmed=unconfirmed.strip() if isinstance(unconfirmed, str) else "",
         references=references, examples=examples, counterexamples=counterexamples,
     )

@@ -1,9 +1,13 @@
 """From findings to a diagnosis: which finding is the root cause, which are its symptoms,
-how sure we are and why. The relations come from the catalog (`symptom_of`, `priority`),
-not from code."""
+how sure we are and why. The relations come from the catalog (`symptom_of`, `priority`,
+`confirm_*`), not from code: a finding is a symptom when a signature it names as a possible
+cause is present; a catch-all ("*") or two-way relation only holds when the cause came
+first. Among the rest
+the highest priority wins, then the odd rank out, then the earliest."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from forensics.catalog import ANY, Catalog, Signature
@@ -21,6 +25,14 @@ class Diagnosis:
     findings: tuple[Finding, ...]
 
 
+def earlier(a: Finding, b: Finding) -> bool:
+    """Whether `a` was seen before `b`: by time when both lines carry one and they come from
+    different files, else by position (file order, then line)."""
+    if a.when is not None and b.when is not None and a.first.source != b.first.source:
+        return a.when < b.when
+    return a.order < b.order
+
+
 def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceback],
              worker_failures: list[WorkerFailure] = ()) -> Diagnosis:
     """Pick the originating failure among the findings and label the rest."""
@@ -28,52 +40,76 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
     findings = [replace(f, exception_type=exception_type(f, tracebacks),
                         who=_attribution(f, worker_failures)) for f in findings]
     failures = [f for f in findings if signatures[f.signature].is_failure(f.count)]
-    present = {f.signature for f in failures}
-    specific_present = {f.signature for f in failures
-                        if ANY not in signatures[f.signature].symptom_of}
 
-    def explained_by(finding: Finding) -> list[str]:
+    def causes_of(finding: Finding) -> list[Finding]:
         signature = signatures[finding.signature]
-        causes = [other for other in signature.symptom_of
-                  if other != finding.signature and other in present]
-        if ANY in signature.symptom_of:
-            causes += sorted(specific_present - {finding.signature})
+        causes = []
+        for other in failures:
+            if other is finding:
+                continue
+            other_signature = signatures[other.signature]
+            named = other.signature in signature.symptom_of and other.signature != finding.signature
+            wildcard = ANY in signature.symptom_of and ANY not in other_signature.symptom_of
+            if not (named or wildcard):
+                continue
+            mutual = finding.signature in other_signature.symptom_of
+            if (mutual or not named) and earlier(finding, other):
+                continue  # a consequence cannot come first (for "*" and two-way relations)
+            causes.append(other)
         return causes
 
-    candidates = [f for f in failures if not explained_by(f)] or failures
+    candidates = [f for f in failures if not causes_of(f)] or failures
     if not candidates:
         return Diagnosis(None, tuple(replace(f, role="context") for f in findings))
-    order = {f.signature: i for i, f in enumerate(findings)}
-    root = max(candidates, key=lambda f: (signatures[f.signature].priority, -order[f.signature]))
+    chronological = sorted(candidates, key=functools.cmp_to_key(
+        lambda a, b: -1 if earlier(a, b) else (1 if earlier(b, a) else 0)))
+    position = {id(f): i for i, f in enumerate(chronological)}
+    root = max(candidates, key=lambda f: (signatures[f.signature].priority,
+                                          -len(f.ranks), -position[id(f)]))
     root_signature = signatures[root.signature]
-
+    present = {f.signature for f in failures}
+    confirmed = _is_confirmed(root, root_signature, present)
     labelled = []
     for finding in findings:
         if finding is root:
             role = "root"
-        elif finding in failures:
-            role = "symptom" if explained_by(finding) else "contributing"
+        elif any(f is finding for f in failures):
+            role = "symptom" if causes_of(finding) else "contributing"
         else:
             role = "context"
-        labelled.append(replace(finding, role=role))
-    rivals = [f for f in candidates if f is not root]
-    reasons = _reasons(root, root_signature, labelled, rivals, signatures)
-    confidence = _confidence(root_signature, rivals, signatures)
-    root_labelled = next(f for f in labelled if f.role == "root")
+        labelled.append(replace(finding, role=role,
+                                confirmed=confirmed if finding is root else finding.confirmed))
+    root = next(f for f in labelled if f.role == "root")
+    rivals = [f for f in candidates if f.signature != root.signature or f.order != root.order]
+    missing = "" if confirmed is not False else _missing(root_signature, root)
+    reasons = _reasons(root, root_signature, labelled, rivals, failures, worker_failures)
+    confidence = _confidence(root_signature, rivals, signatures, confirmed)
     return Diagnosis(
-        RootCause(root_labelled, confidence, root_signature.cause, tuple(reasons)),
+        RootCause(root, confidence, root_signature.cause, tuple(reasons), missing),
         tuple(labelled),
     )
+
+
+def _is_confirmed(finding: Finding, signature: Signature, present: set[str]) -> bool | None:
+    if finding.confirmed is None:
+        return None
+    return finding.confirmed or any(s in present for s in signature.confirm_signatures)
+
+
+def _missing(signature: Signature, finding: Finding) -> str:
+    where = finding.who.host or "the node"
+    when = finding.who.time or "the time of the failure"
+    text = " ".join(signature.unconfirmed.split())
+    return text.replace("{host}", where).replace("{time}", when)
 
 
 def _attribution(finding: Finding, worker_failures: list[WorkerFailure]) -> Attribution:
     """Fill in rank and host from the launcher's report of the same exit, when the matching
     line itself does not say (the torchrun block names the failed worker's rank and host)."""
     who = finding.who
-    code = finding.capture_dict.get("exitcode")
-    if who.rank is not None or code is None or not code.lstrip("-").isdigit():
+    if who.rank is not None or not finding.exit_codes:
         return who
-    same = [w for w in worker_failures if w.exitcode == int(code)]
+    same = [w for w in worker_failures if w.exitcode in finding.exit_codes]
     if not same:
         return who
     best = next((w for w in same if w.root_cause_block), same[0])
@@ -111,7 +147,8 @@ def _exception_name(text: str) -> str | None:
 
 
 def _reasons(root: Finding, signature: Signature, findings: list[Finding],
-             rivals: list[Finding], signatures: dict[str, Signature]) -> list[str]:
+             rivals: list[Finding], failures: list[Finding],
+             worker_failures: list[WorkerFailure]) -> list[str]:
     reasons = []
     if signature.generic:
         reasons.append(f"no known signature explains it: an uncaught "
@@ -119,22 +156,45 @@ def _reasons(root: Finding, signature: Signature, findings: list[Finding],
     else:
         reasons.append(f"the most specific failure signature found (`{root.signature}`, "
                        f"priority {signature.priority})")
-    symptoms = [f.signature for f in findings if f.role == "symptom"]
+    others = [f for f in failures if f.order != root.order or f.signature != root.signature]
+    if others and all(earlier(root, f) for f in others):
+        reasons.append("the earliest failure in the job")
+    symptoms = sorted({f.signature for f in findings if f.role == "symptom"})
     if symptoms:
         reasons.append("explains what followed: " + ", ".join(f"`{s}`" for s in symptoms))
+    other_ranks = {r for f in others for r in f.ranks}
+    if len(root.ranks) == 1 and other_ranks - set(root.ranks):
+        reasons.append(f"the odd rank out: only rank {root.ranks[0]} reported it; ranks "
+                       f"{_ranks(other_ranks - set(root.ranks))} failed afterwards")
     if rivals:
         reasons.append("other independent failures were found too: "
                        + ", ".join(f"`{f.signature}`" for f in rivals))
-    elif root.ranks and len(root.ranks) == 1:
-        reasons.append(f"seen on rank {root.ranks[0]} only")
+    blamed = next((w for w in worker_failures if w.root_cause_block), None)
+    rank = root.rank
+    if blamed is not None and blamed.rank is not None and rank is not None:
+        if blamed.rank == rank:
+            reasons.append(f"torchrun's failure block agrees: rank {rank} "
+                           f"(exitcode {blamed.exitcode})")
+        else:
+            reasons.append(f"torchrun's \"Root Cause\" block names rank {blamed.rank} "
+                           f"(exitcode {blamed.exitcode}), the first worker *exit* it saw, "
+                           f"not the first error")
     return reasons
 
 
+def _ranks(ranks: set[int]) -> str:
+    shown = sorted(ranks)
+    text = ", ".join(str(r) for r in shown[:8])
+    return text + (" …" if len(shown) > 8 else "")
+
+
 def _confidence(signature: Signature, rivals: list[Finding],
-                signatures: dict[str, Signature]) -> float:
+                signatures: dict[str, Signature], confirmed: bool | None) -> float:
     score = 0.5 + 0.45 * signature.priority / 100
     if signature.generic:
         score = 0.5
     close = [f for f in rivals if signatures[f.signature].priority >= signature.priority - 10]
     score -= 0.1 * len(close)
+    if confirmed is False:
+        score *= 0.8
     return round(max(0.2, min(score, 0.97)), 2)

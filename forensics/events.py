@@ -28,8 +28,8 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
                     "returned non-zero exit status", "died with <Signals."),
     "metrics": ("'epoch': ", "'train_runtime'", "'eval_loss'"),
     "progress": ("it/s]", "s/it]"),
-    "completion": ("exits successfully", "Training completed", "Model successfully saved",
-                   "Saving model checkpoint to"),
+    "completion": ("exits successfully", "Training completed", "Model successfully saved"),
+    "checkpoint": ("Saving model checkpoint to",),
     "fact": ("NCCL version", "total capacity of", "nranks", "world_size", "World size",
              "CUDA Version", "Num processes", "Number of processes"),
 }
@@ -237,6 +237,15 @@ _WORKER_EXIT = (
     regex.compile(r"returned non-zero exit status (?P<code>\d+)"),
     regex.compile(r"died with <Signals\.\w+: (?P<signal>\d+)>"),
 )
+
+
+_CHECKPOINT = regex.compile(r"Saving model checkpoint to (?P<path>\S*?checkpoint-(?P<step>\d+))")
+
+
+def checkpoint_saved(body: str) -> tuple[str, int] | None:
+    """(path, step) of a "Saving model checkpoint to .../checkpoint-N" line."""
+    found = _CHECKPOINT.search(body)
+    return (found["path"], int(found["step"])) if found else None
 
 
 def worker_exit(source: str, line_no: int, seg: Segment) -> WorkerFailure | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from forensics.catalog import Catalog, Signature
 from forensics.model import Evidence, Finding, Token, Traceback
+from forensics.timeparse import to_epoch
 
 MAX_EVIDENCE = 5
 
@@ -45,32 +46,38 @@ def match_tokens(tokens: Iterable[Token], catalog: Catalog,
 
 def absorb_generic(hits: list[Hit], tracebacks: Iterable[Traceback]) -> list[Hit]:
     """Drop hits of generic signatures (e.g. `python-exception`) on a line, or inside a
-    traceback, that a specific signature already explains, and inside tracebacks that
-    Python printed for an ignored exception."""
+    traceback, that a specific signature already explains; on a line where a higher-priority
+    signature also fired; and inside tracebacks Python printed for an ignored exception."""
     specific_lines = {(h.token.source, h.token.line) for h in hits if not h.signature.generic}
+    specific_ranks = {(h.token.source, h.token.line): h.token.who.rank for h in hits
+                      if not h.signature.generic}
+    best_on_line: dict[tuple[str, int], int] = {}
+    for hit in hits:
+        where = (hit.token.source, hit.token.line)
+        best_on_line[where] = max(best_on_line.get(where, 0), hit.signature.priority)
     explained_spans = [
-        (tb.source, tb.start_line, tb.end_line) for tb in tracebacks
+        (tb.source, tb.start_line, tb.end_line, tb.who.rank) for tb in tracebacks
         if tb.ignored or any(src == tb.source and tb.start_line <= line <= tb.end_line
+                             and specific_ranks[(src, line)] == tb.who.rank
                              for src, line in specific_lines)
     ]
-    if not explained_spans and not specific_lines:
-        return hits
-
     def explained(hit: Hit) -> bool:
         where = (hit.token.source, hit.token.line)
-        if where in specific_lines:
+        if where in specific_lines or best_on_line[where] > hit.signature.priority:
             return True
-        return any(src == where[0] and start <= where[1] <= end
-                   for src, start, end in explained_spans)
+        return any(src == where[0] and start <= where[1] <= end and rank == hit.token.who.rank
+                   for src, start, end, rank in explained_spans)
 
     return [h for h in hits if not h.signature.generic or not explained(h)]
 
 
-def group_findings(hits: list[Hit]) -> list[Finding]:
-    """One finding per signature, in the order of each signature's first hit."""
-    grouped: dict[str, list[Hit]] = defaultdict(list)
+def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
+    """One finding per signature (a generic one: per exception type), in the order of each
+    one's first hit. `year` completes timestamps that print none (glog)."""
+    grouped: dict[tuple[str, str], list[Hit]] = defaultdict(list)
     for hit in sorted(hits, key=lambda h: h.order):
-        grouped[hit.signature.id].append(hit)
+        kind = dict(hit.captures).get("exception_type", "") if hit.signature.generic else ""
+        grouped[(hit.signature.id, kind)].append(hit)
     findings = []
     for group in grouped.values():
         first = group[0]
@@ -91,8 +98,24 @@ def group_findings(hits: list[Hit]) -> list[Finding]:
             severity=signature.severity, count=len({(h.token.source, h.token.line) for h in group}),
             ranks=tuple(ranks), hosts=tuple(hosts), first=evidence[0],
             evidence=tuple(evidence), captures=first.captures, who=first.token.who,
+            order=first.order,
+            when=to_epoch(first.token.who.time or dict(first.captures).get("time"), year),
+            confirmed=_confirmed(signature, group),
+            exit_codes=_exit_codes(group),
         ))
     return findings
+
+
+def _exit_codes(group: list[Hit]) -> tuple[int, ...]:
+    codes = {value for hit in group for key, value in hit.captures if key.startswith("exitcode")}
+    return tuple(sorted(int(c) for c in codes if c.lstrip("-").isdigit()))
+
+
+def _confirmed(signature: Signature, group: list[Hit]) -> bool | None:
+    """Whether the signature's own lines corroborate it (None: it needs no corroboration)."""
+    if not signature.confirm_patterns and not signature.confirm_signatures:
+        return None
+    return any(p.search(hit.token.text) for hit in group for p in signature.confirm_patterns)
 
 
 def _evidence(token: Token) -> Evidence:

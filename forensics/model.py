@@ -121,10 +121,21 @@ class Finding:
     who: Attribution = NO_ATTRIBUTION
     exception_type: str | None = None
     role: str = "context"
+    order: int = 0  # position of the first hit: source order, then line
+    when: float | None = None  # time of the first hit (seconds), when the line says
+    confirmed: bool | None = None  # for signatures that need corroboration (see catalog)
+    exit_codes: tuple[int, ...] = ()  # every exit code its lines captured
 
     @property
     def capture_dict(self) -> dict[str, str]:
         return dict(self.captures)
+
+    @property
+    def rank(self) -> int | None:
+        """The rank of the first hit, or the only rank seen."""
+        if self.who.rank is not None:
+            return self.who.rank
+        return self.ranks[0] if len(self.ranks) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +146,30 @@ class RootCause:
     confidence: float
     cause: str
     reasons: tuple[str, ...]
+    missing_evidence: str = ""  # what would confirm it, when the logs do not
+
+
+@dataclass(frozen=True, slots=True)
+class RankRow:
+    """One process of the job: where it ran, what it last reported, its part in the failure."""
+
+    rank: int
+    host: str | None
+    last_event: str
+    where: str
+    role: str
+    exitcode: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A checkpoint the trainer said it saved."""
+
+    path: str
+    step: int
+    source: str
+    line: int
+    time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +180,9 @@ class TimelineSummary:
     last_step: int | None = None
     max_steps: int | None = None
     last_metrics: tuple[tuple[str, float | None], ...] = ()
+    last_time: str | None = None  # the last timestamp any line carried
+    lines_after_last_step: int | None = None
+    last_checkpoint: Checkpoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +210,7 @@ class Analysis:
     sources: tuple[SourceInfo, ...]
     tracebacks: tuple[Traceback, ...] = ()
     worker_failures: tuple[WorkerFailure, ...] = ()
+    ranks: tuple[RankRow, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     @property

@@ -4,7 +4,7 @@ the event walkers assemble what spans several lines. Only flagged lines reach Py
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from forensics.catalog import Catalog, Signature
 from forensics.engine import Engine, Keyword, build_engine
@@ -12,13 +12,24 @@ from forensics.events import (
     EVENT_KEYWORDS,
     FailureBlockWalker,
     TracebackWalker,
+    checkpoint_saved,
     is_nonfinite,
     last_progress,
     parse_metrics,
     worker_exit,
 )
 from forensics.lexer import segments
-from forensics.model import Evidence, MetricsRecord, SourceInfo, Token, Traceback, WorkerFailure
+from forensics.model import (
+    NO_ATTRIBUTION,
+    Attribution,
+    Checkpoint,
+    Evidence,
+    MetricsRecord,
+    SourceInfo,
+    Token,
+    Traceback,
+    WorkerFailure,
+)
 from forensics.sources import TAIL_BYTES, ReadReport, Source, read_blocks
 
 TAIL_LINES = 40
@@ -94,6 +105,9 @@ class SourceScan:
     completion_lines: list[Evidence]
     tail: list[Evidence]
     python_versions: set[str]
+    last_time: str | None = None
+    last_step_line: int = 0
+    checkpoint: Checkpoint | None = None
 
 
 class _SourceScanner:
@@ -111,6 +125,21 @@ class _SourceScanner:
         self.dropped_lines = 0
         self.fact_lines = 0
         self.replaced = 0
+        self.last_step_line = 0
+        self.checkpoint: Checkpoint | None = None
+        self.default_who = Attribution(rank=source.rank, local_rank=source.local_rank,
+                                       time=source.time)
+
+    def who(self, who: Attribution) -> Attribution:
+        """A line's attribution, completed by what the file's location says."""
+        if self.default_who == NO_ATTRIBUTION:
+            return who
+        return Attribution(
+            rank=who.rank if who.rank is not None else self.default_who.rank,
+            local_rank=who.local_rank if who.local_rank is not None
+            else self.default_who.local_rank,
+            host=who.host, pid=who.pid, time=who.time or self.default_who.time,
+        )
 
     def scan_block(self, block: bytes, first_line: int) -> None:
         walked_until = block_walked_until = 0
@@ -163,8 +192,8 @@ class _SourceScanner:
 
     def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
               kinds: set[str], signatures: set[str]) -> None:
-        if "progress" in kinds:
-            self._progress(raw)
+        if "progress" in kinds and self._progress(raw):
+            self.last_step_line = line_no
         for seg in segments(raw):
             if "metrics" in kinds and "{'" in seg.body:
                 self._metrics(line_no, seg.body)
@@ -174,6 +203,9 @@ class _SourceScanner:
                     self.failures.append(failure)
             if "completion" in kinds:
                 self.completion.append(Evidence(self.source.name, line_no, seg.text))
+            if "checkpoint" in kinds and (saved := checkpoint_saved(seg.body)) is not None:
+                self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
+                                             self.who(seg.who).time)
             matched = self._matching(signatures, seg.text, seg.body)
             fact = "fact" in kinds and self.fact_lines < MAX_FACT_LINES
             if not matched and not fact:
@@ -182,7 +214,7 @@ class _SourceScanner:
             before, after = (_context(block, start, end) if matched else ((), ()))
             self.tokens.append(Token(
                 source=self.source.name, line=line_no, text=seg.text, body=seg.body,
-                kinds=frozenset(kinds), keyword_hits=matched, who=seg.who,
+                kinds=frozenset(kinds), keyword_hits=matched, who=self.who(seg.who),
                 context_before=before, context_after=after,
             ))
 
@@ -200,15 +232,16 @@ class _SourceScanner:
             matched.add(signature_id)
         return frozenset(matched)
 
-    def _progress(self, raw: str) -> None:
+    def _progress(self, raw: str) -> bool:
         found = last_progress(raw)
         if found is None:
-            return
+            return False
         description, n, total = found
         if description:  # the trainer's own bar has no description
-            return
+            return False
         _, seen = self.progress.get(total, (0, 0))
         self.progress[total] = (n, seen + 1)
+        return True
 
     def _metrics(self, line_no: int, body: str) -> None:
         values = parse_metrics(body)
@@ -221,6 +254,8 @@ class _SourceScanner:
         else:
             kind = "train"
         self.metrics.add(MetricsRecord(self.source.name, line_no, tuple(values.items()), kind))
+        if kind == "train":
+            self.last_step_line = line_no
 
 
 def _context(block: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -269,6 +304,7 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
         problems.append(f"{source.name}: empty file")
     if report.long_lines:
         problems.append(f"{source.name}: a line longer than 16 MiB was scanned in pieces")
+    tail_lines, tail_times = _tail(source.name, tail, lines)
     notes = []
     if scanner.replaced:
         notes.append(f"{source.name}: {scanner.replaced} flagged line(s) held invalid UTF-8 "
@@ -279,24 +315,29 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
     return SourceScan(
         info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems), tuple(notes)),
         tokens=scanner.tokens,
-        tracebacks=scanner.tracebacks.done,
+        tracebacks=[replace(tb, who=scanner.who(tb.who)) for tb in scanner.tracebacks.done],
         worker_failures=scanner.failures,
         metrics=scanner.metrics,
         progress=scanner.progress,
         completion_lines=scanner.completion,
-        tail=_tail(source.name, tail, lines),
+        tail=tail_lines,
         python_versions=scanner.tracebacks.python_versions,
+        last_time=next((t for t in reversed(tail_times) if t), None)
+        or next((t.who.time for t in reversed(scanner.tokens) if t.who.time), None),
+        last_step_line=scanner.last_step_line,
+        checkpoint=scanner.checkpoint,
     )
 
 
-def _tail(source: str, data: bytes, total_lines: int) -> list[Evidence]:
+def _tail(source: str, data: bytes, total_lines: int) -> tuple[list[Evidence], list[str | None]]:
     text = data.decode("utf-8", "replace").split("\n")
     if text and text[-1] == "":
         text.pop()
     text = text[-TAIL_LINES:]
     first = total_lines - len(text) + 1
-    out = []
+    out, times = [], []
     for offset, raw in enumerate(text):
         segs = segments(raw)
         out.append(Evidence(source, first + offset, _short(segs[-1].text, 600)))
-    return out
+        times.append(next((s.who.time for s in reversed(segs) if s.who.time), None))
+    return out, times

@@ -9,11 +9,14 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import json
 import lzma
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,7 +29,12 @@ SNIFF_BYTES = 8192
 
 LOG_SUFFIXES = (".log", ".out", ".err", ".txt")
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
-LOG_NAMES = ("debug.log", "output.log")
+LOG_NAMES = ("debug.log", "output.log", "error.json")
+ERROR_JSON_LIMIT = 8 * 1024 * 1024
+# torchrun --log-dir: <run>/attempt_N/<local_rank>/{stdout,stderr}.log and error.json
+_LOG_DIR_RANK = re.compile(r"attempt_\d+/(\d+)/(?:stdout\.log|stderr\.log|error\.json)$")
+# per-rank files named by the user: train_rank3.log, rank-3.out, rank_03.err
+_NAMED_RANK = re.compile(r"(?:^|[_.-])rank[_-]?(\d+)(?:[_.-]|$)", re.IGNORECASE)
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
@@ -43,6 +51,9 @@ class Source:
     name: str
     path: Path | None = None
     data: bytes | None = None
+    rank: int | None = None  # what the file's location says about its writer
+    local_rank: int | None = None
+    time: str | None = None
 
 
 @dataclass
@@ -88,8 +99,53 @@ def discover(paths: tuple[str, ...] | list[str]) -> tuple[list[Source], list[str
             if _looks_binary(path):
                 problems.append(f"{raw}: looks like binary data, not a text log; "
                                 "scanned anyway")
-            sources.append(Source(str(path), path))
+            sources.append(_source(str(path), path, problems))
     return sources, problems
+
+
+def _source(name: str, path: Path, problems: list[str]) -> Source:
+    """A Source for one file, with the rank its location implies; error.json files are
+    rendered to the traceback text they hold."""
+    posix = path.as_posix()
+    local_rank = rank = None
+    found = _LOG_DIR_RANK.search(posix)
+    if found is not None:
+        # torchrun numbers these folders by local rank; on one node that is also the rank
+        local_rank = rank = int(found.group(1))
+    else:
+        named = _NAMED_RANK.search(path.name)
+        rank = int(named.group(1)) if named else None
+    if path.name == "error.json":
+        return _error_json(name, path, local_rank, problems)
+    return Source(name, path, rank=rank, local_rank=local_rank)
+
+
+def _error_json(name: str, path: Path, local_rank: int | None, problems: list[str]) -> Source:
+    """torchelastic's error file: the failing worker's own traceback and its time."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(ERROR_JSON_LIMIT + 1)
+        if len(raw) > ERROR_JSON_LIMIT:
+            raise ValueError("larger than 8 MiB")
+        data = json.loads(raw.decode("utf-8", "replace"))
+    except (OSError, ValueError) as err:
+        problems.append(f"{name}: not a readable torchelastic error file ({err})")
+        return Source(name, data=b"", rank=local_rank, local_rank=local_rank)
+    message = data.get("message", data) if isinstance(data, dict) else data
+    text, stamp = "", data.get("timestamp") if isinstance(data, dict) else None
+    if isinstance(message, dict):
+        extra = message.get("extraInfo") or {}
+        text = str(extra.get("py_callstack") or "")
+        stamp = extra.get("timestamp", stamp)
+        if not text.strip():
+            text = str(message.get("message") or "")
+    elif isinstance(message, str):
+        text = message
+    time = None
+    if stamp is not None and str(stamp).isdigit():
+        time = datetime.fromtimestamp(int(stamp)).isoformat(sep="_")
+    return Source(name, data=text.encode("utf-8"), rank=local_rank, local_rank=local_rank,
+                  time=time)
 
 
 def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
@@ -109,8 +165,8 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
             if _looks_binary(path):
                 problems.append(f"{path}: skipped, looks like binary data")
                 continue
-            found.append(Source(str(path.relative_to(root.parent)) if root.parent != root
-                                else str(path), path))
+            name = str(path.relative_to(root.parent)) if root.parent != root else str(path)
+            found.append(_source(name, path, problems))
     return found
 
 

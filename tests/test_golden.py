@@ -1,5 +1,6 @@
-"""Each bundled sample log: the expected root cause, and its Markdown report compared to a
-golden file. Regenerate on purpose with FORENSICS_REGEN_GOLDEN=1, then read the diff."""
+"""Each bundled sample (a log file, or a job folder analyzed as one job): the expected root
+cause, and its Markdown report compared to a golden file. Regenerate on purpose with
+FORENSICS_REGEN_GOLDEN=1, then read the diff."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ EXPECTED_ROOT = {
     "deepspeed-dummyoptim.log": "dummyoptim-step",
     "missing-pad-token.log": "missing-pad-token",
     "healthy-run.log": None,
+    "torchrun-logdir": "python-exception",  # rank 2's KeyError, not torchrun's rank 0
+    "slurm-job": "slurm-time-limit",
 }
 
 

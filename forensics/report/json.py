@@ -20,13 +20,15 @@ def analysis_to_dict(analysis: Analysis) -> dict[str, Any]:
             "category": root.finding.category,
             "confidence": root.confidence,
             "exception_type": root.finding.exception_type,
-            "rank": root.finding.who.rank if root.finding.who.rank is not None
-            else (root.finding.ranks[0] if len(root.finding.ranks) == 1 else None),
+            "rank": root.finding.rank,
+            "local_rank": root.finding.who.local_rank,
             "host": root.finding.who.host,
             "time": root.finding.who.time,
             "step": analysis.timeline.last_step,
             "captures": dict(root.finding.captures),
             "reasons": list(root.reasons),
+            "confirmed": root.finding.confirmed,
+            "missing_evidence": root.missing_evidence or None,
             "evidence": [e.to_dict() for e in root.finding.evidence],
         },
         "findings": [_finding(f) for f in analysis.findings],
@@ -35,7 +37,19 @@ def analysis_to_dict(analysis: Analysis) -> dict[str, Any]:
             "steps_logged": analysis.timeline.steps_logged,
             "last_step": analysis.timeline.last_step,
             "max_steps": analysis.timeline.max_steps,
+            "last_time": analysis.timeline.last_time,
+            "lines_after_last_step": analysis.timeline.lines_after_last_step,
+            "last_checkpoint": None if analysis.timeline.last_checkpoint is None else {
+                "path": analysis.timeline.last_checkpoint.path,
+                "step": analysis.timeline.last_checkpoint.step,
+                "time": analysis.timeline.last_checkpoint.time,
+            },
         },
+        "ranks": [
+            {"rank": r.rank, "host": r.host, "role": r.role, "exitcode": r.exitcode,
+             "last_event": r.last_event, "where": r.where}
+            for r in analysis.ranks
+        ],
         "fixes": list(analysis.fixes),
         "environment": dict(analysis.environment),
         "sources": [

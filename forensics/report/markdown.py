@@ -6,6 +6,7 @@ import html
 
 from forensics import __version__
 from forensics.model import Analysis, Evidence, Finding, RootCause
+from forensics.timeparse import to_epoch, year_of
 
 MAX_CHARS = 60_000
 CUT_NOTE = "\n\n*(report cut at {limit:,} characters; run `forensics analyze --format json` " \
@@ -27,6 +28,8 @@ def render_markdown(analysis: Analysis, max_chars: int = MAX_CHARS) -> str:
     others = [f for f in analysis.findings if f.role != "root"]
     if others:
         sections.append(_other_findings(others))
+    if len(analysis.ranks) > 1 or (analysis.ranks and others):
+        sections.append(_rank_table(analysis))
     if analysis.fixes:
         sections.append("### What to change\n\n" + "\n".join(f"- {fix}" for fix in analysis.fixes))
     timeline = _timeline(analysis)
@@ -60,6 +63,8 @@ def _verdict(analysis: Analysis) -> str:
         detail = "No known failure signature and no uncaught exception were found."
         if analysis.verdict == "completed":
             detail = "The trainer printed its completion summary; no failure was found."
+        elif analysis.verdict == "interrupted":
+            detail = _interrupted(analysis)
         return f"{line}\n\n**Verdict: {analysis.verdict}.** {detail}"
     finding = root.finding
     return (f"## forensics: {_HEADLINES['failed']}: {finding.title} (`{finding.signature}`)\n\n"
@@ -67,12 +72,36 @@ def _verdict(analysis: Analysis) -> str:
             f"confidence {root.confidence:.2f}.")
 
 
+def _interrupted(analysis: Analysis) -> str:
+    timeline = analysis.timeline
+    text = "The run was training, then the log stops with no error and no completion summary"
+    if timeline.last_step is not None:
+        text += f": last progress step {timeline.last_step}"
+        if timeline.max_steps:
+            percent = 100 * timeline.last_step / timeline.max_steps
+            text += f" of {timeline.max_steps} ({percent:.0f}%)"
+    if timeline.last_time:
+        text += f"; last timestamp {timeline.last_time}"
+    if timeline.lines_after_last_step is not None:
+        text += f"; {timeline.lines_after_last_step} line(s) after the last step"
+    return text + (". It was probably killed from outside (scheduler, OOM killer, node loss): "
+                   "check the scheduler's accounting and `dmesg` on the node.")
+
+
+def _rank_table(analysis: Analysis) -> str:
+    rows = ["| rank | host | exit code | role | last event | where |", "|---|---|---|---|---|---|"]
+    for r in analysis.ranks:
+        code = "-" if r.exitcode is None else str(r.exitcode)
+        rows.append(f"| {r.rank} | {_cell(r.host or '-')} | {code} | {r.role} | "
+                    f"{_cell(r.last_event)} | `{r.where}` |")
+    return "### Ranks\n\n" + "\n".join(rows)
+
+
 def _where(finding: Finding) -> str:
     first = finding.first
     parts = [f"`{first.source}:{first.line}`"]
     who = finding.who
-    rank = who.rank if who.rank is not None else (
-        finding.ranks[0] if len(finding.ranks) == 1 else None)
+    rank = finding.rank
     if rank is not None:
         parts.append(f"rank {rank}")
     elif who.local_rank is not None:
@@ -96,6 +125,8 @@ def _root_cause(root: RootCause) -> str:
         lines.append(f"Exception: `{finding.exception_type}`.")
     if finding.captures:
         lines.append("Details: " + ", ".join(f"{k} = `{v}`" for k, v in finding.captures) + ".")
+    if root.missing_evidence:
+        lines.append(f"**Not confirmed:** {root.missing_evidence}")
     lines += ["", root.cause, "", "Why this is the root cause:"]
     lines += [f"- {reason}" for reason in root.reasons]
     lines += ["", _evidence_block(finding.evidence[0])]
@@ -126,7 +157,7 @@ def _other_findings(findings: list[Finding]) -> str:
 
 def _timeline(analysis: Analysis) -> str:
     timeline = analysis.timeline
-    if not timeline.steps_logged and timeline.last_step is None:
+    if not timeline.steps_logged and timeline.last_step is None and not timeline.last_checkpoint:
         return ""
     facts = [f"{timeline.steps_logged} metrics records logged"]
     if timeline.last_step is not None:
@@ -136,10 +167,29 @@ def _timeline(analysis: Analysis) -> str:
             progress += f" of {timeline.max_steps} ({percent:.0f}%)"
         facts.append(progress)
     text = "### Timeline\n\n" + "; ".join(facts) + "."
+    checkpoint = timeline.last_checkpoint
+    if checkpoint is not None:
+        text += f"\n\nLast checkpoint saved: `{checkpoint.path}` (step {checkpoint.step})"
+        if checkpoint.time:
+            text += f" at {checkpoint.time}"
+        gap = _gap(checkpoint.time, analysis)
+        text += f", {gap} before the failure." if gap else "."
     if timeline.last_metrics:
         values = ", ".join(f"{k} = {_number(v)}" for k, v in timeline.last_metrics)
         text += f"\n\nLast metrics: {values}."
     return text
+
+
+def _gap(time: str | None, analysis: Analysis) -> str:
+    """How long before the root cause's line a timestamped event happened."""
+    root = analysis.root_cause
+    if root is None or root.finding.when is None:
+        return ""
+    then = to_epoch(time, year_of(time) or 1970)
+    if then is None or then > root.finding.when:
+        return ""
+    minutes = round((root.finding.when - then) / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _number(value: float | None) -> str:

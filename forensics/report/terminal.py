@@ -33,6 +33,8 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
         body = [Text(where, style="cyan")]
         if finding.exception_type:
             body.append(Text(f"exception: {finding.exception_type}"))
+        if root.missing_evidence:
+            body.append(Text(f"not confirmed: {root.missing_evidence}", style="yellow"))
         body.append(Text(root.cause))
         body += [Text(f"• {reason}") for reason in root.reasons]
         body.append(_evidence(finding.evidence[0]))
@@ -47,6 +49,15 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
             table.add_row(f.role, f.signature, str(f.count),
                           ", ".join(str(r) for r in f.ranks[:8]) or "-",
                           Text(f"{f.first.source}:{f.first.line}"))
+        console.print(table)
+    if len(analysis.ranks) > 1:
+        table = Table(title="ranks", title_justify="left", show_edge=False)
+        for column in ("rank", "host", "exit", "role", "last event"):
+            table.add_column(column)
+        for r in analysis.ranks:
+            table.add_row(str(r.rank), Text(r.host or "-"),
+                          "-" if r.exitcode is None else str(r.exitcode), r.role,
+                          Text(r.last_event))
         console.print(table)
     if analysis.fixes:
         console.print(Text("what to change", style="bold"))
