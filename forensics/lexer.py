@@ -31,8 +31,8 @@ _PREFIX_RULES = [
     r"\[(?P<rank>\d+)\]: ?(?=\S)",
     # axolotl / logging: "[2024-01-19 08:19:49,149] "
     r"\[(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?)\] ",
-    # kernel uptime "[74889.644138] "
-    r"\[\s*\d+\.\d+\] ",
+    # kernel uptime "[74889.644138] " (seconds since boot: shown, not comparable)
+    r"\[\s*(?P<time>\d+\.\d{6})\] ",
     # bare clock "[11:41:59.064379] "
     r"\[(?P<time>\d\d:\d\d:\d\d(?:\.\d+)?)\] ",
     # ISO / logging timestamp at line start, optional " | LEVEL | where - "

@@ -61,3 +61,19 @@ def test_carriage_return_redraws_and_glued_bars_are_split():
 def test_plain_line_is_untouched():
     (seg,) = segments("RuntimeError: something broke")
     assert seg.body == seg.text == "RuntimeError: something broke"
+
+
+def test_glog_and_kernel_stamps():
+    seg = parse_prefixes("E0301 12:41:09.004000 4000 torch/distributed/elastic/agent/server/"
+                         "api.py:869] failed (exitcode: 1) local_rank: 0")
+    assert (seg.who.time, seg.who.pid) == ("0301 12:41:09.004000", 4000)
+    assert seg.body.startswith("failed (exitcode: 1)")
+    kernel = parse_prefixes("[74889.644138] NVRM: Xid (PCI:0000:02:00): 79, GPU has fallen off")
+    assert kernel.who.time == "74889.644138"
+    assert kernel.body.startswith("NVRM: Xid")
+
+
+def test_deepspeed_rank_field():
+    seg = parse_prefixes("[2023-11-07 01:55:23,711] [INFO] [logging.py:96:log_dist] [Rank 3] "
+                         "step=10, skipped=4")
+    assert (seg.who.rank, seg.body) == (3, "step=10, skipped=4")
