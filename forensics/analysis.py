@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import regex
 
@@ -11,6 +13,7 @@ from forensics.catalog import Catalog, load_catalog, user_dirs
 from forensics.diagnose import diagnose
 from forensics.errors import InputError
 from forensics.match import absorb_generic, group_findings, match_tokens
+from forensics.metrics import TRAIN, MetricsTable
 from forensics.model import (
     Analysis,
     Evidence,
@@ -25,6 +28,9 @@ from forensics.redact import redact
 from forensics.scanner import ScanPlan, SourceScan, plan_scan, scan_source
 from forensics.sources import Source, discover
 from forensics.timeparse import to_epoch, year_of
+
+if TYPE_CHECKING:
+    from forensics.health_report import Health
 
 _FACTS = (
     ("NCCL", regex.compile(r"NCCL version (?P<v>\d+\.\d+\.\d+(?:\+cuda[\d.]+)?)")),
@@ -71,12 +77,17 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
     hits = absorb_generic(match_tokens(tokens, catalog, order), tracebacks)
     worker_failures = [w for scan in scans for w in scan.worker_failures]
     findings = group_findings(hits, _job_year(tokens, worker_failures))
-    diagnosis = diagnose(findings, catalog, tracebacks, worker_failures)
-    timeline = _timeline(scans)
+    health = _health([scan.metrics for scan in scans])
+    if health is not None and health.nan_finding is not None and not any(
+            f.signature == "nan-loss" for f in findings):
+        findings.append(health.nan_finding(catalog.get("nan-loss")))
+    diagnosis = diagnose(findings, catalog, tracebacks, worker_failures,
+                         health.anomalies if health else ())
+    timeline = _timeline(scans, health, diagnosis.root)
     root = diagnosis.root
     if root is not None:
         verdict = "failed"
-    elif any(scan.metrics.summary or scan.completion_lines for scan in scans):
+    elif any(scan.metrics.summary is not None or scan.completion_lines for scan in scans):
         verdict = "completed"
     elif timeline.steps_logged or timeline.last_step is not None:
         verdict = "interrupted"  # it was training, then the log stops without a word
@@ -92,7 +103,17 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
         tail=tuple(_job_tail(scans, root)), sources=tuple(sources),
         tracebacks=tuple(tracebacks), worker_failures=tuple(worker_failures),
         ranks=rank_table(tokens, diagnosis.findings, worker_failures, tracebacks, order),
+        anomalies=health.anomalies if health else (),
     )
+
+
+def _health(tables: list[MetricsTable]) -> Health | None:
+    """Timeline and health rules; pandas is imported only when there are metrics."""
+    if not any(len(table) for table in tables):
+        return None
+    from forensics.health_report import judge
+
+    return judge(tables)
 
 
 def _job_year(tokens: list[Token], worker_failures: list[WorkerFailure]) -> int:
@@ -117,8 +138,9 @@ def _fix_lines(fix: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _timeline(scans: list[SourceScan]) -> TimelineSummary:
-    steps = sum(scan.metrics.train_records for scan in scans)
+def _timeline(scans: list[SourceScan], health: Health | None,
+              root: RootCause | None) -> TimelineSummary:
+    steps = max((scan.metrics.count(TRAIN) for scan in scans), default=0)
     progress: dict[int, tuple[int, int]] = {}
     for scan in scans:
         for total, (n, seen) in scan.progress.items():
@@ -127,15 +149,25 @@ def _timeline(scans: list[SourceScan]) -> TimelineSummary:
     max_steps = last_step = None
     if progress:
         max_steps, (last_step, _) = max(progress.items(), key=lambda kv: (kv[1][1], kv[0]))
-    recent = [r for scan in scans for r in scan.metrics.recent if r.kind == "train"]
-    last_metrics = recent[-1].values if recent else ()
+    lasts = [scan.metrics.last(TRAIN) for scan in scans]
+    lasts = [row for row in lasts if row is not None]
+    last_metrics = tuple(lasts[-1].values.items()) if lasts else ()
     times = [scan.last_time for scan in scans if scan.last_time]
     last_time = max(times, key=lambda t: to_epoch(t) or 0.0) if times else None
     after = [scan.info.lines - scan.last_step_line for scan in scans if scan.last_step_line]
     checkpoints = [scan.checkpoint for scan in scans if scan.checkpoint]
     last_checkpoint = max(checkpoints, key=lambda c: c.step) if checkpoints else None
-    return TimelineSummary(steps, last_step, max_steps, last_metrics, last_time,
-                           min(after) if after else None, last_checkpoint)
+    summary = TimelineSummary(steps, last_step, max_steps, last_metrics, last_time,
+                              min(after) if after else None, last_checkpoint)
+    if health is None:
+        return summary
+    if summary.last_step is None:
+        summary = replace(summary, last_step=health.last_step)
+    if summary.max_steps is None:
+        summary = replace(summary, max_steps=health.max_steps)
+    focus = root.finding.step if root is not None else None
+    return replace(summary, mode=health.mode, rows=health.window(focus),
+                   series=health.series)
 
 
 def _environment(tokens: list[Token], scans: list[SourceScan]) -> tuple[tuple[str, str], ...]:

@@ -23,7 +23,8 @@ ENV_VAR = "FORENSICS_PATTERNS"
 _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
 _KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "ignore_case", "generic",
-          "min_count", "confirm_patterns", "confirm_signatures", "unconfirmed", "references",
+          "min_count", "confirm_patterns", "confirm_signatures", "unconfirmed",
+          "step_from_anomaly", "references",
           "examples", "counterexamples"}
 
 
@@ -49,6 +50,7 @@ class Signature:
     confirm_patterns: tuple[regex.Pattern[str], ...] = ()
     confirm_signatures: tuple[str, ...] = ()
     unconfirmed: str = ""
+    step_from_anomaly: str = ""  # its step is the first step with this anomaly kind (e.g. nan)
     references: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
@@ -235,5 +237,6 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         generic=data.get("generic", False), min_count=min_count,
         confirm_patterns=tuple(confirm_patterns), confirm_signatures=confirm_signatures,
         unconfirmed=unconfirmed.strip() if isinstance(unconfirmed, str) else "",
+        step_from_anomaly=str(data.get("step_from_anomaly", "")),
         references=references, examples=examples, counterexamples=counterexamples,
     )

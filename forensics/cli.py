@@ -109,6 +109,37 @@ def _emit(analysis, fmt: str | None, output: str | None) -> None:
         Path(output).write_text(text, encoding="utf-8")
 
 
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "md"]), default="csv",
+              show_default=True, help="Export format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write to FILE (required for parquet).")
+def timeline(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
+    """Export the run's metrics (one row per logged step, train and eval rows marked) from
+    logs, job folders, trainer_state.json or W&B run folders."""
+    from forensics.sources import discover
+    from forensics.timeline_export import export_timeline
+
+    if fmt == "parquet" and output is None:
+        click.echo("forensics: error: --format parquet needs -o FILE", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    try:
+        sources, problems = discover(paths)
+        text = export_timeline(sources, fmt, output)
+    except ForensicsError as err:
+        _fail(err)
+        return
+    for problem in problems:
+        click.echo(f"forensics: {problem}", err=True)
+    if text is None:
+        click.echo("forensics: no metrics found in these inputs", err=True)
+        sys.exit(int(ExitCode.INPUT))
+    if output is None:
+        click.echo(text, nl=False)
+    sys.exit(int(ExitCode.INPUT) if problems else int(ExitCode.OK))
+
+
 @cli.group()
 def patterns() -> None:
     """List, show and lint the signature catalog."""

@@ -12,7 +12,14 @@ from dataclasses import dataclass, replace
 
 from forensics.catalog import ANY, Catalog, Signature
 from forensics.events import EXCEPTION_LINE
-from forensics.model import Attribution, Finding, RootCause, Traceback, WorkerFailure
+from forensics.model import (
+    Anomaly,
+    Attribution,
+    Finding,
+    RootCause,
+    Traceback,
+    WorkerFailure,
+)
 
 _EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Failed")
 
@@ -34,7 +41,8 @@ def earlier(a: Finding, b: Finding) -> bool:
 
 
 def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceback],
-             worker_failures: list[WorkerFailure] = ()) -> Diagnosis:
+             worker_failures: list[WorkerFailure] = (),
+             anomalies: tuple[Anomaly, ...] = ()) -> Diagnosis:
     """Pick the originating failure among the findings and label the rest."""
     signatures = {s.id: s for s in catalog.signatures}
     findings = [replace(f, exception_type=exception_type(f, tracebacks),
@@ -80,9 +88,14 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
         labelled.append(replace(finding, role=role,
                                 confirmed=confirmed if finding is root else finding.confirmed))
     root = next(f for f in labelled if f.role == "root")
+    onset = next((a for a in anomalies if a.kind == root_signature.step_from_anomaly), None)
+    if onset is not None:
+        root = replace(root, step=onset.step)
+        labelled = [root if f.role == "root" else f for f in labelled]
     rivals = [f for f in candidates if f.signature != root.signature or f.order != root.order]
     missing = "" if confirmed is not False else _missing(root_signature, root)
     reasons = _reasons(root, root_signature, labelled, rivals, failures, worker_failures)
+    reasons += _preceded_by(root, anomalies)
     confidence = _confidence(root_signature, rivals, signatures, confirmed)
     return Diagnosis(
         RootCause(root, confidence, root_signature.cause, tuple(reasons), missing),
@@ -180,6 +193,19 @@ def _reasons(root: Finding, signature: Signature, findings: list[Finding],
                            f"(exitcode {blamed.exitcode}), the first worker *exit* it saw, "
                            f"not the first error")
     return reasons
+
+
+def _preceded_by(root: Finding, anomalies: tuple[Anomaly, ...]) -> list[str]:
+    """Unhealthy metrics before the failure: contributing evidence."""
+    limit = root.step
+    earlier_ones = [a for a in anomalies if a.kind != "nan"
+                    and (limit is None or a.step <= limit)]
+    out = []
+    for anomaly in earlier_ones[:2]:
+        gap = f", {limit - anomaly.step} step(s) before" if limit is not None else ""
+        out.append(f"preceded by a {anomaly.kind} of `{anomaly.metric}` at step "
+                   f"{anomaly.step} ({anomaly.value:.4g}; healthy {anomaly.healthy}){gap}")
+    return out
 
 
 def _ranks(ranks: set[int]) -> str:

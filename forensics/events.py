@@ -4,7 +4,6 @@ events: worker exits reported by launchers, metrics dicts, progress bars."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import regex
@@ -30,6 +29,7 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "progress": ("it/s]", "s/it]"),
     "completion": ("exits successfully", "Training completed", "Model successfully saved"),
     "checkpoint": ("Saving model checkpoint to",),
+    "ds-step": ("skipped=", "MaxMemAllocated="),
     "fact": ("NCCL version", "total capacity of", "nranks", "world_size", "World size",
              "CUDA Version", "Num processes", "Number of processes"),
 }
@@ -288,10 +288,6 @@ def parse_metrics(body: str) -> dict[str, float | None]:
         except ValueError:
             continue
     return values
-
-
-def is_nonfinite(value: float | None) -> bool:
-    return value is not None and not math.isfinite(value)
 
 
 _PROGRESS = regex.compile(r"(?:^|\r|\s)(?P<desc>[^|\r]{0,60}?)\s*\d+%\|[^|\r]*\|\s*"

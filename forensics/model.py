@@ -81,16 +81,6 @@ class WorkerFailure:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricsRecord:
-    """One metrics dict printed by a trainer."""
-
-    source: str
-    line: int
-    values: tuple[tuple[str, float | None], ...]
-    kind: str  # train | eval | summary
-
-
-@dataclass(frozen=True, slots=True)
 class Evidence:
     """A quoted log line with where it was seen."""
 
@@ -125,6 +115,7 @@ class Finding:
     when: float | None = None  # time of the first hit (seconds), when the line says
     confirmed: bool | None = None  # for signatures that need corroboration (see catalog)
     exit_codes: tuple[int, ...] = ()  # every exit code its lines captured
+    step: int | None = None  # the training step it happened at, when known
 
     @property
     def capture_dict(self) -> dict[str, str]:
@@ -147,6 +138,19 @@ class RootCause:
     cause: str
     reasons: tuple[str, ...]
     missing_evidence: str = ""  # what would confirm it, when the logs do not
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """An unhealthy stretch of one metric."""
+
+    metric: str
+    kind: str  # nan | spike | high | collapse | zero | stuck | plateau | overfitting | ...
+    step: int
+    end_step: int
+    value: float
+    healthy: str
+    advice: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,9 @@ class TimelineSummary:
     last_time: str | None = None  # the last timestamp any line carried
     lines_after_last_step: int | None = None
     last_checkpoint: Checkpoint | None = None
+    mode: str = "sft"  # sft | grpo
+    rows: tuple[tuple[int, tuple[tuple[str, float | None], ...]], ...] = ()  # around the end
+    series: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()  # for charts
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +218,7 @@ class Analysis:
     tracebacks: tuple[Traceback, ...] = ()
     worker_failures: tuple[WorkerFailure, ...] = ()
     ranks: tuple[RankRow, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     @property

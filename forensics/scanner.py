@@ -3,8 +3,7 @@ the event walkers assemble what spans several lines. Only flagged lines reach Py
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from forensics.catalog import Catalog, Signature
 from forensics.engine import Engine, Keyword, build_engine
@@ -13,28 +12,33 @@ from forensics.events import (
     FailureBlockWalker,
     TracebackWalker,
     checkpoint_saved,
-    is_nonfinite,
     last_progress,
     parse_metrics,
     worker_exit,
 )
 from forensics.lexer import segments
+from forensics.metrics import TRAIN, MetricsTable, deepspeed_step, log_history_table, record_kind
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,
     Checkpoint,
     Evidence,
-    MetricsRecord,
     SourceInfo,
     Token,
     Traceback,
     WorkerFailure,
 )
-from forensics.sources import TAIL_BYTES, ReadReport, Source, read_blocks
+from forensics.sources import (
+    TAIL_BYTES,
+    ReadReport,
+    Source,
+    checkpoint_step,
+    read_blocks,
+    read_json,
+)
 
 TAIL_LINES = 40
 CONTEXT_LINES = 3
-RECENT_METRICS = 64
 MAX_LINES_PER_SIGNATURE = 500
 MAX_FACT_LINES = 200
 
@@ -70,29 +74,6 @@ def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
 
 
 @dataclass
-class MetricsSummary:
-    """A bounded summary of the metrics dicts seen (the full series is the timeline's job)."""
-
-    train_records: int = 0
-    eval_records: int = 0
-    recent: deque[MetricsRecord] = field(default_factory=lambda: deque(maxlen=RECENT_METRICS))
-    first_nonfinite: MetricsRecord | None = None
-    summary: MetricsRecord | None = None
-
-    def add(self, record: MetricsRecord) -> None:
-        if record.kind == "summary":
-            self.summary = record
-            return
-        if record.kind == "eval":
-            self.eval_records += 1
-        else:
-            self.train_records += 1
-        self.recent.append(record)
-        if self.first_nonfinite is None and any(is_nonfinite(v) for _, v in record.values):
-            self.first_nonfinite = record
-
-
-@dataclass
 class SourceScan:
     """What one source yielded."""
 
@@ -100,7 +81,7 @@ class SourceScan:
     tokens: list[Token]
     tracebacks: list[Traceback]
     worker_failures: list[WorkerFailure]
-    metrics: MetricsSummary
+    metrics: MetricsTable
     progress: dict[int, tuple[int, int]]
     completion_lines: list[Evidence]
     tail: list[Evidence]
@@ -116,7 +97,8 @@ class _SourceScanner:
         self.plan = plan
         self.tokens: list[Token] = []
         self.failures: list[WorkerFailure] = []
-        self.metrics = MetricsSummary()
+        self.metrics = MetricsTable(source.name)
+        self.current_step: int | None = None
         self.progress: dict[int, tuple[int, int]] = {}  # total -> (last n, times seen)
         self.completion: list[Evidence] = []
         self.tracebacks = TracebackWalker(source.name)
@@ -197,6 +179,8 @@ class _SourceScanner:
         for seg in segments(raw):
             if "metrics" in kinds and "{'" in seg.body:
                 self._metrics(line_no, seg.body)
+            if "ds-step" in kinds and (found := deepspeed_step(seg.body)) is not None:
+                self.metrics.add(line_no, found[0], found[1], TRAIN)
             if "worker-exit" in kinds:
                 failure = worker_exit(self.source.name, line_no, seg)
                 if failure is not None:
@@ -241,20 +225,16 @@ class _SourceScanner:
             return False
         _, seen = self.progress.get(total, (0, 0))
         self.progress[total] = (n, seen + 1)
+        self.current_step = n
         return True
 
     def _metrics(self, line_no: int, body: str) -> None:
         values = parse_metrics(body)
         if not values:
             return
-        if "train_runtime" in values or "train_loss" in values:
-            kind = "summary"
-        elif any(key.startswith("eval_") for key in values):
-            kind = "eval"
-        else:
-            kind = "train"
-        self.metrics.add(MetricsRecord(self.source.name, line_no, tuple(values.items()), kind))
-        if kind == "train":
+        kind = record_kind(values)
+        self.metrics.add(line_no, self.current_step, values, kind)
+        if kind == TRAIN:
             self.last_step_line = line_no
 
 
@@ -282,7 +262,10 @@ def _short(text: str, limit: int = 400) -> str:
 
 
 def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
-    """Stream one source through the engine and the event walkers."""
+    """Stream one source through the engine and the event walkers (JSON artifacts and
+    checkpoint folders are read for what they say about the timeline)."""
+    if source.kind != "log":
+        return _scan_artifact(source)
     report = ReadReport()
     scanner = _SourceScanner(source, plan)
     lines = 0
@@ -326,6 +309,30 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
         or next((t.who.time for t in reversed(scanner.tokens) if t.who.time), None),
         last_step_line=scanner.last_step_line,
         checkpoint=scanner.checkpoint,
+    )
+
+
+def _scan_artifact(source: Source) -> SourceScan:
+    report = ReadReport()
+    metrics = MetricsTable(source.name)
+    checkpoint = None
+    if source.kind == "checkpoint":
+        step = checkpoint_step(source)
+        checkpoint = Checkpoint(str(source.path), step, source.name, 0) if step else None
+    else:
+        data = read_json(source, report)
+        if source.kind == "trainer-state":
+            metrics = log_history_table(source.name, data)
+        elif isinstance(data, dict):
+            numbers = {k: float(v) for k, v in data.items() if not k.startswith("_")
+                       and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            step = data.get("_step") if isinstance(data.get("_step"), int) else None
+            if numbers:
+                metrics.add(1, step, numbers)
+    return SourceScan(
+        info=SourceInfo(source.name, report.bytes_read, 0, tuple(report.problems)),
+        tokens=[], tracebacks=[], worker_failures=[], metrics=metrics, progress={},
+        completion_lines=[], tail=[], python_versions=set(), checkpoint=checkpoint,
     )
 
 

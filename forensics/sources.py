@@ -30,6 +30,9 @@ SNIFF_BYTES = 8192
 LOG_SUFFIXES = (".log", ".out", ".err", ".txt")
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 LOG_NAMES = ("debug.log", "output.log", "error.json")
+JSON_KINDS = {"trainer_state.json": "trainer-state", "wandb-summary.json": "wandb-summary"}
+JSON_LIMIT = 256 * 1024 * 1024
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 ERROR_JSON_LIMIT = 8 * 1024 * 1024
 # torchrun --log-dir: <run>/attempt_N/<local_rank>/{stdout,stderr}.log and error.json
 _LOG_DIR_RANK = re.compile(r"attempt_\d+/(\d+)/(?:stdout\.log|stderr\.log|error\.json)$")
@@ -54,6 +57,7 @@ class Source:
     rank: int | None = None  # what the file's location says about its writer
     local_rank: int | None = None
     time: str | None = None
+    kind: str = "log"  # log | trainer-state | wandb-summary | checkpoint
 
 
 @dataclass
@@ -117,6 +121,8 @@ def _source(name: str, path: Path, problems: list[str]) -> Source:
         rank = int(named.group(1)) if named else None
     if path.name == "error.json":
         return _error_json(name, path, local_rank, problems)
+    if path.name in JSON_KINDS:
+        return Source(name, path, kind=JSON_KINDS[path.name])
     return Source(name, path, rank=rank, local_rank=local_rank)
 
 
@@ -156,7 +162,23 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
 
     for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
         dirs.sort()
+        checkpoints = sorted((int(m.group(1)), name) for name in dirs
+                             if (m := _CHECKPOINT_DIR.match(name)))
+        for _, name in checkpoints:
+            path = Path(folder) / name
+            found.append(Source(str(path.relative_to(root.parent)), path, kind="checkpoint"))
+            dirs.remove(name)  # a checkpoint holds weights; only its trainer state is read
+        if checkpoints:
+            state = Path(folder) / checkpoints[-1][1] / "trainer_state.json"
+            if state.is_file():
+                found.append(Source(str(state.relative_to(root.parent)), state,
+                                    kind="trainer-state"))
         for name in sorted(files):
+            if name in JSON_KINDS:
+                path = Path(folder) / name
+                found.append(Source(str(path.relative_to(root.parent)), path,
+                                    kind=JSON_KINDS[name]))
+                continue
             if not is_log_name(name):
                 continue
             path = Path(folder) / name
@@ -168,6 +190,27 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
             name = str(path.relative_to(root.parent)) if root.parent != root else str(path)
             found.append(_source(name, path, problems))
     return found
+
+
+def read_json(source: Source, report: ReadReport) -> object | None:
+    """A small JSON artifact (trainer_state.json, wandb-summary.json); Python's parser, which
+    accepts the NaN and Infinity that `json.dumps` writes. None (and a problem) if unreadable."""
+    try:
+        with open(source.path, "rb") as fh:  # type: ignore[arg-type]
+            raw = fh.read(JSON_LIMIT + 1)
+        if len(raw) > JSON_LIMIT:
+            raise ValueError("larger than 256 MiB")
+        report.bytes_read = len(raw)
+        return json.loads(raw.decode("utf-8", "replace"))
+    except (OSError, ValueError) as err:
+        report.problems.append(f"{source.name}: not readable JSON ({err})")
+        return None
+
+
+def checkpoint_step(source: Source) -> int | None:
+    """The step of a `checkpoint-N` folder source."""
+    found = _CHECKPOINT_DIR.match(source.path.name) if source.path else None
+    return int(found.group(1)) if found else None
 
 
 def _looks_binary(path: Path) -> bool:

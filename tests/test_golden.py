@@ -20,6 +20,8 @@ EXPECTED_ROOT = {
     "deepspeed-dummyoptim.log": "dummyoptim-step",
     "missing-pad-token.log": "missing-pad-token",
     "healthy-run.log": None,
+    "sft-nan.log": "nan-loss",
+    "grpo-entropy-collapse.log": None,  # completed, but its metrics are flagged
     "torchrun-logdir": "python-exception",  # rank 2's KeyError, not torchrun's rank 0
     "slurm-job": "slurm-time-limit",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from forensics.model import SCHEMA_VERSION, Analysis, Finding
@@ -24,7 +25,8 @@ def analysis_to_dict(analysis: Analysis) -> dict[str, Any]:
             "local_rank": root.finding.who.local_rank,
             "host": root.finding.who.host,
             "time": root.finding.who.time,
-            "step": analysis.timeline.last_step,
+            "step": root.finding.step if root.finding.step is not None
+            else analysis.timeline.last_step,
             "captures": dict(root.finding.captures),
             "reasons": list(root.reasons),
             "confirmed": root.finding.confirmed,
@@ -32,7 +34,12 @@ def analysis_to_dict(analysis: Analysis) -> dict[str, Any]:
             "evidence": [e.to_dict() for e in root.finding.evidence],
         },
         "findings": [_finding(f) for f in analysis.findings],
-        "anomalies": [],
+        "anomalies": [
+            {"metric": a.metric, "kind": a.kind, "step": a.step, "end_step": a.end_step,
+             "value": a.value if math.isfinite(a.value) else None, "healthy": a.healthy,
+             "advice": a.advice}
+            for a in analysis.anomalies
+        ],
         "timeline": {
             "steps_logged": analysis.timeline.steps_logged,
             "last_step": analysis.timeline.last_step,

@@ -6,7 +6,7 @@ import html
 
 from forensics import __version__
 from forensics.model import Analysis, Evidence, Finding, RootCause
-from forensics.timeparse import to_epoch, year_of
+from forensics.report.timeline_md import render_timeline
 
 MAX_CHARS = 60_000
 CUT_NOTE = "\n\n*(report cut at {limit:,} characters; run `forensics analyze --format json` " \
@@ -32,7 +32,7 @@ def render_markdown(analysis: Analysis, max_chars: int = MAX_CHARS) -> str:
         sections.append(_rank_table(analysis))
     if analysis.fixes:
         sections.append("### What to change\n\n" + "\n".join(f"- {fix}" for fix in analysis.fixes))
-    timeline = _timeline(analysis)
+    timeline = render_timeline(analysis)
     if timeline:
         sections.append(timeline)
     if analysis.environment:
@@ -153,49 +153,6 @@ def _other_findings(findings: list[Finding]) -> str:
         rows.append(f"| {f.role} | `{f.signature}` | {_cell(f.title)} | {f.count} | {ranks or '-'} "
                     f"| `{f.first.source}:{f.first.line}` |")
     return "### Also found\n\n" + "\n".join(rows)
-
-
-def _timeline(analysis: Analysis) -> str:
-    timeline = analysis.timeline
-    if not timeline.steps_logged and timeline.last_step is None and not timeline.last_checkpoint:
-        return ""
-    facts = [f"{timeline.steps_logged} metrics records logged"]
-    if timeline.last_step is not None:
-        progress = f"last progress step {timeline.last_step}"
-        if timeline.max_steps:
-            percent = 100 * timeline.last_step / timeline.max_steps
-            progress += f" of {timeline.max_steps} ({percent:.0f}%)"
-        facts.append(progress)
-    text = "### Timeline\n\n" + "; ".join(facts) + "."
-    checkpoint = timeline.last_checkpoint
-    if checkpoint is not None:
-        text += f"\n\nLast checkpoint saved: `{checkpoint.path}` (step {checkpoint.step})"
-        if checkpoint.time:
-            text += f" at {checkpoint.time}"
-        gap = _gap(checkpoint.time, analysis)
-        text += f", {gap} before the failure." if gap else "."
-    if timeline.last_metrics:
-        values = ", ".join(f"{k} = {_number(v)}" for k, v in timeline.last_metrics)
-        text += f"\n\nLast metrics: {values}."
-    return text
-
-
-def _gap(time: str | None, analysis: Analysis) -> str:
-    """How long before the root cause's line a timestamped event happened."""
-    root = analysis.root_cause
-    if root is None or root.finding.when is None:
-        return ""
-    then = to_epoch(time, year_of(time) or 1970)
-    if then is None or then > root.finding.when:
-        return ""
-    minutes = round((root.finding.when - then) / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "None"
-    return f"{value:.6g}"
 
 
 def _tail(tail: tuple[Evidence, ...]) -> str:

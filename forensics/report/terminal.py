@@ -64,6 +64,15 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
         for fix in analysis.fixes:
             console.print(Text(f"  • {fix}"))
     timeline = analysis.timeline
+    for metric, points in timeline.series:
+        line = Text(f"{metric:>12} ", style="bold")
+        line.append(sparkline([v for _, v in points]))
+        line.append(f"  {points[0][1]:.4g} → {points[-1][1]:.4g} (steps {points[0][0]}-"
+                    f"{points[-1][0]})", style="dim")
+        console.print(line)
+    for anomaly in analysis.anomalies:
+        console.print(Text(f"⚠ {anomaly.kind} of {anomaly.metric} at step {anomaly.step}: "
+                           f"{anomaly.value:.4g} (healthy {anomaly.healthy})", style="yellow"))
     if timeline.steps_logged or timeline.last_step is not None:
         progress = f"{timeline.steps_logged} metrics records"
         if timeline.last_step is not None:
@@ -74,6 +83,16 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
     for source in analysis.sources:
         for problem in (*source.problems, *source.notes):
             console.print(Text(f"note: {problem}", style="yellow"))
+
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """A one-line chart of `values`."""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(BARS[min(len(BARS) - 1, int((v - low) / span * len(BARS)))] for v in values)
 
 
 def _evidence(evidence: Evidence) -> Text:

@@ -1,0 +1,244 @@
+"""Judge a timeline against the healthy ranges practitioners use: range rules come from
+`health.toml`; the detectors below look at shapes (onsets, spikes, plateaus, trends)."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forensics.model import Anomaly
+from forensics.timeline import Timeline, nonfinite_onset
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RULES_FILE = Path(__file__).with_name("health.toml")
+LOSS = ("loss", "train/loss", "train_loss")
+GRAD_NORM = ("grad_norm", "train/grad_norm")
+LEARNING_RATE = ("learning_rate", "train/learning_rate", "lr")
+EVAL_LOSS = ("eval_loss", "eval/loss")
+GRPO_HINTS = ("reward", "rewards/", "kl", "entropy", "completions/", "frac_reward_zero_std")
+SPIKE_WINDOW = 10
+LOSS_SPIKE_FACTOR = 2.0
+GRAD_SPIKE_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class RangeRule:
+    """A red-flag threshold for one metric."""
+
+    metric: tuple[str, ...]
+    when: str
+    kind: str
+    healthy: str
+    advice: str
+    above: float | None = None
+    below: float | None = None
+    at_most: float | None = None
+    min_run: int = 3
+
+    def violated(self, values: pd.Series) -> pd.Series:
+        bad = pd.Series(False, index=values.index)
+        if self.above is not None:
+            bad |= values > self.above
+        if self.below is not None:
+            bad |= values < self.below
+        if self.at_most is not None:
+            bad |= values <= self.at_most
+        return bad & values.notna()
+
+
+@cache
+def range_rules() -> tuple[RangeRule, ...]:
+    """The range rules of health.toml."""
+    data = tomllib.loads(RULES_FILE.read_text(encoding="utf-8"))
+    return tuple(RangeRule(metric=tuple(r.pop("metric")), **r) for r in data["range"])
+
+
+def run_mode(timeline: Timeline) -> str:
+    """`grpo` when the run logs RL metrics, else `sft`."""
+    columns = timeline.metric_columns
+    return "grpo" if any(c.startswith(GRPO_HINTS) for c in columns) else "sft"
+
+
+def assess(timeline: Timeline) -> list[Anomaly]:
+    """Every anomaly of the run, in step order."""
+    mode = run_mode(timeline)
+    train = timeline.train
+    anomalies: list[Anomaly] = []
+    onset = nonfinite_onset(timeline, (*LOSS, *GRAD_NORM))
+    if onset is not None:
+        step, metric = onset
+        anomalies.append(Anomaly(metric, "nan", step, step, math.nan, _healthy(metric, mode),
+                                 "The first non-finite value: inspect this step's batch, clip "
+                                 "gradients, lower the learning rate, prefer bf16 to fp16."))
+    for rule in range_rules():
+        if rule.when not in ("any", mode):
+            continue
+        for column in _matching(train.columns, rule.metric):
+            anomaly = _range_anomaly(rule, column, train[column])
+            if anomaly is not None:
+                anomalies.append(anomaly)
+    anomalies += _spikes(train, mode)
+    anomalies += _plateau(train)
+    anomalies += _overfitting(train, timeline.eval)
+    if mode == "sft":  # RL recipes often run a flat or decaying rate with no warmup
+        anomalies += _learning_rate(train)
+    anomalies += _length_climb(train)
+    return sorted(anomalies, key=lambda a: (a.step, a.metric))
+
+
+def _matching(columns: pd.Index, names: tuple[str, ...]) -> list[str]:
+    """Columns named by `names`, where `*` stands for one path part (no `/`)."""
+    found = []
+    for name in names:
+        pattern = re.compile("^" + "[^/]*".join(map(re.escape, name.split("*"))) + "$")
+        found += [c for c in columns if c not in found and pattern.match(c)]
+    return found
+
+
+def _first(columns: pd.Index, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n in columns), None)
+
+
+def _healthy(metric: str, mode: str) -> str:
+    if metric in GRAD_NORM:
+        return "0.1-10" if mode == "sft" else "0.001-1.0"
+    return "finite, decreasing"
+
+
+def _range_anomaly(rule: RangeRule, column: str, values: pd.Series) -> Anomaly | None:
+    bad = rule.violated(values).to_numpy()
+    run = best = 0
+    best_end = -1
+    for i, flag in enumerate(bad):
+        run = run + 1 if flag else 0
+        if run > best:
+            best, best_end = run, i
+    if best < rule.min_run:
+        return None
+    start = best_end - best + 1
+    steps = values.index
+    value = float(values.iloc[start])
+    return Anomaly(column, rule.kind, int(steps[start]), int(steps[best_end]), value,
+                   rule.healthy, rule.advice)
+
+
+def _spikes(train: pd.DataFrame, mode: str) -> list[Anomaly]:
+    out = []
+    for names, factor, advice in (
+        (LOSS, LOSS_SPIKE_FACTOR, "A sudden loss jump: look for a malformed or very long sample "
+         "in that batch, lower the learning rate or lengthen warmup."),
+        (GRAD_NORM, GRAD_SPIKE_FACTOR, "A gradient spike: clip gradients (`max_grad_norm: 1.0`), "
+         "lower the learning rate; a spike right before NaN is the usual path to divergence."),
+    ):
+        column = _first(train.columns, names)
+        if column is None:
+            continue
+        values = train[column].dropna()
+        if len(values) <= 5:
+            continue
+        baseline = values.rolling(SPIKE_WINDOW, min_periods=5).median().shift(1)
+        hits = np.flatnonzero(((values > baseline * factor) & (values - baseline > 0.1))
+                              .to_numpy())
+        if not len(hits):
+            continue
+        first, last = hits[0], hits[-1]
+        ratio = values.iloc[first] / baseline.iloc[first]
+        out.append(Anomaly(column, "spike", int(values.index[first]), int(values.index[last]),
+                           float(values.iloc[first]),
+                           f"{_healthy(column, mode)} (x{ratio:.0f} over the running median)",
+                           advice))
+    return out
+
+
+def _plateau(train: pd.DataFrame) -> list[Anomaly]:
+    column = _first(train.columns, LOSS)
+    if column is None:
+        return []
+    values = train[column].dropna()
+    if len(values) < 40:
+        return []
+    quarter = len(values) // 4
+    early, late = values.iloc[:quarter].median(), values.iloc[-quarter:].median()
+    if late > 2.0 and late >= 0.97 * early:
+        return [Anomaly(column, "plateau", int(values.index[quarter]), int(values.index[-1]),
+                        float(late), "decreasing; typically 0.5-2.0 for chat fine-tuning",
+                        "Loss is flat well above the usual range: raise the learning rate 2-5x "
+                        "(LoRA 1e-4-3e-4, full 1e-5-5e-5), check warmup and label masking "
+                        "(`axolotl preprocess` then inspect samples).")]
+    return []
+
+
+def _overfitting(train: pd.DataFrame, evals: pd.DataFrame) -> list[Anomaly]:
+    eval_column = _first(evals.columns, EVAL_LOSS)
+    train_column = _first(train.columns, LOSS)
+    if eval_column is None or train_column is None:
+        return []
+    eval_loss = evals[eval_column].dropna()
+    train_loss = train[train_column].dropna()
+    if len(eval_loss) < 3 or len(train_loss) < 6:
+        return []
+    best = eval_loss.idxmin()
+    rising = eval_loss.iloc[-1] > eval_loss.min() * 1.05 and eval_loss.iloc[-1] > eval_loss.iloc[-2]
+    half = len(train_loss) // 2
+    falling = train_loss.iloc[half:].mean() < train_loss.iloc[:half].mean()
+    if not (rising and falling):
+        return []
+    return [Anomaly(eval_column, "overfitting", int(best), int(eval_loss.index[-1]),
+                    float(eval_loss.iloc[-1]), "tracks train loss with a small gap",
+                    "Eval loss rises while train loss falls: fewer epochs, more `weight_decay` "
+                    "(0.01-0.1), smaller `lora_r`, `lora_dropout: 0.05`; keep the checkpoint "
+                    f"of step {int(best)}.")]
+
+
+def _learning_rate(train: pd.DataFrame) -> list[Anomaly]:
+    column = _first(train.columns, LEARNING_RATE)
+    if column is None:
+        return []
+    lr = train[column].dropna()
+    if len(lr) < 20 or lr.max() <= 0:
+        return []
+    out = []
+    peak_position = int(np.argmax(lr.to_numpy()))
+    decays = lr.iloc[-1] < 0.5 * lr.max()
+    if lr.iloc[0] >= 0.99 * lr.max() and decays:
+        out.append(Anomaly(column, "no-warmup", int(lr.index[0]), int(lr.index[0]),
+                           float(lr.iloc[0]), "warmup then decay",
+                           "The schedule starts at its peak: set `warmup_steps` (or "
+                           "`warmup_ratio`) to 5-10% of the steps."))
+    tail_start = int(len(lr) * 0.75)
+    if peak_position < tail_start and lr.iloc[-1] > 1.05 * lr.iloc[tail_start]:
+        out.append(Anomaly(column, "rising", int(lr.index[tail_start]), int(lr.index[-1]),
+                           float(lr.iloc[-1]), "warmup then decay",
+                           "The learning rate climbs again at the end: check the scheduler "
+                           "(`lr_scheduler_type`, restarts) and `max_steps` vs the real run."))
+    return out
+
+
+def _length_climb(train: pd.DataFrame) -> list[Anomaly]:
+    mean = _first(train.columns, ("completions/mean_length", "completion_length"))
+    if mean is None:
+        return []
+    lengths = train[mean].dropna()
+    if len(lengths) < 10:
+        return []
+    ceiling = train["completions/max_length"].max() if "completions/max_length" in train else None
+    last = lengths.iloc[-10:]
+    climbing = bool((last.diff().dropna() >= 0).all()) and last.iloc[-1] > 1.5 * lengths.iloc[0]
+    near_max = ceiling is not None and not math.isnan(ceiling) and last.iloc[-1] >= 0.9 * ceiling
+    if not (climbing and near_max):
+        return []
+    return [Anomaly(mean, "climbing", int(last.index[0]), int(last.index[-1]),
+                    float(last.iloc[-1]), "task-dependent, not pinned at the maximum",
+                    "Completion length climbs to the maximum: a sign of reward hacking. Add a "
+                    "length penalty or check what the reward actually rewards.")]

@@ -1,0 +1,128 @@
+"""Metric records as the scan finds them, stored column by column in compact arrays so that
+200,000 logged steps cost a few MB, not a few hundred."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass
+
+import regex
+
+TRAIN, EVAL, SUMMARY = 0, 1, 2
+KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
+MISSING, PRESENT, NONE = 0, 1, 2  # cell states: not logged, a number, logged as None
+
+_DEEPSPEED_STEP = regex.compile(
+    r"\bstep=(?P<step>\d+), skipped=(?P<skipped>\d+), lr=\[(?P<lr>[-+\d.e]+)"
+)
+_DEEPSPEED_MEMORY = regex.compile(
+    r"global_step=(?P<step>\d+),.*?MemAllocated=(?P<alloc>[\d.]+)GB, "
+    r"MaxMemAllocated=(?P<max_alloc>[\d.]+)GB"
+)
+
+
+def record_kind(values: dict[str, float | None]) -> int:
+    """Whether a metrics dict is a training step, an evaluation or the final summary."""
+    if "train_runtime" in values or "train_loss" in values:
+        return SUMMARY
+    if any(key.startswith(("eval_", "eval/")) for key in values):
+        return EVAL
+    return TRAIN
+
+
+def deepspeed_step(body: str) -> tuple[int, dict[str, float | None]] | None:
+    """DeepSpeed's `step=N, skipped=K, lr=[...]` and memory lines as (step, values)."""
+    found = _DEEPSPEED_STEP.search(body)
+    if found is not None:
+        return int(found["step"]), {"learning_rate": float(found["lr"]),
+                                    "skipped_steps": float(found["skipped"])}
+    found = _DEEPSPEED_MEMORY.search(body)
+    if found is not None:
+        return int(found["step"]), {"memory/alloc_gb": float(found["alloc"]),
+                                    "memory/max_alloc_gb": float(found["max_alloc"])}
+    return None
+
+
+@dataclass
+class Row:
+    """One record read back from a table."""
+
+    step: float
+    kind: int
+    source: str
+    line: int
+    values: dict[str, float | None]
+
+
+class MetricsTable:
+    """Columnar metric records of one source; `step` is NaN where the log did not say."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.steps = array("d")
+        self.lines = array("q")
+        self.kinds = array("b")
+        self.columns: dict[str, array] = {}
+        self.states: dict[str, bytearray] = {}
+        self.summary: dict[str, float | None] | None = None
+        self.max_steps: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def count(self, kind: int) -> int:
+        return self.kinds.count(kind)
+
+    def add(self, line: int, step: float | None, values: dict[str, float | None],
+            kind: int | None = None) -> None:
+        """Append one record (the final summary is kept aside)."""
+        kind = record_kind(values) if kind is None else kind
+        if kind == SUMMARY:
+            self.summary = values
+            return
+        row = len(self.steps)
+        self.steps.append(math.nan if step is None else float(step))
+        self.lines.append(line)
+        self.kinds.append(kind)
+        for key, value in values.items():
+            column = self.columns.get(key)
+            if column is None:
+                column = self.columns[key] = array("d", [math.nan]) * row
+                self.states[key] = bytearray(row)
+            column.append(math.nan if value is None else value)
+            self.states[key].append(NONE if value is None else PRESENT)
+        for key, column in self.columns.items():
+            if len(column) == row:
+                column.append(math.nan)
+                self.states[key].append(MISSING)
+
+    def row(self, index: int) -> Row:
+        values = {key: (None if self.states[key][index] == NONE else column[index])
+                  for key, column in self.columns.items()
+                  if self.states[key][index] != MISSING}
+        return Row(self.steps[index], self.kinds[index], self.source, self.lines[index], values)
+
+    def last(self, kind: int = TRAIN) -> Row | None:
+        for index in range(len(self.kinds) - 1, -1, -1):
+            if self.kinds[index] == kind:
+                return self.row(index)
+        return None
+
+
+def log_history_table(source: str, data: object) -> MetricsTable:
+    """A trainer_state.json's `log_history` (keys alphabetical, `step` included, NaN literal)
+    as a table."""
+    table = MetricsTable(source)
+    history = data.get("log_history", []) if isinstance(data, dict) else []
+    max_steps = data.get("max_steps") if isinstance(data, dict) else None
+    table.max_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    for index, entry in enumerate(history if isinstance(history, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        step = entry.get("step")
+        values = {k: (float(v) if v is not None else None) for k, v in entry.items()
+                  if k not in ("step", "total_flos") and (v is None or isinstance(v, (int, float)))
+                  and not isinstance(v, bool)}
+        table.add(index + 1, step if isinstance(step, (int, float)) else None, values)
+    return table

@@ -1,0 +1,147 @@
+"""The run's metrics as a pandas DataFrame indexed by global step, train and eval rows
+apart. Imported only when a job has metrics (pandas is a heavy import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forensics.metrics import KIND_NAMES, PRESENT, TRAIN, MetricsTable
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """`frame`: one row per record (index `step`; columns `kind`, `source`, `line` and one per
+    metric, as logged: NaN where not logged, and NaN/inf where logged so); `nonfinite`: which
+    cells were logged as NaN or Inf. `train` and `eval` hold finite values only."""
+
+    frame: pd.DataFrame
+    nonfinite: pd.DataFrame
+
+    @property
+    def clean(self) -> pd.DataFrame:
+        return self.frame.mask(self.nonfinite)
+
+    @property
+    def train(self) -> pd.DataFrame:
+        clean = self.clean
+        return clean[clean["kind"] == "train"]
+
+    @property
+    def eval(self) -> pd.DataFrame:
+        clean = self.clean
+        return clean[clean["kind"] == "eval"]
+
+    @property
+    def metric_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in ("kind", "source", "line")]
+
+
+def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
+    steps = np.frombuffer(table.steps, dtype=np.float64).copy()
+    kinds = np.frombuffer(table.kinds, dtype=np.int8)
+    if np.isnan(steps).all():
+        # No step printed with the records: number the training records 1, 2, 3 ...
+        steps = np.cumsum(kinds == TRAIN).astype(np.float64)
+    else:
+        steps = pd.Series(steps).ffill().fillna(0).to_numpy()
+    values, bad = {}, {}
+    for key, column in table.columns.items():
+        data = np.frombuffer(column, dtype=np.float64)
+        present = np.frombuffer(bytes(table.states[key]), dtype=np.uint8) == PRESENT
+        finite = np.isfinite(data)
+        values[key] = np.where(present, data, np.nan)
+        bad[key] = present & ~finite
+    index = pd.Index(steps.astype(np.int64), name="step")
+    frame = pd.DataFrame(values, index=index)
+    frame.insert(0, "line", np.frombuffer(table.lines, dtype=np.int64))
+    frame.insert(0, "source", table.source)
+    frame.insert(0, "kind", pd.Categorical([KIND_NAMES[k] for k in kinds],
+                                           categories=["train", "eval"]))
+    return frame, pd.DataFrame(bad, index=index)
+
+
+def build_timeline(tables: list[MetricsTable]) -> Timeline | None:
+    """One timeline from every source's records: the richest source first (a
+    trainer_state.json has exact steps), then later steps that only the logs saw."""
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        return None
+    tables.sort(key=lambda t: (not t.source.endswith("trainer_state.json"), -t.count(TRAIN)))
+    frames, flags = [], []
+    last_step = -1
+    for table in tables:
+        frame, bad = _table_frame(table)
+        keep = frame.index > last_step if frames else np.ones(len(frame), dtype=bool)
+        if keep.any():
+            frames.append(frame[keep])
+            flags.append(bad[keep])
+            last_step = max(last_step, int(frame.index[keep].max()))
+    frame = pd.concat(frames)
+    nonfinite = pd.concat(flags).reindex(columns=frame.columns, fill_value=False)
+    return Timeline(frame, nonfinite.fillna(False).astype(bool))
+
+
+def nonfinite_onset(timeline: Timeline, metrics: tuple[str, ...]) -> tuple[int, str] | None:
+    """The first training step at which one of `metrics` was logged as NaN/Inf."""
+    train = timeline.nonfinite[timeline.frame["kind"].to_numpy() == "train"]
+    firsts = []
+    for metric in metrics:
+        if metric in train.columns:
+            positions = np.flatnonzero(train[metric].to_numpy())
+            if len(positions):
+                firsts.append((positions[0], metric))
+    if not firsts:
+        return None
+    position = min(p for p, _ in firsts)
+    metric = next(m for p, m in firsts if p == position)  # in the order asked for
+    return int(train.index[position]), metric
+
+
+KEY_METRICS = ("loss", "grad_norm", "learning_rate", "reward", "reward_std", "entropy", "kl",
+               "completions/mean_length", "eval_loss")
+CHART_METRICS = {"sft": ("loss", "grad_norm"), "grpo": ("reward", "entropy")}
+CHART_POINTS = 40
+
+
+def window(timeline: Timeline, around: int | None, before: int = 8,
+           after: int = 3) -> tuple[tuple[int, tuple[tuple[str, float | None], ...]], ...]:
+    """The logged steps around `around` (default: the end), with the key metrics."""
+    frame = timeline.frame
+    columns = [c for c in KEY_METRICS if c in frame.columns][:6]
+    if not columns:
+        columns = timeline.metric_columns[:6]
+    steps = frame.index.to_numpy()
+    end = len(frame) if around is None else int(np.searchsorted(steps, around, side="right"))
+    first, stop = max(0, end - before), min(len(frame), end + (0 if around is None else after))
+    rows = []
+    for i in range(first, stop):
+        values = []
+        for column in columns:
+            value = frame[column].iloc[i]
+            logged_bad = column in timeline.nonfinite and bool(timeline.nonfinite[column].iloc[i])
+            missing = pd.isna(value) and not logged_bad
+            values.append((column, None if missing else float(value)))
+        rows.append((int(steps[i]), tuple(values)))
+    return tuple(rows)
+
+
+Series = tuple[tuple[str, tuple[tuple[int, float], ...]], ...]
+
+
+def chart_series(timeline: Timeline, mode: str) -> Series:
+    """Up to CHART_POINTS evenly spaced points of the run's two headline metrics."""
+    train = timeline.train
+    out = []
+    for metric in CHART_METRICS[mode]:
+        if metric not in train.columns:
+            continue
+        values = train[metric].dropna()
+        if len(values) < 2:
+            continue
+        picks = np.unique(np.linspace(0, len(values) - 1, min(CHART_POINTS, len(values)))
+                          .round().astype(int))
+        out.append((metric, tuple((int(values.index[i]), float(values.iloc[i])) for i in picks)))
+    return tuple(out)
