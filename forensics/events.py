@@ -4,6 +4,7 @@ events: worker exits reported by launchers, metrics dicts, progress bars."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import regex
@@ -265,26 +266,28 @@ def worker_exit(source: str, line_no: int, seg: Segment) -> WorkerFailure | None
     return None
 
 
-_METRIC_ITEM = regex.compile(
-    r"'(?P<key>[^'\n]{1,120})': (?:np\.\w+\()?'?(?P<value>[-+]?(?:\d[\d.]*(?:e[-+]?\d+)?|"
-    r"\.\d+(?:e[-+]?\d+)?|nan|inf|NaN|Infinity)|None)'?\)?(?=[,}])"
-)
+# stdlib `re` is several times faster than `regex` for this simple, hot pattern
+_METRIC_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}]{1,64})")
 
 
 def parse_metrics(body: str) -> dict[str, float | None]:
     """The numeric items of a trainer's printed metrics dict (4.x floats, 5.x quoted
-    strings, numpy reprs, nan/inf, None)."""
+    strings, numpy reprs like `np.float64(1.5)`, nan/inf, None); other values are skipped."""
     start = body.find("{'")
     if start < 0:
         return {}
     values: dict[str, float | None] = {}
-    for item in _METRIC_ITEM.finditer(body, start):
-        raw = item["value"]
+    for key, raw in _METRIC_ITEM.findall(body, start):
+        raw = raw.strip()
         if raw == "None":
-            values[item["key"]] = None
+            values[key] = None
             continue
+        if raw[:1] == "'":
+            raw = raw.strip("'")
+        elif raw.startswith("np."):
+            raw = raw[raw.find("(") + 1:].rstrip(")")
         try:
-            values[item["key"]] = float(raw)
+            values[key] = float(raw)
         except ValueError:
             continue
     return values
@@ -296,9 +299,11 @@ _PROGRESS = regex.compile(r"(?:^|\r|\s)(?P<desc>[^|\r]{0,60}?)\s*\d+%\|[^|\r]*\|
 
 def last_progress(raw: str) -> tuple[str, int, int] | None:
     """The last progress-bar state on a line: (description, n, total)."""
-    found = None
-    for found in _PROGRESS.finditer(raw):  # noqa: B007 - keep the last one
-        pass
+    bar = raw.rfind("%|")
+    if bar < 0:
+        return None
+    start = raw.rfind("\r", 0, bar) + 1
+    found = _PROGRESS.search(raw, start)
     if found is None:
         return None
     return found["desc"].strip(), int(found["n"]), int(found["total"])

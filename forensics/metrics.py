@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import regex
@@ -56,15 +57,20 @@ class Row:
 
 
 class MetricsTable:
-    """Columnar metric records of one source; `step` is NaN where the log did not say."""
+    """Metric records of one source, kept as sparse cells in compact arrays (a record adds one
+    cell per logged key); `step` is NaN where the log did not say."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.steps = array("d")
         self.lines = array("q")
         self.kinds = array("b")
-        self.columns: dict[str, array] = {}
-        self.states: dict[str, bytearray] = {}
+        self.keys: list[str] = []
+        self._key_index: dict[str, int] = {}
+        self.cell_rows = array("i")  # 4 + 2 + 8 + 1 bytes a cell
+        self.cell_keys = array("H")
+        self.cell_values = array("d")
+        self.cell_states = bytearray()
         self.summary: dict[str, float | None] | None = None
         self.max_steps: int | None = None
 
@@ -85,22 +91,25 @@ class MetricsTable:
         self.steps.append(math.nan if step is None else float(step))
         self.lines.append(line)
         self.kinds.append(kind)
+        index = self._key_index
         for key, value in values.items():
-            column = self.columns.get(key)
+            column = index.get(key)
             if column is None:
-                column = self.columns[key] = array("d", [math.nan]) * row
-                self.states[key] = bytearray(row)
-            column.append(math.nan if value is None else value)
-            self.states[key].append(NONE if value is None else PRESENT)
-        for key, column in self.columns.items():
-            if len(column) == row:
-                column.append(math.nan)
-                self.states[key].append(MISSING)
+                if len(self.keys) >= 65535:
+                    continue  # a pathological log with endless distinct keys
+                column = index[key] = len(self.keys)
+                self.keys.append(key)
+            self.cell_rows.append(row)
+            self.cell_keys.append(column)
+            self.cell_values.append(math.nan if value is None else value)
+            self.cell_states.append(NONE if value is None else PRESENT)
 
     def row(self, index: int) -> Row:
-        values = {key: (None if self.states[key][index] == NONE else column[index])
-                  for key, column in self.columns.items()
-                  if self.states[key][index] != MISSING}
+        """One record back, as a dict of its logged values."""
+        lo, hi = bisect_left(self.cell_rows, index), bisect_right(self.cell_rows, index)
+        values = {self.keys[self.cell_keys[i]]: (None if self.cell_states[i] == NONE
+                                                 else self.cell_values[i])
+                  for i in range(lo, hi)}
         return Row(self.steps[index], self.kinds[index], self.source, self.lines[index], values)
 
     def last(self, kind: int = TRAIN) -> Row | None:

@@ -40,6 +40,7 @@ from forensics.sources import (
 TAIL_LINES = 40
 CONTEXT_LINES = 3
 MAX_LINES_PER_SIGNATURE = 500
+_METRICS_ONLY = frozenset({"metrics", "progress"})
 MAX_FACT_LINES = 200
 
 
@@ -176,6 +177,10 @@ class _SourceScanner:
               kinds: set[str], signatures: set[str]) -> None:
         if "progress" in kinds and self._progress(raw):
             self.last_step_line = line_no
+        if not signatures and kinds <= _METRICS_ONLY:
+            if "metrics" in kinds:  # the hot path: a metrics dict, maybe behind a bar redraw
+                self._metrics(line_no, raw)
+            return
         for seg in segments(raw):
             if "metrics" in kinds and "{'" in seg.body:
                 self._metrics(line_no, seg.body)

@@ -47,13 +47,18 @@ def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
         steps = np.cumsum(kinds == TRAIN).astype(np.float64)
     else:
         steps = pd.Series(steps).ffill().fillna(0).to_numpy()
+    rows = np.frombuffer(table.cell_rows, dtype=np.int32)
+    keys = np.frombuffer(table.cell_keys, dtype=np.uint16)
+    cells = np.frombuffer(table.cell_values, dtype=np.float64)
+    present = np.frombuffer(bytes(table.cell_states), dtype=np.uint8) == PRESENT
     values, bad = {}, {}
-    for key, column in table.columns.items():
-        data = np.frombuffer(column, dtype=np.float64)
-        present = np.frombuffer(bytes(table.states[key]), dtype=np.uint8) == PRESENT
-        finite = np.isfinite(data)
-        values[key] = np.where(present, data, np.nan)
-        bad[key] = present & ~finite
+    for column, key in enumerate(table.keys):
+        mine = keys == column
+        data = np.full(len(steps), np.nan)
+        data[rows[mine]] = np.where(present[mine], cells[mine], np.nan)
+        flags = np.zeros(len(steps), dtype=bool)
+        flags[rows[mine]] = present[mine] & ~np.isfinite(cells[mine])
+        values[key], bad[key] = data, flags
     index = pd.Index(steps.astype(np.int64), name="step")
     frame = pd.DataFrame(values, index=index)
     frame.insert(0, "line", np.frombuffer(table.lines, dtype=np.int64))

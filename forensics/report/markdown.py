@@ -63,6 +63,9 @@ def _verdict(analysis: Analysis) -> str:
         detail = "No known failure signature and no uncaught exception were found."
         if analysis.verdict == "completed":
             detail = "The trainer printed its completion summary; no failure was found."
+            if analysis.anomalies:
+                detail += (f" But {len(analysis.anomalies)} metric(s) were unhealthy: see the "
+                           "Timeline.")
         elif analysis.verdict == "interrupted":
             detail = _interrupted(analysis)
         return f"{line}\n\n**Verdict: {analysis.verdict}.** {detail}"
