@@ -28,7 +28,11 @@ def render_timeline(analysis: Analysis) -> str:
         if checkpoint.time:
             line += f" at {checkpoint.time}"
         gap = _gap(checkpoint.time, analysis)
-        parts.append(line + (f", {gap} before the failure." if gap else "."))
+        line += f", {gap} before the failure" if gap else ""
+        if timeline.last_step is not None and timeline.last_step > checkpoint.step:
+            line += (f"; resuming from it loses {timeline.last_step - checkpoint.step} "
+                     "step(s) of work")
+        parts.append(line + ".")
     if timeline.rows:
         parts.append(_table(analysis))
     elif timeline.last_metrics:
