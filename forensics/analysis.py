@@ -78,9 +78,8 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
     worker_failures = [w for scan in scans for w in scan.worker_failures]
     findings = group_findings(hits, _job_year(tokens, worker_failures))
     health = _health([scan.metrics for scan in scans])
-    if health is not None and health.nan_finding is not None and not any(
-            f.signature == "nan-loss" for f in findings):
-        findings.append(health.nan_finding(catalog.get("nan-loss")))
+    if health is not None:
+        findings += health.unreported(catalog, {f.signature for f in findings})
     diagnosis = diagnose(findings, catalog, tracebacks, worker_failures,
                          health.anomalies if health else ())
     timeline = _timeline(scans, health, diagnosis.root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forensics.catalog import Signature
+from forensics.catalog import Catalog
 from forensics.health import assess, run_mode
 from forensics.metrics import MetricsTable
 from forensics.model import Anomaly, Evidence, Finding
@@ -31,25 +31,26 @@ class Health:
         """The logged steps around a failure step (or the end)."""
         return window(self.timeline, around)
 
-    @property
-    def nan_finding(self):
-        """A builder of a `nan-loss` finding for a NaN/Inf onset that no log line reported
-        (e.g. only trainer_state.json holds it); None when there is no onset."""
-        onset = next((a for a in self.anomalies if a.kind == "nan"), None)
-        if onset is None:
-            return None
-        frame = self.timeline.frame
-        row = frame[frame.index == onset.step].iloc[0]
-
-        def build(signature: Signature) -> Finding:
-            text = f"{onset.metric} = nan at step {onset.step} (logged metrics record)"
+    def unreported(self, catalog: Catalog, found: set[str]) -> list[Finding]:
+        """Findings for signatures that take their step from an anomaly (`nan-loss` from a
+        NaN onset) when the metrics show the anomaly but no log line reported it, e.g. when
+        only trainer_state.json holds the NaN."""
+        out = []
+        for signature in catalog.signatures:
+            kind = signature.step_from_anomaly
+            anomaly = next((a for a in self.anomalies if kind and a.kind == kind), None)
+            if anomaly is None or signature.id in found:
+                continue
+            frame = self.timeline.frame
+            row = frame[frame.index == anomaly.step].iloc[0]
+            text = f"{anomaly.metric} = {anomaly.value} at step {anomaly.step} (metrics record)"
             evidence = Evidence(str(row["source"]), int(row["line"]), text)
-            return Finding(signature=signature.id, title=signature.title,
-                           category=signature.category, severity=signature.severity, count=1,
-                           ranks=(), hosts=(), first=evidence, evidence=(evidence,),
-                           captures=(("metric", onset.metric),), order=10**15)
-
-        return build
+            out.append(Finding(signature=signature.id, title=signature.title,
+                               category=signature.category, severity=signature.severity,
+                               count=1, ranks=(), hosts=(), first=evidence,
+                               evidence=(evidence,), captures=(("metric", anomaly.metric),),
+                               order=10**15))
+        return out
 
 
 def judge(tables: list[MetricsTable]) -> Health | None:
