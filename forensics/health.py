@@ -148,8 +148,8 @@ def _spikes(train: pd.DataFrame, mode: str) -> list[Anomaly]:
         if len(values) <= 5:
             continue
         baseline = values.rolling(SPIKE_WINDOW, min_periods=5).median().shift(1)
-        hits = np.flatnonzero(((values > baseline * factor) & (values - baseline > 0.1))
-                              .to_numpy())
+        hits = np.flatnonzero(((baseline > 0) & (values > baseline * factor)
+                               & (values - baseline > 0.1)).to_numpy())
         if not len(hits):
             continue
         first, last = hits[0], hits[-1]
