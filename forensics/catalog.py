@@ -3,6 +3,7 @@ per file, the id being the file name."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class Catalog:
     """All signatures in force, built-in ones replaced by user ones of the same id."""
 
     signatures: tuple[Signature, ...]
+    digest: str = ""  # changes whenever any signature file in force changes
 
     def get(self, signature_id: str) -> Signature:
         for signature in self.signatures:
@@ -144,7 +146,10 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
     if problems:
         raise CatalogError(problems)
     ordered = sorted(by_id.values(), key=lambda s: (s.category, s.id))
-    return Catalog(tuple(ordered))
+    digest = hashlib.sha256()
+    for signature in ordered:
+        digest.update(signature.path.read_bytes())
+    return Catalog(tuple(ordered), digest.hexdigest()[:16])
 
 
 def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -138,6 +139,70 @@ def timeline(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     sys.exit(int(ExitCode.INPUT) if problems else int(ExitCode.OK))
+
+
+@cli.command(epilog="""\b
+Exit codes: 0 no job failed; 1 some job failed; 2 usage error; 3 a root could not be read;
+130 interrupted (the finished rows are kept).""")
+@click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", default="forensics-scan", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Folder for jobs.parquet and findings.parquet.")
+@click.option("--jobs", "workers", type=click.IntRange(1), default=None,
+              help="Worker processes (default: the machine's cores).")
+@click.option("--scheduler", help="Address of a Dask distributed scheduler to run on.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "text"]),
+              help="Summary format (default: text on a terminal, md when piped).")
+@click.option("--full", is_flag=True, help="Re-analyze every job, ignoring the cache.")
+@click.option("--patterns", "pattern_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Extra signature folder (repeatable).")
+def scan(roots: tuple[str, ...], out: str, workers: int | None, scheduler: str | None,
+         fmt: str | None, full: bool, pattern_dirs: tuple[str, ...]) -> None:
+    """Analyze every job folder under ROOT (SLURM outputs, torchrun --log-dir runs, axolotl
+    output folders, wandb runs) into a Parquet dataset, and summarize the fleet."""
+    import pyarrow.parquet as pq
+
+    from forensics.fleet import render_markdown, summarize
+    from forensics.scan import JOBS_FILE, ScanInterrupted, run_scan
+
+    workers = workers or os.cpu_count() or 1
+    on_terminal = sys.stderr.isatty()
+    try:
+        if on_terminal:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("scanning jobs", total=None)
+                report = run_scan(list(roots), Path(out), workers, scheduler, full,
+                                  pattern_dirs, lambda done, total: bar.update(
+                                      task, completed=done, total=total))
+        else:
+            report = run_scan(list(roots), Path(out), workers, scheduler, full, pattern_dirs)
+    except ScanInterrupted as err:
+        click.echo(f"forensics: {err}", err=True)
+        sys.exit(130)
+    except ForensicsError as err:
+        _fail(err)
+        return
+    rows = pq.read_table(Path(out) / JOBS_FILE).to_pylist()
+    summary = summarize(rows)
+    if fmt is None:
+        fmt = "text" if sys.stdout.isatty() else "md"
+    if fmt == "json":
+        click.echo(json.dumps({**summary.to_dict(), "analyzed": report.analyzed,
+                               "reused": report.reused, "out": out}, indent=2))
+    else:
+        text = render_markdown(summary, report.analyzed, report.reused, out)
+        if fmt == "text":
+            from rich.console import Console
+            from rich.markdown import Markdown
+
+            Console().print(Markdown(text))
+        else:
+            click.echo(text, nl=False)
+    for problem in report.problems:
+        click.echo(f"forensics: {problem}", err=True)
+    sys.exit(int(ExitCode.FAILURE_FOUND) if summary.verdicts.get("failed") else int(ExitCode.OK))
 
 
 @cli.group()

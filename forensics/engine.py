@@ -8,6 +8,7 @@ answer where Hyperscan is missing (a differential test keeps the two equal).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,7 +53,13 @@ class HyperscanEngine:
                  | (hyperscan.HS_FLAG_SINGLEMATCH if k.once else 0) for k in keywords]
         self._db.compile(expressions=[k.text for k in keywords], ids=list(range(len(keywords))),
                          elements=len(keywords), flags=flags, literal=True)
-        self._scratch = hyperscan.Scratch(self._db)
+        self._local = threading.local()  # a Hyperscan scratch serves one scan at a time
+
+    def _scratch(self) -> object:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        return scratch
 
     def scan(self, block: bytes) -> list[LineHit]:
         ends: list[tuple[int, int]] = []
@@ -61,7 +68,7 @@ class HyperscanEngine:
         def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
             append((end - 1, pattern_id))
 
-        self._db.scan(block, match_event_handler=on_match, scratch=self._scratch)
+        self._db.scan(block, match_event_handler=on_match, scratch=self._scratch())
         ends.sort()
         return _group_by_line(block, ends)
 

@@ -12,6 +12,7 @@ from forensics.model import Evidence, Finding, Token, Traceback
 from forensics.timeparse import to_epoch
 
 MAX_EVIDENCE = 5
+HOST_CAPTURES = ("node", "host")  # named captures that say which machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,9 @@ def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
         first = group[0]
         signature = first.signature
         ranks = sorted({h.token.who.rank for h in group if h.token.who.rank is not None})
-        hosts = sorted({h.token.who.host for h in group if h.token.who.host})
+        hosts = sorted({h.token.who.host for h in group if h.token.who.host}
+                       | {value for h in group for key, value in h.captures
+                          if key in HOST_CAPTURES and value not in ("...", "")})
         evidence: list[Evidence] = []
         seen_text: set[str] = set()
         for hit in group:

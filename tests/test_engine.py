@@ -39,6 +39,16 @@ def test_engines_agree_on_real_logs(engines, path):
     assert hs.scan(data) == py.scan(data)
 
 
+def test_hyperscan_engine_is_safe_across_threads(engines):
+    from concurrent.futures import ThreadPoolExecutor
+
+    hs, py = engines
+    data = b"".join(path.read_bytes() for path in LOGS[:20])
+    expected = py.scan(data)
+    with ThreadPoolExecutor(4) as pool:
+        assert all(r == expected for r in pool.map(hs.scan, [data] * 16))
+
+
 def test_once_keywords_report_their_first_line_only():
     keywords = [Keyword(b"nranks", once=True), Keyword(b"boom")]
     data = b"a nranks 8\nb nranks 8\nboom nranks 8\nnranks\n"
