@@ -55,7 +55,8 @@ class Analyzer:
                         redact_secrets: bool = True) -> Analysis:
         """Scan, match and diagnose the given sources as one job."""
         scans = [scan_source(source, self.plan) for source in sources]
-        analysis = build_analysis(scans, self.catalog, problems or [])
+        analysis = build_analysis(scans, self.catalog, list(problems or []))
+        analysis = with_artifacts(analysis, sources, self.catalog)
         return redact(analysis) if redact_secrets else analysis
 
 
@@ -104,6 +105,35 @@ def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str
         ranks=rank_table(tokens, diagnosis.findings, worker_failures, tracebacks, order),
         anomalies=health.anomalies if health else (),
     )
+
+
+def with_artifacts(analysis: Analysis, sources: list[Source], catalog: Catalog) -> Analysis:
+    """Add what memory snapshots and Flight Recorder dumps in the job say; a Flight Recorder
+    culprit names the rank of an NCCL timeout's root cause."""
+    pickles = [s for s in sources if s.kind in ("flight-dump", "memory-snapshot")]
+    if not pickles:
+        return analysis
+    from forensics.artifacts.job import read_artifacts
+
+    sections, mismatch, problems = read_artifacts(pickles)
+    root = analysis.root_cause
+    if mismatch is not None and root is not None and catalog.get(
+            root.finding.signature).culprit_from_flight_recorder:
+        culprits = ", ".join(str(r) for r in mismatch.ranks)
+        reason = (f"Flight Recorder: rank {culprits} {mismatch.detail.split(':')[0]} at "
+                  f"`{mismatch.op}` sequence {mismatch.seq} (process group "
+                  f"{mismatch.process_group}); the other ranks waited for it")
+        finding = root.finding
+        if len(mismatch.ranks) == 1:
+            finding = replace(finding, who=replace(finding.who, rank=mismatch.ranks[0]))
+        root = replace(root, finding=finding, reasons=(*root.reasons, reason),
+                       confidence=round(min(0.97, root.confidence + 0.15), 2))
+        findings = tuple(finding if f.role == "root" else f for f in analysis.findings)
+        analysis = replace(analysis, root_cause=root, findings=findings)
+    sources_info = analysis.sources
+    if problems:
+        sources_info = (*sources_info, SourceInfo("<artifacts>", 0, 0, tuple(problems)))
+    return replace(analysis, artifacts=tuple(sections), sources=sources_info)
 
 
 def _health(tables: list[MetricsTable]) -> Health | None:

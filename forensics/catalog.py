@@ -25,7 +25,7 @@ _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
 _KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "ignore_case", "generic",
           "min_count", "confirm_patterns", "confirm_signatures", "unconfirmed",
-          "step_from_anomaly", "references",
+          "step_from_anomaly", "culprit_from_flight_recorder", "references",
           "examples", "counterexamples"}
 
 
@@ -52,6 +52,7 @@ class Signature:
     confirm_signatures: tuple[str, ...] = ()
     unconfirmed: str = ""
     step_from_anomaly: str = ""  # its step is the first step with this anomaly kind (e.g. nan)
+    culprit_from_flight_recorder: bool = False  # a Flight Recorder dump names its rank
     references: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
@@ -243,5 +244,6 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         confirm_patterns=tuple(confirm_patterns), confirm_signatures=confirm_signatures,
         unconfirmed=unconfirmed.strip() if isinstance(unconfirmed, str) else "",
         step_from_anomaly=str(data.get("step_from_anomaly", "")),
+        culprit_from_flight_recorder=bool(data.get("culprit_from_flight_recorder", False)),
         references=references, examples=examples, counterexamples=counterexamples,
     )

@@ -205,6 +205,82 @@ def scan(roots: tuple[str, ...], out: str, workers: int | None, scheduler: str |
     sys.exit(int(ExitCode.FAILURE_FOUND) if summary.verdicts.get("failed") else int(ExitCode.OK))
 
 
+@cli.command()
+@click.argument("first", type=click.Path(exists=True))
+@click.argument("second", required=False, type=click.Path(exists=True))
+@click.option("--device", default="cpu", show_default=True,
+              help="Where to reduce tensors (cuda needs PyTorch and a GPU).")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md",
+              show_default=True)
+def checkpoint(first: str, second: str | None, device: str, fmt: str) -> None:
+    """Check a checkpoint (safetensors, pytorch_model*.bin, .pt, a sharded index or a
+    folder) for NaN/Inf, tensor by tensor in model order; with SECOND, which tensors changed
+    most between the two. Exit 1 when a tensor holds NaN/Inf."""
+    from forensics.artifacts.checkpoint import relative_changes, tensor_stats
+    from forensics.artifacts.report import render_changes, render_checkpoint
+
+    try:
+        stats = list(tensor_stats(Path(first), device))
+        changes = relative_changes(Path(first), Path(second)) if second else None
+    except ForensicsError as err:
+        _fail(err)
+        return
+    if fmt == "json":
+        click.echo(json.dumps({
+            "tensors": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape), "nan": s.nan,
+                         "inf": s.inf, "min": _finite(s.minimum), "max": _finite(s.maximum),
+                         "absmax": s.absmax, "norm": s.norm} for s in stats],
+            "changes": None if changes is None else [
+                {"name": n, "relative_change": _finite(c)} for n, c in changes]}, indent=2))
+    else:
+        click.echo(render_checkpoint(first, stats), nl=False)
+        if changes is not None:
+            click.echo("\n" + render_changes(first, second, changes), nl=False)
+    bad = any(not s.finite for s in stats)
+    sys.exit(int(ExitCode.FAILURE_FOUND) if bad else int(ExitCode.OK))
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
+@cli.command()
+@click.argument("snapshot", type=click.Path(exists=True, dir_okay=False))
+def memory(snapshot: str) -> None:
+    """Read a CUDA allocator snapshot (torch.cuda.memory._dump_snapshot): reserved vs
+    allocated, fragmentation, the largest live allocations by Python stack, the failed
+    request. Plain-data unpickling only; PyTorch is not needed."""
+    from forensics.artifacts.memory import analyze_snapshot, render_memory
+    from forensics.artifacts.restricted import load_plain
+
+    try:
+        click.echo(render_memory(analyze_snapshot(load_plain(snapshot))), nl=False)
+    except ForensicsError as err:
+        _fail(err)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+def flight(paths: tuple[str, ...]) -> None:
+    """Read NCCL Flight Recorder dumps (one file per rank, or their folder): the first
+    collective where ranks disagree or never arrived. Exit 1 when one is found."""
+    from forensics.artifacts.flight import first_mismatch, load_dumps, rank_of, render_flight
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        files += sorted(p for p in path.iterdir() if p.is_file() and rank_of(p) is not None) \
+            if path.is_dir() else [path]
+    try:
+        dumps = load_dumps(files)
+    except ForensicsError as err:
+        _fail(err)
+        return
+    mismatch = first_mismatch(dumps)
+    click.echo(render_flight(dumps, mismatch), nl=False)
+    sys.exit(int(ExitCode.FAILURE_FOUND) if mismatch else int(ExitCode.OK))
+
+
 @cli.group()
 def patterns() -> None:
     """List, show and lint the signature catalog."""

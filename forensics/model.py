@@ -219,6 +219,7 @@ class Analysis:
     worker_failures: tuple[WorkerFailure, ...] = ()
     ranks: tuple[RankRow, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
+    artifacts: tuple[tuple[str, str], ...] = ()  # (kind, Markdown section) of PyTorch artifacts
     notes: tuple[str, ...] = field(default=())
 
     @property

@@ -269,6 +269,8 @@ def _short(text: str, limit: int = 400) -> str:
 def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
     """Stream one source through the engine and the event walkers (JSON artifacts and
     checkpoint folders are read for what they say about the timeline)."""
+    if source.kind in ("flight-dump", "memory-snapshot"):
+        return _empty_scan(source)  # read as a whole by forensics.artifacts
     if source.kind != "log":
         return _scan_artifact(source)
     report = ReadReport()
@@ -314,6 +316,14 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
         or next((t.who.time for t in reversed(scanner.tokens) if t.who.time), None),
         last_step_line=scanner.last_step_line,
         checkpoint=scanner.checkpoint,
+    )
+
+
+def _empty_scan(source: Source) -> SourceScan:
+    return SourceScan(
+        info=SourceInfo(source.name, 0, 0), tokens=[], tracebacks=[], worker_failures=[],
+        metrics=MetricsTable(source.name), progress={}, completion_lines=[], tail=[],
+        python_versions=set(),
     )
 
 

@@ -33,6 +33,19 @@ LOG_NAMES = ("debug.log", "output.log", "error.json")
 JSON_KINDS = {"trainer_state.json": "trainer-state", "wandb-summary.json": "wandb-summary"}
 JSON_LIMIT = 256 * 1024 * 1024
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+# NCCL Flight Recorder dumps (TORCH_NCCL_DEBUG_INFO_TEMP_FILE, default /tmp/nccl_trace_rank_N)
+FLIGHT_DUMP = re.compile(r"^(?:nccl_trace_rank_|fr_trace_rank_|flight_recorder_rank_?)\d+"
+                         r"(?:\.pkl|\.pickle)?$")
+MEMORY_SNAPSHOT = re.compile(r"(?i)^.*(?:snapshot|memory).*\.pickle$")
+
+
+def artifact_kind(name: str) -> str | None:
+    """`flight-dump` or `memory-snapshot` for the PyTorch pickles forensics reads."""
+    if FLIGHT_DUMP.match(name):
+        return "flight-dump"
+    if MEMORY_SNAPSHOT.match(name):
+        return "memory-snapshot"
+    return None
 ERROR_JSON_LIMIT = 8 * 1024 * 1024
 # torchrun --log-dir: <run>/attempt_N/<local_rank>/{stdout,stderr}.log and error.json
 _LOG_DIR_RANK = re.compile(r"attempt_\d+/(\d+)/(?:stdout\.log|stderr\.log|error\.json)$")
@@ -57,7 +70,7 @@ class Source:
     rank: int | None = None  # what the file's location says about its writer
     local_rank: int | None = None
     time: str | None = None
-    kind: str = "log"  # log | trainer-state | wandb-summary | checkpoint
+    kind: str = "log"  # log | trainer-state | wandb-summary | checkpoint | flight-dump | ...
 
 
 @dataclass
@@ -123,6 +136,8 @@ def _source(name: str, path: Path, problems: list[str]) -> Source:
         return _error_json(name, path, local_rank, problems)
     if path.name in JSON_KINDS:
         return Source(name, path, kind=JSON_KINDS[path.name])
+    if (kind := artifact_kind(path.name)) is not None:
+        return Source(name, path, kind=kind)
     return Source(name, path, rank=rank, local_rank=local_rank)
 
 
@@ -174,6 +189,10 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
                 found.append(Source(str(state.relative_to(root.parent)), state,
                                     kind="trainer-state"))
         for name in sorted(files):
+            if (kind := artifact_kind(name)) is not None:
+                path = Path(folder) / name
+                found.append(Source(str(path.relative_to(root.parent)), path, kind=kind))
+                continue
             if name in JSON_KINDS:
                 path = Path(folder) / name
                 found.append(Source(str(path.relative_to(root.parent)), path,

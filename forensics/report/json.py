@@ -58,6 +58,7 @@ def analysis_to_dict(analysis: Analysis) -> dict[str, Any]:
             for r in analysis.ranks
         ],
         "fixes": list(analysis.fixes),
+        "artifacts": [{"kind": kind, "markdown": text} for kind, text in analysis.artifacts],
         "environment": dict(analysis.environment),
         "sources": [
             {"name": s.name, "bytes": s.bytes_read, "lines": s.lines,

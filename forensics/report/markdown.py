@@ -38,6 +38,7 @@ def render_markdown(analysis: Analysis, max_chars: int = MAX_CHARS) -> str:
     if analysis.environment:
         rows = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in analysis.environment)
         sections.append("### Environment (from the log)\n\n| | |\n|---|---|\n" + rows)
+    sections += [section.replace("## ", "### ", 1).rstrip() for _, section in analysis.artifacts]
     problems = [p for s in analysis.sources for p in (*s.problems, *s.notes)]
     if problems:
         sections.append("### Input problems\n\n" + "\n".join(f"- {p}" for p in problems))

@@ -1,0 +1,121 @@
+"""NCCL Flight Recorder dumps (one pickle per rank): the first collective where the ranks
+disagree, or where some ranks never arrived, as `torchfrtrace` would report it."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from forensics.artifacts.restricted import load_plain
+from forensics.errors import InputError
+
+DUMP_NAME = re.compile(r"^(?P<prefix>[\w\-.]*?)(?P<rank>\d+)(?:\.pkl|\.pickle)?$")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first collective the ranks do not agree on."""
+
+    kind: str  # missing-ranks | type-mismatch | size-mismatch | state-mismatch
+    process_group: str
+    seq: int
+    op: str
+    ranks: tuple[int, ...]  # the missing or odd ranks
+    expected_ranks: tuple[int, ...]
+    detail: str
+
+
+def rank_of(path: Path) -> int | None:
+    found = DUMP_NAME.match(path.name)
+    return int(found["rank"]) if found else None
+
+
+def load_dumps(paths: list[Path]) -> dict[int, dict]:
+    """rank -> dump, the rank read from the file name's trailing digits."""
+    dumps = {}
+    for path in paths:
+        rank = rank_of(path)
+        data = load_plain(path)
+        if rank is None or not isinstance(data, dict) or "entries" not in data:
+            raise InputError(f"{path}: not a Flight Recorder dump (no 'entries')")
+        dumps[rank] = data
+    return dumps
+
+
+def _members(dumps: dict[int, dict], pg: str) -> tuple[int, ...]:
+    for dump in dumps.values():
+        config = (dump.get("pg_config") or {}).get(pg) or {}
+        ranks = config.get("ranks") if isinstance(config, dict) else None
+        if isinstance(ranks, str):
+            ranks = [int(r) for r in re.findall(r"\d+", ranks)]
+        if ranks:
+            return tuple(sorted(ranks))
+    return tuple(sorted(dumps))
+
+
+def first_mismatch(dumps: dict[int, dict]) -> Mismatch | None:
+    """Walk each process group's collectives by sequence number across ranks."""
+    by_pg: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for rank, dump in dumps.items():
+        for entry in dump.get("entries") or []:
+            if not isinstance(entry, dict) or entry.get("is_p2p"):
+                continue
+            pg = str(entry.get("pg_id", entry.get("process_group", ("0",))[0]))
+            by_pg[pg][int(entry.get("collective_seq_id", -1))][rank] = entry
+    found = []
+    for pg, sequence in by_pg.items():
+        members = tuple(r for r in _members(dumps, pg) if r in dumps) or tuple(sorted(dumps))
+        for seq in sorted(sequence):
+            entries = sequence[seq]
+            any_entry = next(iter(entries.values()))
+            op = str(any_entry.get("profiling_name", "?"))
+            missing = tuple(r for r in members if r not in entries)
+            if missing:
+                found.append(Mismatch("missing-ranks", pg, seq, op, missing, members,
+                                      f"ranks {list(missing)} never joined"))
+                break
+            odd = _odd_ranks(entries, "profiling_name")
+            if odd:
+                found.append(Mismatch("type-mismatch", pg, seq, op, odd, members,
+                                      "ranks called different collectives"))
+                break
+            odd = _odd_ranks(entries, "input_sizes") or _odd_ranks(entries, "output_sizes")
+            if odd:
+                found.append(Mismatch("size-mismatch", pg, seq, op, odd, members,
+                                      "ranks passed different tensor sizes"))
+                break
+            odd = _odd_ranks(entries, "state")
+            if odd:
+                states = {r: entries[r].get("state") for r in odd}
+                found.append(Mismatch("state-mismatch", pg, seq, op, odd, members,
+                                      f"states {states}: these ranks are behind"))
+                break
+    return min(found, key=lambda m: m.seq) if found else None
+
+
+def _odd_ranks(entries: dict[int, dict], key: str) -> tuple[int, ...]:
+    """The minority ranks when the ranks disagree on `key`."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for rank, entry in entries.items():
+        groups[repr(entry.get(key))].append(rank)
+    if len(groups) < 2:
+        return ()
+    majority = max(groups.values(), key=len)
+    return tuple(sorted(r for ranks in groups.values() if ranks is not majority for r in ranks))
+
+
+def render_flight(dumps: dict[int, dict], mismatch: Mismatch | None) -> str:
+    """The Flight Recorder report as Markdown."""
+    lines = ["## NCCL Flight Recorder", "", f"{len(dumps)} rank dump(s): "
+             + ", ".join(str(r) for r in sorted(dumps)) + "."]
+    if mismatch is None:
+        lines += ["", "Every recorded collective matches across ranks."]
+    else:
+        lines += ["", f"First disagreement: **{mismatch.kind}** at collective sequence number "
+                  f"{mismatch.seq} of process group {mismatch.process_group} "
+                  f"(`{mismatch.op}`): {mismatch.detail}.",
+                  f"Suspect rank(s): {', '.join(str(r) for r in mismatch.ranks)} "
+                  f"(of {len(mismatch.expected_ranks)} expected)."]
+    return "\n".join(lines) + "\n"
