@@ -80,6 +80,11 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
             if timeline.max_steps:
                 progress += f" of {timeline.max_steps}"
         console.print(Text(f"timeline: {progress}", style="dim"))
+    if analysis.artifacts:
+        from rich.markdown import Markdown
+
+        for _, section in analysis.artifacts:
+            console.print(Markdown(section))
     for source in analysis.sources:
         for problem in (*source.problems, *source.notes):
             console.print(Text(f"note: {problem}", style="yellow"))
