@@ -35,7 +35,7 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
             body.append(Text(f"exception: {finding.exception_type}"))
         if root.missing_evidence:
             body.append(Text(f"not confirmed: {root.missing_evidence}", style="yellow"))
-        body.append(Text(root.cause))
+        body.append(Text(" ".join(root.cause.split())))
         body += [Text(f"• {reason}") for reason in root.reasons]
         body.append(_evidence(finding.evidence[0]))
         console.print(Panel(Group(*body), title="root cause", title_align="left",
