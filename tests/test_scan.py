@@ -150,3 +150,21 @@ def test_scan_command(tmp_path):
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert report["jobs"] == 12 and report["suspect_hosts"][0]["host"] == "node3"
+
+
+def test_interrupted_scan_keeps_what_was_finished(tmp_path):
+    from forensics.scan import ScanInterrupted
+
+    root = fleet(tmp_path)
+    out = tmp_path / "out"
+
+    def stop_after_five(done: int, total: int) -> None:
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(ScanInterrupted, match="5 rows kept"):
+        run_scan([str(root)], out, progress=stop_after_five)
+    assert len(pq.read_table(out / "jobs.parquet")) == 5
+    assert not list(out.glob("*.tmp"))
+    resumed = run_scan([str(root)], out)
+    assert (resumed.reused, resumed.analyzed) == (5, 7)
