@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forensics.sources import JSON_KINDS, is_log_name
+from forensics.sources import JSON_KINDS, artifact_kind, is_log_name
 
 _SLURM = re.compile(r"^(?:slurm-(?P<id>\d+(?:_\d+)?)|(?P<name>.+?)-(?P<id2>\d{2,}(?:_\d+)?))"
                     r"\.(?:out|err)$")
@@ -130,9 +130,13 @@ def _walk(root: Path, found: Discovery) -> None:
                 slurm.setdefault(match.group("id") or match.group("id2"), []).append(name)
             else:
                 loose.append(name)
-        if any(m in files for m in AXOLOTL_MARKERS) or has_checkpoints:
-            found.jobs.append(Job(here.name, str(here), (str(here),), "axolotl"))
-            dirs.clear()  # the whole output folder (logs, checkpoints, wandb/) is one job
+        if any(m in files for m in AXOLOTL_MARKERS) or has_checkpoints or (
+                logs and any(artifact_kind(f) for f in files)):
+            # an output folder, or logs beside Flight Recorder dumps / memory snapshots
+            layout = "axolotl" if (any(m in files for m in AXOLOTL_MARKERS)
+                                    or has_checkpoints) else "folder"
+            found.jobs.append(Job(here.name, str(here), (str(here),), layout))
+            dirs.clear()  # the whole folder (logs, checkpoints, wandb/, dumps) is one job
             continue
         for job_id, names in sorted(slurm.items()):
             extra = loose if len(slurm) == 1 else []

@@ -200,3 +200,28 @@ def test_torch_two_checkpoints_find_the_diverged_layer(tmp_path):
     torch.save(model.state_dict(), tmp_path / "b.pt")
     changes = dict(relative_changes(tmp_path / "a.pt", tmp_path / "b.pt"))
     assert max(changes, key=changes.get) == "3.weight"
+
+
+def test_sharded_safetensors_index_and_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    first = {"a.weight": rng.standard_normal((4, 4)).astype(np.float32)}
+    second = {"b.weight": np.full((4, 4), np.nan, dtype=np.float32)}
+    write_safetensors(tmp_path / "model-00001-of-00002.safetensors", first)
+    write_safetensors(tmp_path / "model-00002-of-00002.safetensors", second)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a.weight": "model-00001-of-00002.safetensors",
+        "b.weight": "model-00002-of-00002.safetensors"}}))
+    for path in (tmp_path / "model.safetensors.index.json", tmp_path):
+        stats = list(tensor_stats(path))
+        assert [(s.name, s.nan) for s in stats] == [("a.weight", 0), ("b.weight", 16)]
+
+
+def test_scan_reads_dumps_beside_a_log(tmp_path):
+    from forensics.jobs import discover_jobs
+
+    folder = tmp_path / "jobs" / "run7"
+    folder.mkdir(parents=True)
+    (folder / "train.log").write_text("hello\n")
+    (folder / "nccl_trace_rank_0").write_bytes(pickle.dumps(dump(0, [1])))
+    (job,) = discover_jobs(tmp_path / "jobs").jobs
+    assert job.inputs == (str(folder),)
