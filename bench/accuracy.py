@@ -23,7 +23,8 @@ from forensics.analysis import Analyzer  # noqa: E402
 from forensics.catalog import load_catalog  # noqa: E402
 from forensics.sources import discover  # noqa: E402
 
-#: our signature id -> GPUAlert class; anything else that is a Python failure -> "traceback"
+#: our signature id -> GPUAlert class; any other failure maps by its exception type:
+#: RuntimeError -> "runtime_error", anything else -> "traceback"
 GPUALERT_CLASS = {
     "cuda-oom": "cuda_oom",
     "nccl-abort": "nccl", "nccl-timeout": "nccl", "nccl-other": "nccl", "fsdp-hang": "nccl",
@@ -54,8 +55,8 @@ def gpualert_class(report: dict) -> str:
     signature = root["signature"]
     if signature in GPUALERT_CLASS:
         return GPUALERT_CLASS[signature]
-    if signature == "python-exception" and (root["exception_type"] or "").endswith(
-            "RuntimeError"):
+    # GPUAlert's last two classes are exception types: a bare RuntimeError, or any other
+    if (root["exception_type"] or "").rsplit(".", 1)[-1] == "RuntimeError":
         return "runtime_error"
     return "traceback"
 
