@@ -65,7 +65,7 @@ class HyperscanEngine:
         ends: list[tuple[int, int]] = []
         append = ends.append
 
-        def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
+        def on_match(pattern_id: int, start: int, end: int, flags: int, _context: object) -> None:
             append((end - 1, pattern_id))
 
         self._db.scan(block, match_event_handler=on_match, scratch=self._scratch())

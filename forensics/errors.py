@@ -42,9 +42,3 @@ class CatalogError(ForensicsError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__(f"the signature catalog does not load ({len(problems)} problem(s))")
         self.problems = problems
-
-
-class UsageError(ForensicsError):
-    """Arguments that make no sense together."""
-
-    exit_code = ExitCode.USAGE

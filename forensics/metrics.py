@@ -12,7 +12,7 @@ import regex
 
 TRAIN, EVAL, SUMMARY = 0, 1, 2
 KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
-MISSING, PRESENT, NONE = 0, 1, 2  # cell states: not logged, a number, logged as None
+PRESENT, NONE = 1, 2  # cell states: a number (finite or not), logged as None
 
 _DEEPSPEED_STEP = regex.compile(
     r"\bstep=(?P<step>\d+), skipped=(?P<skipped>\d+), lr=\[(?P<lr>[-+\d.e]+)"
