@@ -209,12 +209,16 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
             problems.append(f"{path}: keywords: {keyword!r} spans lines")
     ignore_case = data.get("ignore_case", False)
     flags = regex.IGNORECASE if ignore_case else 0
-    patterns = []
-    for source in strings("patterns"):
-        try:
-            patterns.append(regex.compile(source, flags))
-        except regex.error as err:
-            problems.append(f"{path}: patterns: {source!r} does not compile ({err})")
+    def compiled(key: str) -> tuple[regex.Pattern[str], ...]:
+        out = []
+        for source in strings(key):
+            try:
+                out.append(regex.compile(source, flags))
+            except regex.error as err:
+                problems.append(f"{path}: {key}: {source!r} does not compile ({err})")
+        return tuple(out)
+
+    patterns, confirm_patterns = compiled("patterns"), compiled("confirm_patterns")
     for key in ("ignore_case", "generic"):
         if not isinstance(data.get(key, False), bool):
             problems.append(f"{path}: {key}: must be true or false")
@@ -222,12 +226,6 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
         problems.append(f"{path}: min_count: must be a whole number of at least 1")
     symptom_of, also_matches = strings("symptom_of"), strings("also_matches")
-    confirm_patterns = []
-    for source in strings("confirm_patterns"):
-        try:
-            confirm_patterns.append(regex.compile(source, flags))
-        except regex.error as err:
-            problems.append(f"{path}: confirm_patterns: {source!r} does not compile ({err})")
     confirm_signatures = strings("confirm_signatures")
     unconfirmed = data.get("unconfirmed", "")
     if not isinstance(unconfirmed, str):
@@ -238,10 +236,10 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         return None
     return Signature(
         id=sig_id, title=title, category=category, severity=severity, priority=priority,
-        keywords=keywords, patterns=tuple(patterns), cause=cause, fix=fix, path=path,
+        keywords=keywords, patterns=patterns, cause=cause, fix=fix, path=path,
         symptom_of=symptom_of, also_matches=also_matches, ignore_case=ignore_case,
         generic=data.get("generic", False), min_count=min_count,
-        confirm_patterns=tuple(confirm_patterns), confirm_signatures=confirm_signatures,
+        confirm_patterns=confirm_patterns, confirm_signatures=confirm_signatures,
         unconfirmed=unconfirmed.strip() if isinstance(unconfirmed, str) else "",
         step_from_anomaly=str(data.get("step_from_anomaly", "")),
         culprit_from_flight_recorder=bool(data.get("culprit_from_flight_recorder", False)),

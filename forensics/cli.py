@@ -79,27 +79,23 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
 def _emit(analysis, fmt: str | None, output: str | None) -> None:
     if fmt is None:
         fmt = "text" if output is None and sys.stdout.isatty() else "md"
-    if fmt == "text" and output is None:
-        from rich.console import Console
-
-        from forensics.report.terminal import render_terminal
-
-        render_terminal(analysis, Console())
-        return
-    if fmt == "json":
-        from forensics.report.json import render_json
-
-        text = render_json(analysis)
-    elif fmt == "text":
+    if fmt == "text":
         import io
 
         from rich.console import Console
 
         from forensics.report.terminal import render_terminal
 
+        if output is None:
+            render_terminal(analysis, Console())
+            return
         buffer = io.StringIO()
         render_terminal(analysis, Console(file=buffer, width=120, color_system=None))
         text = buffer.getvalue()
+    elif fmt == "json":
+        from forensics.report.json import render_json
+
+        text = render_json(analysis)
     else:
         from forensics.report.markdown import render_markdown
 

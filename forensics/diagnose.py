@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from forensics.catalog import ANY, Catalog, Signature
 from forensics.events import EXCEPTION_LINE
+from forensics.lexer import parse_prefixes
 from forensics.model import (
     Anomaly,
     Attribution,
@@ -134,8 +135,7 @@ def _attribution(finding: Finding, worker_failures: list[WorkerFailure]) -> Attr
 def exception_type(finding: Finding, tracebacks: list[Traceback]) -> str | None:
     """The Python exception a finding's first line belongs to, when there is one."""
     first = finding.first
-    body = first.text.split("]: ", 1)[-1] if first.text.startswith("[") else first.text
-    own = _exception_name(body)
+    own = _exception_name(parse_prefixes(first.text).body)
     if own is not None:
         return own
     for tb in tracebacks:

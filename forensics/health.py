@@ -111,8 +111,10 @@ def _first(columns: pd.Index, names: tuple[str, ...]) -> str | None:
 
 
 def _healthy(metric: str, mode: str) -> str:
-    if metric in GRAD_NORM:
-        return "0.1-10" if mode == "sft" else "0.001-1.0"
+    """The healthy range health.toml gives a metric in this mode."""
+    for rule in range_rules():
+        if rule.when in ("any", mode) and _matching(pd.Index([metric]), rule.metric):
+            return rule.healthy
     return "finite, decreasing"
 
 
