@@ -53,9 +53,9 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
             engine: str) -> None:
     """Diagnose one job from its logs: PATH is a log file, a compressed log, a job folder or
     - for stdin. Several paths are one job (the ranks' files of one run)."""
-    from forensics.analysis import Analyzer
+    from forensics.pipeline import Analyzer
     from forensics.catalog import load_catalog, user_dirs
-    from forensics.sources import discover
+    from forensics.inputs.sources import discover
 
     try:
         catalog = load_catalog(*user_dirs(pattern_dirs))
@@ -115,7 +115,7 @@ def _emit(analysis, fmt: str | None, output: str | None) -> None:
 def timeline(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Export the run's metrics (one row per logged step, train and eval rows marked) from
     logs, job folders, trainer_state.json or W&B run folders."""
-    from forensics.sources import discover
+    from forensics.inputs.sources import discover
     from forensics.timeline_export import export_timeline
 
     if fmt == "parquet" and output is None:
@@ -158,8 +158,8 @@ def scan(roots: tuple[str, ...], out: str, workers: int | None, scheduler: str |
     output folders, wandb runs) into a Parquet dataset, and summarize the fleet."""
     import pyarrow.parquet as pq
 
-    from forensics.fleet import render_markdown, summarize
-    from forensics.scan import JOBS_FILE, ScanInterrupted, run_scan
+    from forensics.fleet.summary import render_markdown, summarize
+    from forensics.fleet.run import JOBS_FILE, ScanInterrupted, run_scan
 
     workers = workers or os.cpu_count() or 1
     on_terminal = sys.stderr.isatty()
@@ -213,7 +213,7 @@ def checkpoint(first: str, second: str | None, device: str, fmt: str) -> None:
     folder) for NaN/Inf, tensor by tensor in model order; with SECOND, which tensors changed
     most between the two. Exit 1 when a tensor holds NaN/Inf."""
     from forensics.artifacts.checkpoint import relative_changes, tensor_stats
-    from forensics.artifacts.report import render_changes, render_checkpoint
+    from forensics.report.artifacts import render_changes, render_checkpoint
 
     try:
         stats = list(tensor_stats(Path(first), device))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from forensics.catalog import load_catalog
-from forensics.scanner import plan_scan, scan_source
-from forensics.sources import Source
-from forensics.timeline import build_timeline
+from forensics.lines.linepass import plan_scan, scan_source
+from forensics.inputs.sources import Source
+from forensics.metrics.timeline import build_timeline
 
 
 def _markdown(frame) -> str:

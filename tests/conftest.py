@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from forensics.catalog import load_catalog
-from forensics.engine import available_engines
-from forensics.scanner import plan_scan
+from forensics.lines.engine import available_engines
+from forensics.lines.linepass import plan_scan
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_logs"

@@ -217,7 +217,7 @@ def test_sharded_safetensors_index_and_folder(tmp_path):
 
 
 def test_scan_reads_dumps_beside_a_log(tmp_path):
-    from forensics.jobs import discover_jobs
+    from forensics.fleet.discover import discover_jobs
 
     folder = tmp_path / "jobs" / "run7"
     folder.mkdir(parents=True)

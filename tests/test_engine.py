@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from forensics.catalog import load_catalog
-from forensics.engine import Keyword, PythonEngine, available_engines, build_engine
-from forensics.scanner import plan_scan
+from forensics.lines.engine import Keyword, PythonEngine, available_engines, build_engine
+from forensics.lines.linepass import plan_scan
 
 from .conftest import CORPUS, SAMPLES
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forensics.lexer import parse_prefixes, segments
+from forensics.lines.lexer import parse_prefixes, segments
 
 
 def test_rank_and_glog_prefixes():

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from forensics.cli import cli
-from forensics.fleet import summarize, template
-from forensics.jobs import Job, discover_jobs
-from forensics.scan import FINDING_SCHEMA, JOB_SCHEMA, analyze_job, run_scan
+from forensics.fleet.summary import summarize, template
+from forensics.fleet.discover import Job, discover_jobs
+from forensics.fleet.run import FINDING_SCHEMA, JOB_SCHEMA, analyze_job, run_scan
 
 OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"
 
@@ -153,7 +153,7 @@ def test_scan_command(tmp_path):
 
 
 def test_interrupted_scan_keeps_what_was_finished(tmp_path):
-    from forensics.scan import ScanInterrupted
+    from forensics.fleet.run import ScanInterrupted
 
     root = fleet(tmp_path)
     out = tmp_path / "out"

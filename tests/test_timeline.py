@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from forensics import analyze
 from forensics.cli import cli
-from forensics.health import assess
-from forensics.metrics import MetricsTable
-from forensics.timeline import build_timeline
+from forensics.metrics.health import assess
+from forensics.metrics.table import MetricsTable
+from forensics.metrics.timeline import build_timeline
 
 from .conftest import SAMPLES
 
@@ -27,8 +27,8 @@ def analysis_of(tmp_path: Path, text: str, name: str = "train.log"):
 
 def frame_of(tmp_path: Path, text: str) -> pd.DataFrame:
     from forensics.catalog import load_catalog
-    from forensics.scanner import plan_scan, scan_source
-    from forensics.sources import Source
+    from forensics.lines.linepass import plan_scan, scan_source
+    from forensics.inputs.sources import Source
 
     table = scan_source(Source("t.log", data=text.encode()), plan_scan(load_catalog())).metrics
     return build_timeline([table]).frame

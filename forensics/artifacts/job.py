@@ -8,7 +8,7 @@ from forensics.artifacts.flight import Mismatch, first_mismatch, load_dumps, ren
 from forensics.artifacts.memory import analyze_snapshot, render_memory
 from forensics.artifacts.restricted import load_plain
 from forensics.errors import ForensicsError
-from forensics.sources import Source
+from forensics.inputs.sources import Source
 
 
 def read_artifacts(sources: list[Source]) -> tuple[list[tuple[str, str]], Mismatch | None,

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import regex
 
 from forensics.catalog import Catalog, load_catalog, user_dirs
-from forensics.diagnose import diagnose
+from forensics.diagnosis.root import diagnose
 from forensics.errors import InputError
-from forensics.match import absorb_generic, group_findings, match_tokens
-from forensics.metrics import TRAIN, MetricsTable
+from forensics.diagnosis.findings import absorb_generic, group_findings, match_tokens
+from forensics.metrics.table import TRAIN, MetricsTable
 from forensics.model import (
     Analysis,
     Evidence,
@@ -23,14 +23,14 @@ from forensics.model import (
     Token,
     WorkerFailure,
 )
-from forensics.ranks import rank_table
+from forensics.diagnosis.ranks import rank_table
 from forensics.redact import redact
-from forensics.scanner import ScanPlan, SourceScan, plan_scan, scan_source
-from forensics.sources import Source, discover
+from forensics.lines.linepass import ScanPlan, SourceScan, plan_scan, scan_source
+from forensics.inputs.sources import Source, discover
 from forensics.timeparse import to_epoch, year_of
 
 if TYPE_CHECKING:
-    from forensics.health_report import Health
+    from forensics.metrics.judge import Health
 
 _FACTS = (
     ("NCCL", regex.compile(r"NCCL version (?P<v>\d+\.\d+\.\d+(?:\+cuda[\d.]+)?)")),
@@ -140,7 +140,7 @@ def _health(tables: list[MetricsTable]) -> Health | None:
     """Timeline and health rules; pandas is imported only when there are metrics."""
     if not any(len(table) for table in tables):
         return None
-    from forensics.health_report import judge
+    from forensics.metrics.judge import judge
 
     return judge(tables)
 

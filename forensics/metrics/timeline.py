@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forensics.metrics import KIND_NAMES, PRESENT, TRAIN, MetricsTable
+from forensics.metrics.table import KIND_NAMES, PRESENT, TRAIN, MetricsTable
 
 
 @dataclass(frozen=True)

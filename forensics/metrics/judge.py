@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from forensics.catalog import Catalog
-from forensics.health import assess, run_mode
-from forensics.metrics import MetricsTable
+from forensics.metrics.health import assess, run_mode
+from forensics.metrics.table import MetricsTable
 from forensics.model import Anomaly, Evidence, Finding
-from forensics.timeline import Timeline, build_timeline, chart_series, window
+from forensics.metrics.timeline import Timeline, build_timeline, chart_series, window
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forensics.sources import JSON_KINDS, artifact_kind, is_log_name
+from forensics.inputs.sources import JSON_KINDS, artifact_kind, is_log_name
 
 _SLURM = re.compile(r"^(?:slurm-(?P<id>\d+(?:_\d+)?)|(?P<name>.+?)-(?P<id2>\d{2,}(?:_\d+)?))"
                     r"\.(?:out|err)$")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from forensics.catalog import Catalog, Signature
-from forensics.engine import Engine, Keyword, build_engine
-from forensics.events import (
+from forensics.lines.engine import Engine, Keyword, build_engine
+from forensics.lines.blocks import (
     EVENT_KEYWORDS,
     FailureBlockWalker,
     TracebackWalker,
@@ -16,8 +16,8 @@ from forensics.events import (
     parse_metrics,
     worker_exit,
 )
-from forensics.lexer import segments
-from forensics.metrics import TRAIN, MetricsTable, deepspeed_step, log_history_table, record_kind
+from forensics.lines.lexer import segments
+from forensics.metrics.table import TRAIN, MetricsTable, deepspeed_step, log_history_table, record_kind
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,
@@ -28,7 +28,7 @@ from forensics.model import (
     Traceback,
     WorkerFailure,
 )
-from forensics.sources import (
+from forensics.inputs.sources import (
     TAIL_BYTES,
     ReadReport,
     Source,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import regex
 
-from forensics.lexer import Segment, segments
+from forensics.lines.lexer import Segment, segments
 from forensics.model import Attribution, ExceptionPart, Traceback, WorkerFailure
 
 TRACEBACK_START = "Traceback (most recent call last):"

@@ -11,8 +11,8 @@ import functools
 from dataclasses import dataclass, replace
 
 from forensics.catalog import ANY, Catalog, Signature
-from forensics.events import EXCEPTION_LINE
-from forensics.lexer import parse_prefixes
+from forensics.lines.blocks import EXCEPTION_LINE
+from forensics.lines.lexer import parse_prefixes
 from forensics.model import (
     Anomaly,
     Attribution,

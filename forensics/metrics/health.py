@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from forensics.model import Anomaly
-from forensics.timeline import Timeline, nonfinite_onset
+from forensics.metrics.timeline import Timeline, nonfinite_onset
 
 if sys.version_info >= (3, 11):
     import tomllib
