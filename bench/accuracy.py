@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forensics.pipeline import Analyzer  # noqa: E402
 from forensics.catalog import load_catalog  # noqa: E402
 from forensics.inputs.sources import discover  # noqa: E402
+from forensics.pipeline import Analyzer  # noqa: E402
 
 #: our signature id -> GPUAlert class; any other failure maps by its exception type:
 #: RuntimeError -> "runtime_error", anything else -> "traceback"

@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-from forensics.pipeline import analyze
 from forensics.catalog import load_catalog
+from forensics.pipeline import analyze
 
 __all__ = ["__version__", "analyze", "load_catalog"]

@@ -53,9 +53,9 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
             engine: str) -> None:
     """Diagnose one job from its logs: PATH is a log file, a compressed log, a job folder or
     - for stdin. Several paths are one job (the ranks' files of one run)."""
-    from forensics.pipeline import Analyzer
     from forensics.catalog import load_catalog, user_dirs
     from forensics.inputs.sources import discover
+    from forensics.pipeline import Analyzer
 
     try:
         catalog = load_catalog(*user_dirs(pattern_dirs))
@@ -158,8 +158,8 @@ def scan(roots: tuple[str, ...], out: str, workers: int | None, scheduler: str |
     output folders, wandb runs) into a Parquet dataset, and summarize the fleet."""
     import pyarrow.parquet as pq
 
-    from forensics.fleet.summary import render_markdown, summarize
     from forensics.fleet.run import JOBS_FILE, ScanInterrupted, run_scan
+    from forensics.fleet.summary import render_markdown, summarize
 
     workers = workers or os.cpu_count() or 1
     on_terminal = sys.stderr.isatty()

@@ -4,10 +4,10 @@ own signature (in every engine) and no unrelated one; no counterexample may matc
 from __future__ import annotations
 
 from forensics.catalog import Catalog, Signature
-from forensics.lines.engine import available_engines
 from forensics.diagnosis.findings import match_tokens
-from forensics.lines.linepass import ScanPlan, plan_scan, scan_source
 from forensics.inputs.sources import Source
+from forensics.lines.engine import available_engines
+from forensics.lines.linepass import ScanPlan, plan_scan, scan_source
 
 MIN_EXAMPLES = 2
 MIN_COUNTEREXAMPLES = 1

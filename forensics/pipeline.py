@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING
 import regex
 
 from forensics.catalog import Catalog, load_catalog, user_dirs
+from forensics.diagnosis.findings import absorb_generic, group_findings, match_tokens
+from forensics.diagnosis.ranks import rank_table
 from forensics.diagnosis.root import diagnose
 from forensics.errors import InputError
-from forensics.diagnosis.findings import absorb_generic, group_findings, match_tokens
+from forensics.inputs.sources import Source, discover
+from forensics.lines.linepass import ScanPlan, SourceScan, plan_scan, scan_source
 from forensics.metrics.table import TRAIN, MetricsTable
 from forensics.model import (
     Analysis,
@@ -23,10 +26,7 @@ from forensics.model import (
     Token,
     WorkerFailure,
 )
-from forensics.diagnosis.ranks import rank_table
 from forensics.redact import redact
-from forensics.lines.linepass import ScanPlan, SourceScan, plan_scan, scan_source
-from forensics.inputs.sources import Source, discover
 from forensics.timeparse import to_epoch, year_of
 
 if TYPE_CHECKING:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from forensics.catalog import load_catalog
-from forensics.lines.linepass import plan_scan, scan_source
 from forensics.inputs.sources import Source
+from forensics.lines.linepass import plan_scan, scan_source
 from forensics.metrics.timeline import build_timeline
 
 

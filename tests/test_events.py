@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from forensics.inputs.sources import Source
 from forensics.lines.blocks import parse_metrics
 from forensics.lines.linepass import scan_source
-from forensics.inputs.sources import Source
 
 
 def scan(text: str, plan):

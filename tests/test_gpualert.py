@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from forensics.pipeline import Analyzer
 from forensics.catalog import load_catalog
+from forensics.inputs.sources import discover
 from forensics.lines.engine import available_engines
 from forensics.lines.linepass import plan_scan
-from forensics.inputs.sources import discover
+from forensics.pipeline import Analyzer
 
 from .conftest import GPUALERT, ROOT
 

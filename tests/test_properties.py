@@ -8,11 +8,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forensics.pipeline import Analyzer
 from forensics.catalog import load_catalog
+from forensics.inputs.sources import Source
+from forensics.pipeline import Analyzer
 from forensics.report.json import render_json
 from forensics.report.markdown import render_markdown
-from forensics.inputs.sources import Source
 
 from .conftest import CORPUS, SAMPLES
 

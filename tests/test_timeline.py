@@ -27,8 +27,8 @@ def analysis_of(tmp_path: Path, text: str, name: str = "train.log"):
 
 def frame_of(tmp_path: Path, text: str) -> pd.DataFrame:
     from forensics.catalog import load_catalog
-    from forensics.lines.linepass import plan_scan, scan_source
     from forensics.inputs.sources import Source
+    from forensics.lines.linepass import plan_scan, scan_source
 
     table = scan_source(Source("t.log", data=text.encode()), plan_scan(load_catalog())).metrics
     return build_timeline([table]).frame

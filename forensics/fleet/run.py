@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forensics import __version__
-from forensics.pipeline import Analyzer
 from forensics.catalog import load_catalog, user_dirs
 from forensics.fleet.discover import Job, discover_jobs
-from forensics.model import Analysis
 from forensics.inputs.sources import discover
+from forensics.model import Analysis
+from forensics.pipeline import Analyzer
 
 JOBS_FILE, FINDINGS_FILE = "jobs.parquet", "findings.parquet"
 BATCH = 256

@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from forensics.catalog import Catalog, Signature
-from forensics.lines.engine import Engine, Keyword, build_engine
+from forensics.inputs.sources import (
+    TAIL_BYTES,
+    ReadReport,
+    Source,
+    checkpoint_step,
+    read_blocks,
+    read_json,
+)
 from forensics.lines.blocks import (
     EVENT_KEYWORDS,
     FailureBlockWalker,
@@ -16,8 +23,15 @@ from forensics.lines.blocks import (
     parse_metrics,
     worker_exit,
 )
+from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import segments
-from forensics.metrics.table import TRAIN, MetricsTable, deepspeed_step, log_history_table, record_kind
+from forensics.metrics.table import (
+    TRAIN,
+    MetricsTable,
+    deepspeed_step,
+    log_history_table,
+    record_kind,
+)
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,
@@ -27,14 +41,6 @@ from forensics.model import (
     Token,
     Traceback,
     WorkerFailure,
-)
-from forensics.inputs.sources import (
-    TAIL_BYTES,
-    ReadReport,
-    Source,
-    checkpoint_step,
-    read_blocks,
-    read_json,
 )
 
 TAIL_LINES = 40

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forensics.model import Anomaly
 from forensics.metrics.timeline import Timeline, nonfinite_onset
+from forensics.model import Anomaly
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from forensics.catalog import Catalog
 from forensics.metrics.health import assess, run_mode
 from forensics.metrics.table import MetricsTable
-from forensics.model import Anomaly, Evidence, Finding
 from forensics.metrics.timeline import Timeline, build_timeline, chart_series, window
+from forensics.model import Anomaly, Evidence, Finding
 
 
 @dataclass(frozen=True)
