@@ -23,9 +23,9 @@ ANY = "*"
 ENV_VAR = "FORENSICS_PATTERNS"
 _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
-_KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "ignore_case", "generic",
-          "min_count", "confirm_patterns", "confirm_signatures", "unconfirmed",
-          "step_from_anomaly", "culprit_from_flight_recorder", "references",
+_KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "generic",
+          "min_count", "corroborating_lines", "corroborating_signatures", "if_uncorroborated",
+          "onset_anomaly", "stalled_collective", "references",
           "examples", "counterexamples"}
 
 
@@ -45,14 +45,13 @@ class Signature:
     path: Path
     symptom_of: tuple[str, ...] = ()
     also_matches: tuple[str, ...] = ()
-    ignore_case: bool = False
     generic: bool = False
     min_count: int = 1
-    confirm_patterns: tuple[regex.Pattern[str], ...] = ()
-    confirm_signatures: tuple[str, ...] = ()
-    unconfirmed: str = ""
-    step_from_anomaly: str = ""  # its step is the first step with this anomaly kind (e.g. nan)
-    culprit_from_flight_recorder: bool = False  # a Flight Recorder dump names its rank
+    corroborating_lines: tuple[regex.Pattern[str], ...] = ()
+    corroborating_signatures: tuple[str, ...] = ()
+    if_uncorroborated: str = ""
+    onset_anomaly: str = ""  # its step is the first step with this anomaly kind (e.g. nan)
+    stalled_collective: bool = False  # a Flight Recorder dump names its rank
     references: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
@@ -65,11 +64,7 @@ class Signature:
 
     def search(self, text: str, body: str) -> regex.Match[str] | None:
         """The first pattern match in a line's body (or, failing that, its whole text)."""
-        if self.ignore_case:
-            lowered = text.lower()
-            if not any(k.lower() in lowered for k in self.keywords):
-                return None
-        elif not any(k in text for k in self.keywords):
+        if not any(k in text for k in self.keywords):
             return None
         if not self.patterns:
             return _KEYWORD_ONLY.match(body)
@@ -140,7 +135,7 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
             seen_here.add(signature.id)
             by_id[signature.id] = signature
     for signature in by_id.values():
-        for key in ("symptom_of", "also_matches", "confirm_signatures"):
+        for key in ("symptom_of", "also_matches", "corroborating_signatures"):
             for other in getattr(signature, key):
                 if other != ANY and other not in by_id:
                     problems.append(f"{signature.path}: {key}: unknown signature {other!r}")
@@ -207,29 +202,27 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     for keyword in keywords:
         if "\n" in keyword or "\r" in keyword:
             problems.append(f"{path}: keywords: {keyword!r} spans lines")
-    ignore_case = data.get("ignore_case", False)
-    flags = regex.IGNORECASE if ignore_case else 0
     def compiled(key: str) -> tuple[regex.Pattern[str], ...]:
         out = []
         for source in strings(key):
             try:
-                out.append(regex.compile(source, flags))
+                out.append(regex.compile(source))
             except regex.error as err:
                 problems.append(f"{path}: {key}: {source!r} does not compile ({err})")
         return tuple(out)
 
-    patterns, confirm_patterns = compiled("patterns"), compiled("confirm_patterns")
-    for key in ("ignore_case", "generic"):
+    patterns, corroborating_lines = compiled("patterns"), compiled("corroborating_lines")
+    for key in ("generic", "stalled_collective"):
         if not isinstance(data.get(key, False), bool):
             problems.append(f"{path}: {key}: must be true or false")
     min_count = data.get("min_count", 1)
     if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
         problems.append(f"{path}: min_count: must be a whole number of at least 1")
     symptom_of, also_matches = strings("symptom_of"), strings("also_matches")
-    confirm_signatures = strings("confirm_signatures")
-    unconfirmed = data.get("unconfirmed", "")
-    if not isinstance(unconfirmed, str):
-        problems.append(f"{path}: unconfirmed: must be a string")
+    corroborating_signatures = strings("corroborating_signatures")
+    if_uncorroborated = data.get("if_uncorroborated", "")
+    if not isinstance(if_uncorroborated, str):
+        problems.append(f"{path}: if_uncorroborated: must be a string")
     references, examples = strings("references"), strings("examples")
     counterexamples = strings("counterexamples")
     if len(problems) > start:
@@ -237,11 +230,11 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     return Signature(
         id=sig_id, title=title, category=category, severity=severity, priority=priority,
         keywords=keywords, patterns=patterns, cause=cause, fix=fix, path=path,
-        symptom_of=symptom_of, also_matches=also_matches, ignore_case=ignore_case,
+        symptom_of=symptom_of, also_matches=also_matches,
         generic=data.get("generic", False), min_count=min_count,
-        confirm_patterns=confirm_patterns, confirm_signatures=confirm_signatures,
-        unconfirmed=unconfirmed.strip() if isinstance(unconfirmed, str) else "",
-        step_from_anomaly=str(data.get("step_from_anomaly", "")),
-        culprit_from_flight_recorder=bool(data.get("culprit_from_flight_recorder", False)),
+        corroborating_lines=corroborating_lines, corroborating_signatures=corroborating_signatures,
+        if_uncorroborated=if_uncorroborated.strip() if isinstance(if_uncorroborated, str) else "",
+        onset_anomaly=str(data.get("onset_anomaly", "")),
+        stalled_collective=bool(data.get("stalled_collective", False)),
         references=references, examples=examples, counterexamples=counterexamples,
     )

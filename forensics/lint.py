@@ -39,7 +39,7 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
         if not signature.references:
             problems.append(f"{where}: references: needs at least one reference")
         for index, example in enumerate(signature.examples):
-            if not any(_contains(example, k, signature.ignore_case) for k in signature.keywords):
+            if not any(k in example for k in signature.keywords):
                 problems.append(f"{where}: examples[{index}]: holds none of the keywords")
             for name, plan in plans.items():
                 matched = matched_signatures(example, catalog, plan)
@@ -55,6 +55,3 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
                     problems.append(f"{where}: counterexamples[{index}]: matches ({name} engine)")
     return problems
 
-
-def _contains(text: str, keyword: str, ignore_case: bool) -> bool:
-    return keyword.lower() in text.lower() if ignore_case else keyword in text

@@ -118,7 +118,7 @@ def with_artifacts(analysis: Analysis, sources: list[Source], catalog: Catalog) 
     sections, mismatch, problems = read_artifacts(pickles)
     root = analysis.root_cause
     if mismatch is not None and root is not None and catalog.get(
-            root.finding.signature).culprit_from_flight_recorder:
+            root.finding.signature).stalled_collective:
         culprits = ", ".join(str(r) for r in mismatch.ranks)
         reason = (f"Flight Recorder: rank {culprits} {mismatch.detail.split(':')[0]} at "
                   f"`{mismatch.op}` sequence {mismatch.seq} (process group "

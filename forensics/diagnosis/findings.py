@@ -116,9 +116,9 @@ def _exit_codes(group: list[Hit]) -> tuple[int, ...]:
 
 def _confirmed(signature: Signature, group: list[Hit]) -> bool | None:
     """Whether the signature's own lines corroborate it (None: it needs no corroboration)."""
-    if not signature.confirm_patterns and not signature.confirm_signatures:
+    if not signature.corroborating_lines and not signature.corroborating_signatures:
         return None
-    return any(p.search(hit.token.text) for hit in group for p in signature.confirm_patterns)
+    return any(p.search(hit.token.text) for hit in group for p in signature.corroborating_lines)
 
 
 def _evidence(token: Token) -> Evidence:

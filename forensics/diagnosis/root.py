@@ -1,6 +1,6 @@
 """From findings to a diagnosis: which finding is the root cause, which are its symptoms,
 how sure we are and why. The relations come from the catalog (`symptom_of`, `priority`,
-`confirm_*`), not from code: a finding is a symptom when a signature it names as a possible
+`corroborating_*`), not from code: a finding is a symptom when a signature it names as a possible
 cause is present; a catch-all ("*") or two-way relation only holds when the cause came
 first. Among the rest
 the highest priority wins, then the odd rank out, then the earliest."""
@@ -89,7 +89,7 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
         labelled.append(replace(finding, role=role,
                                 confirmed=confirmed if finding is root else finding.confirmed))
     root = next(f for f in labelled if f.role == "root")
-    onset = next((a for a in anomalies if a.kind == root_signature.step_from_anomaly), None)
+    onset = next((a for a in anomalies if a.kind == root_signature.onset_anomaly), None)
     if onset is not None:
         root = replace(root, step=onset.step)
         labelled = [root if f.role == "root" else f for f in labelled]
@@ -107,13 +107,13 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
 def _is_confirmed(finding: Finding, signature: Signature, present: set[str]) -> bool | None:
     if finding.confirmed is None:
         return None
-    return finding.confirmed or any(s in present for s in signature.confirm_signatures)
+    return finding.confirmed or any(s in present for s in signature.corroborating_signatures)
 
 
 def _missing(signature: Signature, finding: Finding) -> str:
     where = finding.who.host or "the node"
     when = finding.who.time or "the time of the failure"
-    text = " ".join(signature.unconfirmed.split())
+    text = " ".join(signature.if_uncorroborated.split())
     return text.replace("{host}", where).replace("{time}", when)
 
 

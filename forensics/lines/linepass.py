@@ -65,7 +65,7 @@ def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
     owners: dict[tuple[str, bool], tuple[set[str], set[str]]] = {}
     for signature in catalog.signatures:
         for keyword in signature.keywords:
-            owners.setdefault((keyword, signature.ignore_case), (set(), set()))[0].add(signature.id)
+            owners.setdefault((keyword, False), (set(), set()))[0].add(signature.id)
     for kind, keywords in EVENT_KEYWORDS.items():
         for keyword in keywords:
             owners.setdefault((keyword, False), (set(), set()))[1].add(kind)

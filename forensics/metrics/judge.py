@@ -37,7 +37,7 @@ class Health:
         only trainer_state.json holds the NaN."""
         out = []
         for signature in catalog.signatures:
-            kind = signature.step_from_anomaly
+            kind = signature.onset_anomaly
             anomaly = next((a for a in self.anomalies if kind and a.kind == kind), None)
             if anomaly is None or signature.id in found:
                 continue
