@@ -12,13 +12,14 @@ from pathlib import Path
 import regex
 
 from forensics.errors import CatalogError
+from forensics.model import Severity
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-SEVERITIES = ("critical", "error", "warning", "info")
+SEVERITIES = tuple(s.value for s in Severity)
 ANY = "*"
 ENV_VAR = "FORENSICS_PATTERNS"
 _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -27,6 +28,11 @@ _KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "generic",
           "min_count", "corroborating_lines", "corroborating_signatures", "if_uncorroborated",
           "onset_anomaly", "stalled_collective", "references",
           "examples", "counterexamples"}
+#: named captures the diagnosis reads (any other named capture is a detail in the report);
+#: every capture whose name starts with `exitcode` is an exit status
+RESERVED_CAPTURES = ("exitcode", "node", "host", "time", "exception_type")
+_PLACEHOLDER = regex.compile(r"\{[^{}]*\}")
+_PLACEHOLDERS = {"{host}", "{time}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +42,7 @@ class Signature:
     id: str
     title: str
     category: str
-    severity: str
+    severity: Severity
     priority: int
     keywords: tuple[str, ...]
     patterns: tuple[regex.Pattern[str], ...]
@@ -69,15 +75,35 @@ class Signature:
         if not self.patterns:
             return _KEYWORD_ONLY.match(body)
         for pattern in self.patterns:
-            found = pattern.search(body)
-            if found is None and body is not text:
-                found = pattern.search(text)
+            found = search_line(pattern, text, body)
             if found is not None:
                 return found
         return None
 
 
 _KEYWORD_ONLY = regex.compile(r"")
+
+
+def search_line(pattern: regex.Pattern[str], text: str, body: str) -> regex.Match[str] | None:
+    """One pattern on a line: its body (prefixes stripped) first, then its whole text."""
+    found = pattern.search(body)
+    if found is None and body is not text:
+        found = pattern.search(text)
+    return found
+
+
+def reserved_lookalike(name: str) -> str | None:
+    """The reserved capture name that `name` spells differently (`exit_code`, `Host`), if
+    any: such a capture would silently lose its meaning."""
+    folded = name.lower().replace("_", "")
+    for reserved in RESERVED_CAPTURES:
+        plain = reserved.replace("_", "")
+        if reserved == "exitcode":  # a family: exitcode, exitcode2, ...
+            if folded.startswith(plain) and not name.startswith(reserved):
+                return reserved
+        elif folded == plain and name != reserved:
+            return reserved
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +235,22 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
                 out.append(regex.compile(source))
             except regex.error as err:
                 problems.append(f"{path}: {key}: {source!r} does not compile ({err})")
+                continue
+            for name in out[-1].groupindex:
+                reserved = reserved_lookalike(name)
+                if reserved is not None:
+                    problems.append(f"{path}: {key}: capture {name!r} looks like the reserved "
+                                    f"name {reserved!r}; spell it exactly or rename it")
         return tuple(out)
+
+    def ids(key: str) -> tuple[str, ...]:
+        out = strings(key)
+        for other in out:
+            if other == ANY and key != "symptom_of":
+                problems.append(f"{path}: {key}: {ANY!r} is only meaningful in symptom_of")
+            elif other == sig_id:
+                problems.append(f"{path}: {key}: names the signature itself")
+        return out
 
     patterns, corroborating_lines = compiled("patterns"), compiled("corroborating_lines")
     for key in ("generic", "stalled_collective"):
@@ -218,23 +259,38 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
     min_count = data.get("min_count", 1)
     if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
         problems.append(f"{path}: min_count: must be a whole number of at least 1")
-    symptom_of, also_matches = strings("symptom_of"), strings("also_matches")
-    corroborating_signatures = strings("corroborating_signatures")
+    symptom_of, also_matches = ids("symptom_of"), ids("also_matches")
+    corroborating_signatures = ids("corroborating_signatures")
     if_uncorroborated = data.get("if_uncorroborated", "")
     if not isinstance(if_uncorroborated, str):
         problems.append(f"{path}: if_uncorroborated: must be a string")
+        if_uncorroborated = ""
+    elif if_uncorroborated.strip() and not (data.get("corroborating_lines")
+                                            or data.get("corroborating_signatures")):
+        problems.append(f"{path}: if_uncorroborated: needs corroborating_lines or "
+                        f"corroborating_signatures (it is said when neither is found)")
+    for placeholder in sorted(set(_PLACEHOLDER.findall(if_uncorroborated)) - _PLACEHOLDERS):
+        problems.append(f"{path}: if_uncorroborated: unknown placeholder {placeholder}; "
+                        f"only {{host}} and {{time}} are filled in")
+    onset_anomaly = data.get("onset_anomaly", "")
+    if not isinstance(onset_anomaly, str) or (onset_anomaly and not _ID.match(onset_anomaly)):
+        problems.append(f"{path}: onset_anomaly: must be an anomaly kind (a kebab-case "
+                        f"string such as \"nan\")")
     references, examples = strings("references"), strings("examples")
+    for reference in references:
+        if not reference.startswith(("https://", "http://")):
+            problems.append(f"{path}: references: {reference!r} is not an http(s) address")
     counterexamples = strings("counterexamples")
     if len(problems) > start:
         return None
     return Signature(
-        id=sig_id, title=title, category=category, severity=severity, priority=priority,
+        id=sig_id, title=title, category=category, severity=Severity(severity),
+        priority=priority,
         keywords=keywords, patterns=patterns, cause=cause, fix=fix, path=path,
         symptom_of=symptom_of, also_matches=also_matches,
         generic=data.get("generic", False), min_count=min_count,
         corroborating_lines=corroborating_lines, corroborating_signatures=corroborating_signatures,
-        if_uncorroborated=if_uncorroborated.strip() if isinstance(if_uncorroborated, str) else "",
-        onset_anomaly=str(data.get("onset_anomaly", "")),
+        if_uncorroborated=if_uncorroborated.strip(), onset_anomaly=onset_anomaly,
         stalled_collective=bool(data.get("stalled_collective", False)),
         references=references, examples=examples, counterexamples=counterexamples,
     )

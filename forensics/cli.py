@@ -116,7 +116,7 @@ def timeline(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
     """Export the run's metrics (one row per logged step, train and eval rows marked) from
     logs, job folders, trainer_state.json or W&B run folders."""
     from forensics.inputs.sources import discover
-    from forensics.timeline_export import export_timeline
+    from forensics.pipeline import export_timeline
 
     if fmt == "parquet" and output is None:
         click.echo("forensics: error: --format parquet needs -o FILE", err=True)
@@ -246,8 +246,9 @@ def memory(snapshot: str) -> None:
     """Read a CUDA allocator snapshot (torch.cuda.memory._dump_snapshot): reserved vs
     allocated, fragmentation, the largest live allocations by Python stack, the failed
     request. Plain-data unpickling only; PyTorch is not needed."""
-    from forensics.artifacts.memory import analyze_snapshot, render_memory
+    from forensics.artifacts.memory import analyze_snapshot
     from forensics.artifacts.restricted import load_plain
+    from forensics.report.artifacts import render_memory
 
     try:
         click.echo(render_memory(analyze_snapshot(load_plain(snapshot))), nl=False)
@@ -260,7 +261,8 @@ def memory(snapshot: str) -> None:
 def flight(paths: tuple[str, ...]) -> None:
     """Read NCCL Flight Recorder dumps (one file per rank, or their folder): the first
     collective where ranks disagree or never arrived. Exit 1 when one is found."""
-    from forensics.artifacts.flight import first_mismatch, load_dumps, rank_of, render_flight
+    from forensics.artifacts.flight import flight_record, load_dumps, rank_of
+    from forensics.report.artifacts import render_flight
 
     files: list[Path] = []
     for raw in paths:
@@ -272,9 +274,9 @@ def flight(paths: tuple[str, ...]) -> None:
     except ForensicsError as err:
         _fail(err)
         return
-    mismatch = first_mismatch(dumps)
-    click.echo(render_flight(dumps, mismatch), nl=False)
-    sys.exit(int(ExitCode.FAILURE_FOUND) if mismatch else int(ExitCode.OK))
+    record = flight_record(dumps)
+    click.echo(render_flight(record), nl=False)
+    sys.exit(int(ExitCode.FAILURE_FOUND) if record.mismatch else int(ExitCode.OK))
 
 
 @cli.group()

@@ -1,22 +1,35 @@
 """`forensics patterns check`: the catalog linted like code. Every example must match its
-own signature (in every engine) and no unrelated one; no counterexample may match."""
+own signature (in every engine) and no unrelated one; no counterexample may match; every
+regex must be matched by one of its signature's own examples; and the named captures the
+diagnosis reads must hold what it expects in every example that sets them."""
 
 from __future__ import annotations
 
-from forensics.catalog import Catalog, Signature
-from forensics.diagnosis.findings import match_tokens
+import regex
+
+from forensics.catalog import Catalog, Signature, search_line
+from forensics.errors import CatalogError
 from forensics.inputs.sources import Source
 from forensics.lines.engine import available_engines
-from forensics.lines.linepass import ScanPlan, plan_scan, scan_source
+from forensics.lines.linepass import LinePlan, compile_plan, line_pass
+from forensics.metrics.health import anomaly_kinds
+from forensics.model import Token
+from forensics.timeparse import to_epoch
 
 MIN_EXAMPLES = 2
 MIN_COUNTEREXAMPLES = 1
+_WHOLE_NUMBER = regex.compile(r"^[+-]?\d+$")
+_DOTTED_NAME = regex.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 
 
-def matched_signatures(text: str, catalog: Catalog, plan: ScanPlan) -> frozenset[str]:
+def example_tokens(text: str, plan: LinePlan) -> list[Token]:
+    """The flagged lines of `text`, run as a whole log."""
+    return line_pass(Source("<example>", data=text.encode("utf-8")), plan).tokens
+
+
+def matched_signatures(text: str, catalog: Catalog, plan: LinePlan) -> frozenset[str]:
     """The signature ids whose patterns match somewhere in `text` (run as a whole log)."""
-    scan = scan_source(Source("<example>", data=text.encode("utf-8")), plan)
-    return frozenset(hit.signature.id for hit in match_tokens(scan.tokens, catalog))
+    return frozenset(m.signature for token in example_tokens(text, plan) for m in token.matches)
 
 
 def related(a: Signature, b: Signature) -> bool:
@@ -25,11 +38,27 @@ def related(a: Signature, b: Signature) -> bool:
             or b.id in a.symptom_of or a.id in b.symptom_of)
 
 
+def capture_problem(name: str, value: str) -> str | None:
+    """Why a captured value cannot mean what its reserved name says (None when it can)."""
+    if name.startswith("exitcode") and not _WHOLE_NUMBER.match(value):
+        return "an exit status must be a whole number"
+    if name == "exception_type" and not _DOTTED_NAME.match(value):
+        return "an exception type must be a dotted Python name"
+    if name == "time" and to_epoch(value) is None:
+        return "a time must be a timestamp with a date"
+    return None
+
+
 def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[str]:
     """Every lint problem as a `path: field: reason` line (empty when the catalog is clean)."""
     problems: list[str] = []
     by_id = {s.id: s for s in catalog.signatures}
-    plans = {name: plan_scan(catalog, name) for name in (engines or available_engines())}
+    plans = {name: compile_plan(catalog, name) for name in (engines or available_engines())}
+    try:
+        kinds = anomaly_kinds()
+    except CatalogError as err:  # health.toml itself is broken
+        problems += err.problems
+        kinds = frozenset()
     for signature in catalog.signatures:
         where = signature.path
         if len(signature.examples) < MIN_EXAMPLES:
@@ -38,20 +67,58 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
             problems.append(f"{where}: counterexamples: needs at least one near miss")
         if not signature.references:
             problems.append(f"{where}: references: needs at least one reference")
+        if not signature.patterns:
+            problems.append(f"{where}: patterns: none, so any line holding a keyword matches; "
+                            f"add a regex that says what else the line must hold")
+        if signature.onset_anomaly and kinds and signature.onset_anomaly not in kinds:
+            problems.append(f"{where}: onset_anomaly: {signature.onset_anomaly!r} is not an "
+                            f"anomaly kind of the health rules ({', '.join(sorted(kinds))})")
+        hits: dict[tuple[int, int, str], Token] = {}  # the example lines it matched
         for index, example in enumerate(signature.examples):
             if not any(k in example for k in signature.keywords):
                 problems.append(f"{where}: examples[{index}]: holds none of the keywords")
             for name, plan in plans.items():
-                matched = matched_signatures(example, catalog, plan)
+                tokens = example_tokens(example, plan)
+                matched = frozenset(m.signature for token in tokens for m in token.matches)
                 if signature.id not in matched:
                     problems.append(f"{where}: examples[{index}]: does not match ({name} engine)")
                 for other in sorted(matched - {signature.id}):
                     if not related(signature, by_id[other]):
                         problems.append(f"{where}: examples[{index}]: also matches unrelated "
                                         f"signature {other!r} ({name} engine)")
+                for token in tokens:
+                    if any(m.signature == signature.id for m in token.matches):
+                        hits.setdefault((index, token.line, token.text), token)
+        problems += _regex_problems(signature, hits)
         for index, counter in enumerate(signature.counterexamples):
             for name, plan in plans.items():
                 if signature.id in matched_signatures(counter, catalog, plan):
                     problems.append(f"{where}: counterexamples[{index}]: matches ({name} engine)")
     return problems
 
+
+def _regex_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:
+    """Each regex must match one of the example lines the signature matched (a regex no
+    example reaches is untested, or dead), and its reserved captures must make sense there.
+    `patterns` run on a line's body, then its text; `corroborating_lines` on its text."""
+    problems = []
+    where = signature.path
+    for key, patterns in (("patterns", signature.patterns),
+                          ("corroborating_lines", signature.corroborating_lines)):
+        for number, pattern in enumerate(patterns):
+            exercised = False
+            for (index, _, _), token in hits.items():
+                found = (search_line(pattern, token.text, token.body) if key == "patterns"
+                         else pattern.search(token.text))
+                if found is None:
+                    continue
+                exercised = True
+                for name, value in found.groupdict().items():
+                    reason = None if value is None else capture_problem(name, value)
+                    if reason is not None:
+                        problems.append(f"{where}: examples[{index}]: {key}[{number}] captures "
+                                        f"{name} = {value!r}: {reason}")
+            if not exercised:
+                problems.append(f"{where}: {key}[{number}]: no example matches "
+                                f"{pattern.pattern!r}; add a real line it matches, or remove it")
+    return problems

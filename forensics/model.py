@@ -1,11 +1,49 @@
-"""The frozen dataclasses that pass between the pipeline's stages."""
+"""The frozen dataclasses that pass between the pipeline's stages, the enums they use, and
+`Analysis.to_dict()`: the one flattening of an analysis into plain data (the JSON report and
+the scan's Parquet rows are both made from it). Data only: nothing here renders or reads."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+class _Name(str, Enum):
+    """A closed set of names that reads and compares as its plain string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Verdict(_Name):
+    """How the run ended."""
+
+    FAILED = "failed"
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+    UNKNOWN = "unknown"
+
+
+class Role(_Name):
+    """A finding's part in the failure."""
+
+    ROOT = "root"
+    SYMPTOM = "symptom"
+    CONTRIBUTING = "contributing"
+    CONTEXT = "context"
+
+
+class Severity(_Name):
+    """How bad a signature's lines are; only critical and error lines can be a root cause."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +61,14 @@ NO_ATTRIBUTION = Attribution()
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureMatch:
+    """One signature's regex matched a line: its id and named captures."""
+
+    signature: str
+    captures: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Token:
     """One log line that the scanner flagged, with its prefixes parsed."""
 
@@ -30,8 +76,8 @@ class Token:
     line: int
     text: str
     body: str
-    kinds: frozenset[str]
-    keyword_hits: frozenset[int]
+    tags: frozenset[str]  # line tags of the lexer's keywords (traceback, metrics, fact, ...)
+    matches: tuple[SignatureMatch, ...] = ()  # signatures whose regex matched, with captures
     who: Attribution = NO_ATTRIBUTION
     context_before: tuple[str, ...] = ()
     context_after: tuple[str, ...] = ()
@@ -89,6 +135,7 @@ class Evidence:
     text: str
     before: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    body: str = ""  # the text without its prefixes (rank, time, host), as the lexer split it
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "line": self.line, "text": self.text}
@@ -101,7 +148,7 @@ class Finding:
     signature: str
     title: str
     category: str
-    severity: str
+    severity: Severity
     count: int
     ranks: tuple[int, ...]
     hosts: tuple[str, ...]
@@ -110,7 +157,7 @@ class Finding:
     captures: tuple[tuple[str, str], ...] = ()
     who: Attribution = NO_ATTRIBUTION
     exception_type: str | None = None
-    role: str = "context"
+    role: Role = Role.CONTEXT
     order: int = 0  # position of the first hit: source order, then line
     when: float | None = None  # time of the first hit (seconds), when the line says
     confirmed: bool | None = None  # for signatures that need corroboration (see catalog)
@@ -161,7 +208,7 @@ class RankRow:
     host: str | None
     last_event: str
     where: str
-    role: str
+    role: Role | None
     exitcode: int | None = None
 
 
@@ -204,10 +251,63 @@ class SourceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectiveMismatch:
+    """The first collective the ranks of a Flight Recorder dump do not agree on."""
+
+    disagreement: str  # missing-ranks | type-mismatch | size-mismatch | state-mismatch
+    process_group: str
+    seq: int
+    op: str
+    ranks: tuple[int, ...]  # the missing or odd ranks
+    expected_ranks: tuple[int, ...]
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlightRecord:
+    """What the NCCL Flight Recorder dumps of a job say."""
+
+    ranks: tuple[int, ...]
+    mismatch: CollectiveMismatch | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryHolder:
+    """Live allocations grouped by the Python frame that made them."""
+
+    where: str
+    bytes: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySummary:
+    """A CUDA allocator snapshot's totals, its failed request and its largest holders."""
+
+    reserved: int
+    allocated: int
+    largest_free_block: int
+    failed_request: int | None
+    device_free: int | None
+    holders: tuple[MemoryHolder, ...] = ()
+    segments: int = 0
+    notes: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def fragmented(self) -> bool:
+        """Enough memory was free in total, but no free block was large enough."""
+        if self.failed_request is None:
+            return False
+        free_in_pool = self.reserved - self.allocated
+        return free_in_pool >= self.failed_request > self.largest_free_block
+
+
+@dataclass(frozen=True, slots=True)
 class Analysis:
     """Everything `forensics analyze` found about one job."""
 
-    verdict: str
+    verdict: Verdict
     root_cause: RootCause | None
     findings: tuple[Finding, ...]
     fixes: tuple[str, ...]
@@ -219,7 +319,8 @@ class Analysis:
     worker_failures: tuple[WorkerFailure, ...] = ()
     ranks: tuple[RankRow, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
-    artifacts: tuple[tuple[str, str], ...] = ()  # (kind, Markdown section) of PyTorch artifacts
+    flight: FlightRecord | None = None
+    memory: tuple[MemorySummary, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -228,6 +329,105 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON report (DESIGN.md's contract)."""
-        from forensics.report.json import analysis_to_dict
+        root = self.root_cause
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "verdict": self.verdict.value,
+            "root_cause": None if root is None else _root_dict(root, self.timeline),
+            "findings": [_finding_dict(f) for f in self.findings],
+            "anomalies": [
+                {"metric": a.metric, "kind": a.kind, "step": a.step, "end_step": a.end_step,
+                 "value": a.value if math.isfinite(a.value) else None, "healthy": a.healthy,
+                 "advice": a.advice}
+                for a in self.anomalies
+            ],
+            "timeline": _timeline_dict(self.timeline),
+            "ranks": [
+                {"rank": r.rank, "host": r.host, "role": None if r.role is None else r.role.value,
+                 "exitcode": r.exitcode, "last_event": r.last_event, "where": r.where}
+                for r in self.ranks
+            ],
+            "fixes": list(self.fixes),
+            "artifacts": _artifacts_dict(self.flight, self.memory),
+            "environment": dict(self.environment),
+            "sources": [
+                {"name": s.name, "bytes": s.bytes_read, "lines": s.lines,
+                 "problems": list(s.problems), "notes": list(s.notes)}
+                for s in self.sources
+            ],
+        }
 
-        return analysis_to_dict(self)
+
+def _root_dict(root: RootCause, timeline: TimelineSummary) -> dict[str, Any]:
+    finding = root.finding
+    return {
+        "signature": finding.signature,
+        "title": finding.title,
+        "category": finding.category,
+        "confidence": root.confidence,
+        "exception_type": finding.exception_type,
+        "rank": finding.rank,
+        "local_rank": finding.who.local_rank,
+        "host": finding.who.host,
+        "time": finding.who.time,
+        "step": finding.step if finding.step is not None else timeline.last_step,
+        "captures": dict(finding.captures),
+        "reasons": list(root.reasons),
+        "confirmed": finding.confirmed,
+        "missing_evidence": root.missing_evidence or None,
+        "evidence": [e.to_dict() for e in finding.evidence],
+    }
+
+
+def _finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "signature": finding.signature,
+        "title": finding.title,
+        "category": finding.category,
+        "severity": finding.severity.value,
+        "role": finding.role.value,
+        "count": finding.count,
+        "ranks": list(finding.ranks),
+        "hosts": list(finding.hosts),
+        "exception_type": finding.exception_type,
+        "captures": dict(finding.captures),
+        "first": finding.first.to_dict(),
+    }
+
+
+def _timeline_dict(timeline: TimelineSummary) -> dict[str, Any]:
+    checkpoint = timeline.last_checkpoint
+    return {
+        "steps_logged": timeline.steps_logged,
+        "last_step": timeline.last_step,
+        "max_steps": timeline.max_steps,
+        "last_time": timeline.last_time,
+        "lines_after_last_step": timeline.lines_after_last_step,
+        "last_checkpoint": None if checkpoint is None else {
+            "path": checkpoint.path, "step": checkpoint.step, "time": checkpoint.time,
+        },
+    }
+
+
+def _artifacts_dict(flight: FlightRecord | None,
+                    memory: tuple[MemorySummary, ...]) -> dict[str, Any]:
+    mismatch = flight.mismatch if flight else None
+    return {
+        "flight_recorder": None if flight is None else {
+            "ranks": list(flight.ranks),
+            "first_mismatch": None if mismatch is None else {
+                "disagreement": mismatch.disagreement, "process_group": mismatch.process_group,
+                "seq": mismatch.seq, "op": mismatch.op, "ranks": list(mismatch.ranks),
+                "expected_ranks": list(mismatch.expected_ranks), "detail": mismatch.detail,
+            },
+        },
+        "memory_snapshots": [
+            {"source": m.source, "reserved": m.reserved, "allocated": m.allocated,
+             "largest_free_block": m.largest_free_block, "failed_request": m.failed_request,
+             "device_free": m.device_free, "fragmented": m.fragmented, "segments": m.segments,
+             "holders": [{"where": h.where, "bytes": h.bytes, "count": h.count}
+                         for h in m.holders],
+             "notes": list(m.notes)}
+            for m in memory
+        ],
+    }

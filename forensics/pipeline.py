@@ -1,4 +1,6 @@
-"""`analyze()`: the whole pipeline for one job, from paths to an `Analysis`."""
+"""The wiring: paths in, an `Analysis` (or a timeline export) out. Inputs are discovered,
+each source goes through the line pass, the metrics are judged, the diagnosis decides, and
+secrets are redacted; every decision lives in its stage, not here."""
 
 from __future__ import annotations
 
@@ -7,19 +9,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import regex
-
 from forensics.catalog import Catalog, load_catalog, user_dirs
-from forensics.diagnosis.findings import absorb_generic, group_findings, match_tokens
+from forensics.diagnosis.findings import absorb_generic, group_findings, hits_of
 from forensics.diagnosis.ranks import rank_table
 from forensics.diagnosis.root import diagnose
+from forensics.diagnosis.verdict import decide_verdict
 from forensics.errors import InputError
 from forensics.inputs.sources import Source, discover
-from forensics.lines.linepass import ScanPlan, SourceScan, plan_scan, scan_source
+from forensics.lines.facts import environment
+from forensics.lines.linepass import LinePass, LinePlan, compile_plan, line_pass
 from forensics.metrics.table import TRAIN, MetricsTable
 from forensics.model import (
     Analysis,
     Evidence,
+    FlightRecord,
+    MemorySummary,
     RootCause,
     SourceInfo,
     TimelineSummary,
@@ -32,31 +36,25 @@ from forensics.timeparse import to_epoch, year_of
 if TYPE_CHECKING:
     from forensics.metrics.judge import Health
 
-_FACTS = (
-    ("NCCL", regex.compile(r"NCCL version (?P<v>\d+\.\d+\.\d+(?:\+cuda[\d.]+)?)")),
-    ("CUDA", regex.compile(r"CUDA Version:? (?P<v>\d+\.\d+)")),
-    ("GPU memory", regex.compile(r"GPU(?: \d+)? has a total capacity of (?P<v>[\d.]+ [KMGT]iB)")),
-    ("world size", regex.compile(r"\bnranks (?P<v>\d+)\b")),
-    ("world size", regex.compile(r"(?i)\bworld[_ ]size\b\W{1,3}(?P<v>\d+)\b")),
-    ("world size", regex.compile(r"Num(?:ber of)? processes\W{1,3}(?P<v>\d+)\b")),
-)
-_FRAMEWORKS = ("torch", "transformers", "trl", "deepspeed", "accelerate", "peft", "axolotl",
-               "vllm", "bitsandbytes", "flash_attn", "datasets", "lightning", "unsloth")
+PICKLED = ("flight-dump", "memory-snapshot")
 
 
 class Analyzer:
-    """A loaded catalog and compiled scanner, reusable across many jobs."""
+    """A loaded catalog and compiled line plan, reusable across many jobs."""
 
     def __init__(self, catalog: Catalog, engine: str = "auto") -> None:
         self.catalog = catalog
-        self.plan: ScanPlan = plan_scan(catalog, engine)
+        self.plan: LinePlan = compile_plan(catalog, engine)
 
     def analyze_sources(self, sources: list[Source], problems: list[str] | None = None,
                         redact_secrets: bool = True) -> Analysis:
-        """Scan, match and diagnose the given sources as one job."""
-        scans = [scan_source(source, self.plan) for source in sources]
-        analysis = build_analysis(scans, self.catalog, list(problems or []))
-        analysis = with_artifacts(analysis, sources, self.catalog)
+        """Read, match and diagnose the given sources as one job."""
+        flight, memory, unreadable = _artifacts(sources)
+        passes = [line_pass(source, self.plan) for source in sources]
+        analysis = build_analysis(passes, self.catalog, list(problems or []), flight, memory)
+        if unreadable:
+            analysis = replace(analysis, sources=(
+                *analysis.sources, SourceInfo("<artifacts>", 0, 0, tuple(unreadable))))
         return redact(analysis) if redact_secrets else analysis
 
 
@@ -70,70 +68,72 @@ def analyze(*paths: str | Path, patterns: tuple[str | Path, ...] = (), redact: b
     return Analyzer(catalog, engine).analyze_sources(sources, problems, redact)
 
 
-def build_analysis(scans: list[SourceScan], catalog: Catalog, problems: list[str]) -> Analysis:
-    """Combine the per-source scans into one diagnosed Analysis."""
-    order = {scan.info.name: i for i, scan in enumerate(scans)}
-    tokens = [t for scan in scans for t in scan.tokens]
-    tracebacks = [tb for scan in scans for tb in scan.tracebacks]
-    hits = absorb_generic(match_tokens(tokens, catalog, order), tracebacks)
-    worker_failures = [w for scan in scans for w in scan.worker_failures]
+def _artifacts(sources: list[Source]
+               ) -> tuple[FlightRecord | None, tuple[MemorySummary, ...], list[str]]:
+    """Flight Recorder dumps and memory snapshots (read whole; torch is not needed)."""
+    pickles = [s for s in sources if s.kind in PICKLED]
+    if not pickles:
+        return None, (), []
+    from forensics.artifacts.job import read_artifacts
+
+    return read_artifacts(pickles)
+
+
+def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str],
+                   flight: FlightRecord | None = None,
+                   memory: tuple[MemorySummary, ...] = ()) -> Analysis:
+    """Combine the per-source line passes into one diagnosed Analysis."""
+    order = {lines.info.name: i for i, lines in enumerate(passes)}
+    tokens = [t for lines in passes for t in lines.tokens]
+    tracebacks = [tb for lines in passes for tb in lines.tracebacks]
+    hits = absorb_generic(hits_of(tokens, catalog, order), tracebacks)
+    worker_failures = [w for lines in passes for w in lines.worker_failures]
     findings = group_findings(hits, _job_year(tokens, worker_failures))
-    health = _health([scan.metrics for scan in scans])
+    health = _health([lines.metrics for lines in passes])
     if health is not None:
         findings += health.unreported(catalog, {f.signature for f in findings})
     diagnosis = diagnose(findings, catalog, tracebacks, worker_failures,
-                         health.anomalies if health else ())
-    timeline = _timeline(scans, health, diagnosis.root)
+                         health.anomalies if health else (), flight)
     root = diagnosis.root
-    if root is not None:
-        verdict = "failed"
-    elif any(scan.metrics.summary is not None or scan.completion_lines for scan in scans):
-        verdict = "completed"
-    elif timeline.steps_logged or timeline.last_step is not None:
-        verdict = "interrupted"  # it was training, then the log stops without a word
-    else:
-        verdict = "unknown"
-    fixes = _fix_lines(catalog.get(root.finding.signature).fix) if root else ()
-    sources = [scan.info for scan in scans]
+    timeline = _timeline(passes, health, root)
+    completed = any(lines.metrics.summary is not None or lines.completion_lines
+                    for lines in passes)
+    progressed = bool(timeline.steps_logged or timeline.last_step is not None)
+    sources = [lines.info for lines in passes]
     if problems:
         sources.append(SourceInfo("<inputs>", 0, 0, tuple(problems)))
     return Analysis(
-        verdict=verdict, root_cause=root, findings=diagnosis.findings, fixes=fixes,
-        timeline=timeline, environment=_environment(tokens, scans),
-        tail=tuple(_job_tail(scans, root)), sources=tuple(sources),
+        verdict=decide_verdict(root, completed, progressed), root_cause=root,
+        findings=diagnosis.findings,
+        fixes=_fix_lines(catalog.get(root.finding.signature).fix) if root else (),
+        timeline=timeline,
+        environment=environment(tokens, (v for lines in passes for v in lines.python_versions),
+                                tracebacks),
+        tail=tuple(_job_tail(passes, root)), sources=tuple(sources),
         tracebacks=tuple(tracebacks), worker_failures=tuple(worker_failures),
         ranks=rank_table(tokens, diagnosis.findings, worker_failures, tracebacks, order),
-        anomalies=health.anomalies if health else (),
+        anomalies=health.anomalies if health else (), flight=flight, memory=memory,
     )
 
 
-def with_artifacts(analysis: Analysis, sources: list[Source], catalog: Catalog) -> Analysis:
-    """Add what memory snapshots and Flight Recorder dumps in the job say; a Flight Recorder
-    culprit names the rank of an NCCL timeout's root cause."""
-    pickles = [s for s in sources if s.kind in ("flight-dump", "memory-snapshot")]
-    if not pickles:
-        return analysis
-    from forensics.artifacts.job import read_artifacts
+def export_timeline(sources: list[Source], fmt: str, output: str | None) -> str | None:
+    """`forensics timeline`: the text to print (csv, md), or "" after writing Parquet, or
+    None when the inputs hold no metrics."""
+    from forensics.metrics.timeline import build_timeline, render_table
 
-    sections, mismatch, problems = read_artifacts(pickles)
-    root = analysis.root_cause
-    if mismatch is not None and root is not None and catalog.get(
-            root.finding.signature).stalled_collective:
-        culprits = ", ".join(str(r) for r in mismatch.ranks)
-        reason = (f"Flight Recorder: rank {culprits} {mismatch.detail.split(':')[0]} at "
-                  f"`{mismatch.op}` sequence {mismatch.seq} (process group "
-                  f"{mismatch.process_group}); the other ranks waited for it")
-        finding = root.finding
-        if len(mismatch.ranks) == 1:
-            finding = replace(finding, who=replace(finding.who, rank=mismatch.ranks[0]))
-        root = replace(root, finding=finding, reasons=(*root.reasons, reason),
-                       confidence=round(min(0.97, root.confidence + 0.15), 2))
-        findings = tuple(finding if f.role == "root" else f for f in analysis.findings)
-        analysis = replace(analysis, root_cause=root, findings=findings)
-    sources_info = analysis.sources
-    if problems:
-        sources_info = (*sources_info, SourceInfo("<artifacts>", 0, 0, tuple(problems)))
-    return replace(analysis, artifacts=tuple(sections), sources=sources_info)
+    plan = compile_plan(load_catalog())
+    timeline = build_timeline([line_pass(source, plan).metrics for source in sources])
+    if timeline is None:
+        return None
+    frame = timeline.frame.reset_index()
+    frame["kind"] = frame["kind"].astype(str)
+    if fmt == "parquet":
+        frame.to_parquet(Path(output), index=False)  # type: ignore[arg-type]
+        return ""
+    text = render_table(frame) if fmt == "md" else frame.to_csv(index=False)
+    if output is not None:
+        Path(output).write_text(text, encoding="utf-8")
+    return text
 
 
 def _health(tables: list[MetricsTable]) -> Health | None:
@@ -153,6 +153,7 @@ def _job_year(tokens: list[Token], worker_failures: list[WorkerFailure]) -> int:
 
 
 def _fix_lines(fix: str) -> tuple[str, ...]:
+    """A signature's `fix` text as one item per bullet."""
     items: list[str] = []
     for line in fix.splitlines():
         stripped = line.strip()
@@ -167,24 +168,23 @@ def _fix_lines(fix: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _timeline(scans: list[SourceScan], health: Health | None,
+def _timeline(passes: list[LinePass], health: Health | None,
               root: RootCause | None) -> TimelineSummary:
-    steps = max((scan.metrics.count(TRAIN) for scan in scans), default=0)
+    steps = max((lines.metrics.count(TRAIN) for lines in passes), default=0)
     progress: dict[int, tuple[int, int]] = {}
-    for scan in scans:
-        for total, (n, seen) in scan.progress.items():
+    for lines in passes:
+        for total, (n, seen) in lines.progress.items():
             last, count = progress.get(total, (0, 0))
             progress[total] = (max(last, n), count + seen)
     max_steps = last_step = None
     if progress:
         max_steps, (last_step, _) = max(progress.items(), key=lambda kv: (kv[1][1], kv[0]))
-    lasts = [scan.metrics.last(TRAIN) for scan in scans]
-    lasts = [row for row in lasts if row is not None]
+    lasts = [row for row in (lines.metrics.last(TRAIN) for lines in passes) if row is not None]
     last_metrics = tuple(lasts[-1].values.items()) if lasts else ()
-    times = [scan.last_time for scan in scans if scan.last_time]
+    times = [lines.last_time for lines in passes if lines.last_time]
     last_time = max(times, key=lambda t: to_epoch(t) or 0.0) if times else None
-    after = [scan.info.lines - scan.last_step_line for scan in scans if scan.last_step_line]
-    checkpoints = [scan.checkpoint for scan in scans if scan.checkpoint]
+    after = [lines.info.lines - lines.last_step_line for lines in passes if lines.last_step_line]
+    checkpoints = [lines.checkpoint for lines in passes if lines.checkpoint]
     last_checkpoint = max(checkpoints, key=lambda c: c.step) if checkpoints else None
     summary = TimelineSummary(steps, last_step, max_steps, last_metrics, last_time,
                               min(after) if after else None, last_checkpoint)
@@ -199,36 +199,11 @@ def _timeline(scans: list[SourceScan], health: Health | None,
                    series=health.series)
 
 
-def _environment(tokens: list[Token], scans: list[SourceScan]) -> tuple[tuple[str, str], ...]:
-    facts: dict[str, str] = {}
-    for token in tokens:
-        if "fact" not in token.kinds:
-            continue
-        for name, pattern in _FACTS:
-            found = pattern.search(token.body)
-            if found is not None and name not in facts:
-                facts[name] = found["v"]
-    pythons = sorted({v for scan in scans for v in scan.python_versions})
-    if pythons:
-        facts["Python"] = ", ".join(pythons)
-    packages = Counter(p for scan in scans for tb in scan.tracebacks for p in tb.packages)
-    frameworks = [p for p in _FRAMEWORKS if p in packages]
-    if frameworks:
-        facts["frameworks in tracebacks"] = ", ".join(frameworks)
-    ranks = {t.who.rank for t in tokens if t.who.rank is not None}
-    if ranks:
-        facts["ranks seen"] = ", ".join(str(r) for r in sorted(ranks))
-    hosts = {t.who.host for t in tokens if t.who.host}
-    if hosts:
-        facts["hosts seen"] = ", ".join(sorted(hosts)[:8])
-    return tuple(facts.items())
-
-
-def _job_tail(scans: list[SourceScan], root: RootCause | None) -> list[Evidence]:
+def _job_tail(passes: list[LinePass], root: RootCause | None) -> list[Evidence]:
     """The tail of the file that holds the root cause, else of the last readable file."""
-    readable = [scan for scan in scans if scan.tail]
+    readable = [lines for lines in passes if lines.tail]
     if root is not None:
-        for scan in readable:
-            if scan.info.name == root.finding.first.source:
-                return list(scan.tail)
+        for lines in readable:
+            if lines.info.name == root.finding.first.source:
+                return list(lines.tail)
     return list(readable[-1].tail) if readable else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from enum import Enum
 from typing import Any
 
 import regex
@@ -47,7 +48,9 @@ def redact_text(text: str) -> str:
 
 
 def redact(value: Any) -> Any:
-    """A copy of a frozen dataclass tree with every string redacted."""
+    """A copy of a frozen dataclass tree with every string redacted (enum names are kept)."""
+    if isinstance(value, Enum):
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, tuple):

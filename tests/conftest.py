@@ -8,7 +8,7 @@ import pytest
 
 from forensics.catalog import load_catalog
 from forensics.lines.engine import available_engines
-from forensics.lines.linepass import plan_scan
+from forensics.lines.linepass import compile_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_logs"
@@ -24,9 +24,9 @@ def catalog():
 
 @pytest.fixture(scope="session", params=available_engines())
 def plan(request, catalog):
-    return plan_scan(catalog, request.param)
+    return compile_plan(catalog, request.param)
 
 
 @pytest.fixture(scope="session")
 def plans(catalog):
-    return {name: plan_scan(catalog, name) for name in available_engines()}
+    return {name: compile_plan(catalog, name) for name in available_engines()}

@@ -95,7 +95,7 @@ def test_flight_recorder_names_the_missing_rank(tmp_path):
             pickle.dumps(dump(rank, seqs, "started" if rank != 2 else "completed")))
     dumps = load_dumps(sorted(tmp_path.iterdir()))
     mismatch = first_mismatch(dumps)
-    assert (mismatch.kind, mismatch.seq, mismatch.ranks) == ("missing-ranks", 4, (2,))
+    assert (mismatch.disagreement, mismatch.seq, mismatch.ranks) == ("missing-ranks", 4, (2,))
     assert mismatch.op == "nccl:all_reduce" and mismatch.process_group == "0"
     result = CliRunner().invoke(cli, ["flight", str(tmp_path)])
     assert result.exit_code == 1 and "Suspect rank(s): 2" in result.output

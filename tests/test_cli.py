@@ -28,7 +28,7 @@ def test_exit_codes():
 
 def test_json_contract():
     report = json.loads(invoke("analyze", "--format", "json", OOM).output)
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert report["verdict"] == "failed"
     root = report["root_cause"]
     assert (root["signature"], root["category"], root["rank"]) == ("cuda-oom", "memory", 2)

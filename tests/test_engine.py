@@ -6,7 +6,7 @@ import pytest
 
 from forensics.catalog import load_catalog
 from forensics.lines.engine import Keyword, PythonEngine, available_engines, build_engine
-from forensics.lines.linepass import plan_scan
+from forensics.lines.linepass import compile_plan
 
 from .conftest import CORPUS, SAMPLES
 
@@ -21,8 +21,8 @@ LOGS = sorted(CORPUS.glob("*/log.txt")) + sorted(SAMPLES.glob("*.log"))
 
 @pytest.fixture(scope="module")
 def engines():
-    hs = plan_scan(CATALOG, "hyperscan").engine
-    py = plan_scan(CATALOG, "python").engine
+    hs = compile_plan(CATALOG, "hyperscan").engine
+    py = compile_plan(CATALOG, "python").engine
     return hs, py
 
 

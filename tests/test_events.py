@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from forensics.inputs.sources import Source
 from forensics.lines.blocks import parse_metrics
-from forensics.lines.linepass import scan_source
+from forensics.lines.linepass import line_pass
 
 
 def scan(text: str, plan):
-    return scan_source(Source("t.log", data=text.encode()), plan)
+    return line_pass(Source("t.log", data=text.encode()), plan)
 
 
 CHAINED = """\

@@ -12,7 +12,7 @@ import pytest
 from forensics.catalog import load_catalog
 from forensics.inputs.sources import discover
 from forensics.lines.engine import available_engines
-from forensics.lines.linepass import plan_scan
+from forensics.lines.linepass import compile_plan
 from forensics.pipeline import Analyzer
 
 from .conftest import GPUALERT, ROOT
@@ -48,7 +48,7 @@ def test_accuracy_bar():
 @pytest.mark.skipif("hyperscan" not in available_engines(), reason="hyperscan not installed")
 def test_engines_agree_on_every_log():
     catalog = load_catalog()
-    hs, py = plan_scan(catalog, "hyperscan").engine, plan_scan(catalog, "python").engine
+    hs, py = compile_plan(catalog, "hyperscan").engine, compile_plan(catalog, "python").engine
     for row in _rows():
         data = (GPUALERT.parent / row["log_path"]).read_bytes()
         assert hs.scan(data) == py.scan(data), row["id"]

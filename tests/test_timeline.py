@@ -28,9 +28,9 @@ def analysis_of(tmp_path: Path, text: str, name: str = "train.log"):
 def frame_of(tmp_path: Path, text: str) -> pd.DataFrame:
     from forensics.catalog import load_catalog
     from forensics.inputs.sources import Source
-    from forensics.lines.linepass import plan_scan, scan_source
+    from forensics.lines.linepass import compile_plan, line_pass
 
-    table = scan_source(Source("t.log", data=text.encode()), plan_scan(load_catalog())).metrics
+    table = line_pass(Source("t.log", data=text.encode()), compile_plan(load_catalog())).metrics
     return build_timeline([table]).frame
 
 

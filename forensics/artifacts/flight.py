@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 from forensics.artifacts.restricted import load_plain
 from forensics.errors import InputError
+from forensics.model import CollectiveMismatch, FlightRecord
 
 DUMP_NAME = re.compile(r"^(?P<prefix>[\w\-.]*?)(?P<rank>\d+)(?:\.pkl|\.pickle)?$")
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """The first collective the ranks do not agree on."""
-
-    kind: str  # missing-ranks | type-mismatch | size-mismatch | state-mismatch
-    process_group: str
-    seq: int
-    op: str
-    ranks: tuple[int, ...]  # the missing or odd ranks
-    expected_ranks: tuple[int, ...]
-    detail: str
 
 
 def rank_of(path: Path) -> int | None:
@@ -55,7 +42,7 @@ def _members(dumps: dict[int, dict], pg: str) -> tuple[int, ...]:
     return tuple(sorted(dumps))
 
 
-def first_mismatch(dumps: dict[int, dict]) -> Mismatch | None:
+def first_mismatch(dumps: dict[int, dict]) -> CollectiveMismatch | None:
     """Walk each process group's collectives by sequence number across ranks."""
     by_pg: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for rank, dump in dumps.items():
@@ -73,23 +60,23 @@ def first_mismatch(dumps: dict[int, dict]) -> Mismatch | None:
             op = str(any_entry.get("profiling_name", "?"))
             missing = tuple(r for r in members if r not in entries)
             if missing:
-                found.append(Mismatch("missing-ranks", pg, seq, op, missing, members,
+                found.append(CollectiveMismatch("missing-ranks", pg, seq, op, missing, members,
                                       f"ranks {list(missing)} never joined"))
                 break
             odd = _odd_ranks(entries, "profiling_name")
             if odd:
-                found.append(Mismatch("type-mismatch", pg, seq, op, odd, members,
+                found.append(CollectiveMismatch("type-mismatch", pg, seq, op, odd, members,
                                       "ranks called different collectives"))
                 break
             odd = _odd_ranks(entries, "input_sizes") or _odd_ranks(entries, "output_sizes")
             if odd:
-                found.append(Mismatch("size-mismatch", pg, seq, op, odd, members,
+                found.append(CollectiveMismatch("size-mismatch", pg, seq, op, odd, members,
                                       "ranks passed different tensor sizes"))
                 break
             odd = _odd_ranks(entries, "state")
             if odd:
                 states = {r: entries[r].get("state") for r in odd}
-                found.append(Mismatch("state-mismatch", pg, seq, op, odd, members,
+                found.append(CollectiveMismatch("state-mismatch", pg, seq, op, odd, members,
                                       f"states {states}: these ranks are behind"))
                 break
     return min(found, key=lambda m: m.seq) if found else None
@@ -106,16 +93,6 @@ def _odd_ranks(entries: dict[int, dict], key: str) -> tuple[int, ...]:
     return tuple(sorted(r for ranks in groups.values() if ranks is not majority for r in ranks))
 
 
-def render_flight(dumps: dict[int, dict], mismatch: Mismatch | None) -> str:
-    """The Flight Recorder report as Markdown."""
-    lines = ["## NCCL Flight Recorder", "", f"{len(dumps)} rank dump(s): "
-             + ", ".join(str(r) for r in sorted(dumps)) + "."]
-    if mismatch is None:
-        lines += ["", "Every recorded collective matches across ranks."]
-    else:
-        lines += ["", f"First disagreement: **{mismatch.kind}** at collective sequence number "
-                  f"{mismatch.seq} of process group {mismatch.process_group} "
-                  f"(`{mismatch.op}`): {mismatch.detail}.",
-                  f"Suspect rank(s): {', '.join(str(r) for r in mismatch.ranks)} "
-                  f"(of {len(mismatch.expected_ranks)} expected)."]
-    return "\n".join(lines) + "\n"
+def flight_record(dumps: dict[int, dict]) -> FlightRecord:
+    """The dumps' ranks and their first mismatch."""
+    return FlightRecord(tuple(sorted(dumps)), first_mismatch(dumps))

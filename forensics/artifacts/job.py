@@ -1,38 +1,36 @@
-"""PyTorch artifacts found in a job folder, read for `forensics analyze` and `scan`."""
+"""PyTorch artifacts found in a job folder, read as data for `forensics analyze` and `scan`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from forensics.artifacts.flight import Mismatch, first_mismatch, load_dumps, render_flight
-from forensics.artifacts.memory import analyze_snapshot, render_memory
+from forensics.artifacts.flight import flight_record, load_dumps
+from forensics.artifacts.memory import analyze_snapshot
 from forensics.artifacts.restricted import load_plain
 from forensics.errors import ForensicsError
 from forensics.inputs.sources import Source
+from forensics.model import FlightRecord, MemorySummary
 
 
-def read_artifacts(sources: list[Source]) -> tuple[list[tuple[str, str]], Mismatch | None,
-                                                   list[str]]:
-    """(kind, Markdown) sections, the Flight Recorder's first mismatch, and problems."""
-    sections: list[tuple[str, str]] = []
+def read_artifacts(sources: list[Source]) -> tuple[FlightRecord | None,
+                                                   tuple[MemorySummary, ...], list[str]]:
+    """The Flight Recorder record, the memory snapshots' summaries, and problems."""
     problems: list[str] = []
-    mismatch = None
+    flight = None
     dumps = [Path(s.path) for s in sources if s.kind == "flight-dump" and s.path]
     if dumps:
         try:
-            loaded = load_dumps(dumps)
-            mismatch = first_mismatch(loaded)
-            sections.append(("flight-recorder", render_flight(loaded, mismatch)))
+            flight = flight_record(load_dumps(dumps))
         except ForensicsError as err:
             problems.append(str(err))
+    memory = []
     for source in sources:
         if source.kind != "memory-snapshot" or source.path is None:
             continue
         try:
-            report = analyze_snapshot(load_plain(source.path))
-            sections.append(("memory-snapshot", render_memory(report)
-                             .replace("## CUDA memory snapshot",
-                                      f"## CUDA memory snapshot `{source.name}`", 1)))
+            summary = analyze_snapshot(load_plain(source.path))
+            memory.append(replace(summary, source=source.name))
         except ForensicsError as err:
             problems.append(str(err))
-    return sections, mismatch, problems
+    return flight, tuple(memory), problems

@@ -1,5 +1,5 @@
-"""Turn flagged lines into findings: run each candidate signature's regexes (with named
-captures) on the lines its keywords hit, then group the hits per signature."""
+"""Turn the line pass's matches into findings: one hit per (line, signature), generic hits
+absorbed by specific ones, then the hits grouped per signature."""
 
 from __future__ import annotations
 
@@ -25,23 +25,18 @@ class Hit:
     captures: tuple[tuple[str, str], ...]
 
 
-def match_tokens(tokens: Iterable[Token], catalog: Catalog,
-                 source_order: dict[str, int] | None = None) -> list[Hit]:
-    """Every (line, signature) pair whose keyword and regex both match."""
+def hits_of(tokens: Iterable[Token], catalog: Catalog,
+            source_order: dict[str, int] | None = None) -> list[Hit]:
+    """Every (line, signature) pair the line pass matched, in a job-wide order."""
     by_id = {s.id: s for s in catalog.signatures}
     source_order = source_order or {}
     hits: list[Hit] = []
     for token in tokens:
         order = source_order.get(token.source, 0) * 10**12 + token.line
-        for signature_id in sorted(token.keyword_hits):
-            signature = by_id.get(signature_id)
-            if signature is None:
-                continue
-            found = signature.search(token.text, token.body)
-            if found is None:
-                continue
-            captures = tuple((k, v) for k, v in found.groupdict().items() if v is not None)
-            hits.append(Hit(signature, token, order, captures))
+        for match in token.matches:
+            signature = by_id.get(match.signature)
+            if signature is not None:
+                hits.append(Hit(signature, token, order, match.captures))
     return hits
 
 
@@ -123,4 +118,4 @@ def _confirmed(signature: Signature, group: list[Hit]) -> bool | None:
 
 def _evidence(token: Token) -> Evidence:
     return Evidence(token.source, token.line, token.text, token.context_before,
-                    token.context_after)
+                    token.context_after, token.body)

@@ -3,21 +3,27 @@ reported, its exit code and its part in the failure (root, symptom, ...)."""
 
 from __future__ import annotations
 
-from forensics.model import Finding, RankRow, Token, Traceback, WorkerFailure
+from forensics.model import Finding, RankRow, Role, Token, Traceback, WorkerFailure
 
 MAX_ROWS = 64
-_ROLE_RANK = {"root": 0, "symptom": 1, "contributing": 2, "context": 3}
+_ROLE_ORDER = {role: i for i, role in enumerate(Role)}  # root first
+
+
+def _roles(findings: tuple[Finding, ...] | list[Finding]) -> dict[int, Role]:
+    """Each rank's most important part in the failure."""
+    role: dict[int, Role] = {}
+    for finding in findings:
+        for rank in finding.ranks or ((finding.rank,) if finding.rank is not None else ()):
+            if rank not in role or _ROLE_ORDER[finding.role] < _ROLE_ORDER[role[rank]]:
+                role[rank] = finding.role
+    return role
 
 
 def rank_table(tokens: list[Token], findings: tuple[Finding, ...] | list[Finding],
                worker_failures: list[WorkerFailure], tracebacks: list[Traceback],
                source_order: dict[str, int]) -> tuple[RankRow, ...]:
     """One row per rank seen in the logs, by rank number."""
-    role: dict[int, str] = {}
-    for finding in findings:
-        for rank in finding.ranks or ((finding.rank,) if finding.rank is not None else ()):
-            if _ROLE_RANK[finding.role] < _ROLE_RANK.get(role.get(rank, "context"), 9):
-                role[rank] = finding.role
+    role = _roles(findings)
     last: dict[int, tuple[tuple[int, int], str, str]] = {}
     hosts: dict[int, str] = {}
 
@@ -32,8 +38,9 @@ def rank_table(tokens: list[Token], findings: tuple[Finding, ...] | list[Finding
             continue
         if token.who.host:
             hosts.setdefault(rank, token.who.host)
-        if token.keyword_hits:
-            note(rank, token.source, token.line, ", ".join(sorted(token.keyword_hits)))
+        if token.matches:
+            note(rank, token.source, token.line,
+                 ", ".join(sorted(m.signature for m in token.matches)))
     for tb in tracebacks:
         if tb.who.rank is not None and tb.final is not None and not tb.ignored:
             note(tb.who.rank, tb.source, tb.final.line, tb.final.exception_type)
@@ -52,7 +59,7 @@ def rank_table(tokens: list[Token], findings: tuple[Finding, ...] | list[Finding
             rank=rank, host=hosts.get(rank),
             last_event=last[rank][1] if rank in last else "-",
             where=last[rank][2] if rank in last else "-",
-            role=role.get(rank, "-"),
+            role=role.get(rank),
             exitcode=exits[rank].exitcode if rank in exits else None,
         )
         for rank in ranks

@@ -1,9 +1,9 @@
 """From findings to a diagnosis: which finding is the root cause, which are its symptoms,
 how sure we are and why. The relations come from the catalog (`symptom_of`, `priority`,
-`corroborating_*`), not from code: a finding is a symptom when a signature it names as a possible
-cause is present; a catch-all ("*") or two-way relation only holds when the cause came
-first. Among the rest
-the highest priority wins, then the odd rank out, then the earliest."""
+`corroborating_*`, `onset_anomaly`, `stalled_collective`), not from code: a finding is a
+symptom when a signature it names as a possible cause is present; a catch-all ("*") or
+two-way relation only holds when the cause came first. Among the rest the highest priority
+wins, then the odd rank out, then the earliest."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import functools
 from dataclasses import dataclass, replace
 
 from forensics.catalog import ANY, Catalog, Signature
-from forensics.lines.blocks import EXCEPTION_LINE
-from forensics.lines.lexer import parse_prefixes
+from forensics.lines.blocks import exception_name
 from forensics.model import (
     Anomaly,
     Attribution,
+    CollectiveMismatch,
     Finding,
+    FlightRecord,
+    Role,
     RootCause,
     Traceback,
     WorkerFailure,
 )
-
-_EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +41,21 @@ def earlier(a: Finding, b: Finding) -> bool:
     return a.order < b.order
 
 
-def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceback],
-             worker_failures: list[WorkerFailure] = (),
-             anomalies: tuple[Anomaly, ...] = ()) -> Diagnosis:
-    """Pick the originating failure among the findings and label the rest."""
-    signatures = {s.id: s for s in catalog.signatures}
-    findings = [replace(f, exception_type=exception_type(f, tracebacks),
-                        who=_attribution(f, worker_failures)) for f in findings]
-    failures = [f for f in findings if signatures[f.signature].is_failure(f.count)]
+class _Relations:
+    """The catalog's cause-and-symptom relations among the failures of one job."""
 
-    def causes_of(finding: Finding) -> list[Finding]:
-        signature = signatures[finding.signature]
+    def __init__(self, signatures: dict[str, Signature], failures: list[Finding]) -> None:
+        self.signatures = signatures
+        self.failures = failures
+
+    def causes_of(self, finding: Finding) -> list[Finding]:
+        """The failures present that the catalog names as possible causes of `finding`."""
+        signature = self.signatures[finding.signature]
         causes = []
-        for other in failures:
+        for other in self.failures:
             if other is finding:
                 continue
-            other_signature = signatures[other.signature]
+            other_signature = self.signatures[other.signature]
             named = other.signature in signature.symptom_of and other.signature != finding.signature
             wildcard = ANY in signature.symptom_of and ANY not in other_signature.symptom_of
             if not (named or wildcard):
@@ -67,41 +66,72 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
             causes.append(other)
         return causes
 
-    candidates = [f for f in failures if not causes_of(f)] or failures
-    if not candidates:
-        return Diagnosis(None, tuple(replace(f, role="context") for f in findings))
-    chronological = sorted(candidates, key=functools.cmp_to_key(
-        lambda a, b: -1 if earlier(a, b) else (1 if earlier(b, a) else 0)))
-    position = {id(f): i for i, f in enumerate(chronological)}
-    root = max(candidates, key=lambda f: (signatures[f.signature].priority,
-                                          -len(f.ranks), -position[id(f)]))
-    root_signature = signatures[root.signature]
-    present = {f.signature for f in failures}
-    confirmed = _is_confirmed(root, root_signature, present)
-    labelled = []
-    for finding in findings:
+    def role(self, finding: Finding, root: Finding) -> Role:
         if finding is root:
-            role = "root"
-        elif any(f is finding for f in failures):
-            role = "symptom" if causes_of(finding) else "contributing"
-        else:
-            role = "context"
-        labelled.append(replace(finding, role=role,
-                                confirmed=confirmed if finding is root else finding.confirmed))
-    root = next(f for f in labelled if f.role == "root")
+            return Role.ROOT
+        if any(f is finding for f in self.failures):
+            return Role.SYMPTOM if self.causes_of(finding) else Role.CONTRIBUTING
+        return Role.CONTEXT
+
+
+def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceback],
+             worker_failures: list[WorkerFailure] = (),
+             anomalies: tuple[Anomaly, ...] = (),
+             flight: FlightRecord | None = None) -> Diagnosis:
+    """Pick the originating failure among the findings and label the rest; a Flight
+    Recorder dump names the culprit rank of a stalled collective."""
+    signatures = {s.id: s for s in catalog.signatures}
+    findings = [replace(f, exception_type=exception_type(f, tracebacks),
+                        who=_attribution(f, worker_failures)) for f in findings]
+    failures = [f for f in findings if signatures[f.signature].is_failure(f.count)]
+    relations = _Relations(signatures, failures)
+    candidates = [f for f in failures if not relations.causes_of(f)] or failures
+    if not candidates:
+        return Diagnosis(None, tuple(replace(f, role=Role.CONTEXT) for f in findings))
+    root = _pick_root(candidates, signatures)
+    root_signature = signatures[root.signature]
+    confirmed = _is_confirmed(root, root_signature, {f.signature for f in failures})
+    labelled = [replace(f, role=relations.role(f, root),
+                        confirmed=confirmed if f is root else f.confirmed) for f in findings]
+    root = next(f for f in labelled if f.role == Role.ROOT)
     onset = next((a for a in anomalies if a.kind == root_signature.onset_anomaly), None)
     if onset is not None:
         root = replace(root, step=onset.step)
-        labelled = [root if f.role == "root" else f for f in labelled]
     rivals = [f for f in candidates if f.signature != root.signature or f.order != root.order]
-    missing = "" if confirmed is not False else _missing(root_signature, root)
     reasons = _reasons(root, root_signature, labelled, rivals, failures, worker_failures)
     reasons += _preceded_by(root, anomalies)
     confidence = _confidence(root_signature, rivals, signatures, confirmed)
+    mismatch = flight.mismatch if flight is not None else None
+    if mismatch is not None and root_signature.stalled_collective:
+        root, reason = _flight_culprit(root, mismatch)
+        reasons.append(reason)
+        confidence = round(min(0.97, confidence + 0.15), 2)
+    labelled = [root if f.role == Role.ROOT else f for f in labelled]
+    missing = "" if confirmed is not False else _missing(root_signature, root)
     return Diagnosis(
         RootCause(root, confidence, root_signature.cause, tuple(reasons), missing),
         tuple(labelled),
     )
+
+
+def _pick_root(candidates: list[Finding], signatures: dict[str, Signature]) -> Finding:
+    """The highest priority, then the odd rank out (fewest ranks), then the earliest."""
+    chronological = sorted(candidates, key=functools.cmp_to_key(
+        lambda a, b: -1 if earlier(a, b) else (1 if earlier(b, a) else 0)))
+    position = {id(f): i for i, f in enumerate(chronological)}
+    return max(candidates, key=lambda f: (signatures[f.signature].priority,
+                                          -len(f.ranks), -position[id(f)]))
+
+
+def _flight_culprit(root: Finding, mismatch: CollectiveMismatch) -> tuple[Finding, str]:
+    """The rank a Flight Recorder dump names as the one the others waited for."""
+    culprits = ", ".join(str(r) for r in mismatch.ranks)
+    reason = (f"Flight Recorder: rank {culprits} {mismatch.detail.split(':')[0]} at "
+              f"`{mismatch.op}` sequence {mismatch.seq} (process group "
+              f"{mismatch.process_group}); the other ranks waited for it")
+    if len(mismatch.ranks) == 1:
+        root = replace(root, who=replace(root.who, rank=mismatch.ranks[0]))
+    return root, reason
 
 
 def _is_confirmed(finding: Finding, signature: Signature, present: set[str]) -> bool | None:
@@ -135,7 +165,7 @@ def _attribution(finding: Finding, worker_failures: list[WorkerFailure]) -> Attr
 def exception_type(finding: Finding, tracebacks: list[Traceback]) -> str | None:
     """The Python exception a finding's first line belongs to, when there is one."""
     first = finding.first
-    own = _exception_name(parse_prefixes(first.text).body)
+    own = exception_name(first.body or first.text)
     if own is not None:
         return own
     for tb in tracebacks:
@@ -146,17 +176,6 @@ def exception_type(finding: Finding, tracebacks: list[Traceback]) -> str | None:
                 return part.exception_type
         return tb.final.exception_type if tb.final else None
     return None
-
-
-def _exception_name(text: str) -> str | None:
-    found = EXCEPTION_LINE.match(text.strip())
-    if found is None:
-        head = text.strip().split(":", 1)[0]
-        found = EXCEPTION_LINE.match(head) if head != text.strip() else None
-    if found is None:
-        return None
-    name = found["type"]
-    return name if name.rsplit(".", 1)[-1].endswith(_EXCEPTION_SUFFIXES) else None
 
 
 def _reasons(root: Finding, signature: Signature, findings: list[Finding],
@@ -172,7 +191,7 @@ def _reasons(root: Finding, signature: Signature, findings: list[Finding],
     others = [f for f in failures if f.order != root.order or f.signature != root.signature]
     if others and all(earlier(root, f) for f in others):
         reasons.append("the earliest failure in the job")
-    symptoms = sorted({f.signature for f in findings if f.role == "symptom"})
+    symptoms = sorted({f.signature for f in findings if f.role == Role.SYMPTOM})
     if symptoms:
         reasons.append("explains what followed: " + ", ".join(f"`{s}`" for s in symptoms))
     other_ranks = {r for f in others for r in f.ranks}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import regex
 
+from forensics.lines.facts import FACT_KEYWORDS
 from forensics.lines.lexer import Segment, segments
 from forensics.model import Attribution, ExceptionPart, Traceback, WorkerFailure
 
@@ -31,13 +32,27 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "completion": ("exits successfully", "Training completed", "Model successfully saved"),
     "checkpoint": ("Saving model checkpoint to",),
     "ds-step": ("skipped=", "MaxMemAllocated="),
-    "fact": ("NCCL version", "total capacity of", "nranks", "world_size", "World size",
-             "CUDA Version", "Num processes", "Number of processes"),
+    "fact": FACT_KEYWORDS,
 }
 
 EXCEPTION_LINE = regex.compile(
     r"^(?P<type>(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*)(?::[ \t]?(?P<message>.*))?$"
 )
+EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Failed")
+
+
+def exception_name(body: str) -> str | None:
+    """The exception class a line (without its prefixes) reports, e.g. `torch.OutOfMemoryError`
+    for `torch.OutOfMemoryError: CUDA out of memory`; None when it reports none."""
+    text = body.strip()
+    found = EXCEPTION_LINE.match(text)
+    if found is None:
+        head = text.split(":", 1)[0]
+        found = EXCEPTION_LINE.match(head) if head != text else None
+    if found is None:
+        return None
+    name = found["type"]
+    return name if name.rsplit(".", 1)[-1].endswith(EXCEPTION_SUFFIXES) else None
 _FRAME = regex.compile(r'^\s+File "(?P<file>[^"]+)", line \d+')
 _PACKAGE = regex.compile(r"(?:site|dist)-packages/(?P<package>[A-Za-z_][\w]*)")
 _PYTHON = regex.compile(r"python(?P<version>3\.\d+)/(?:site|dist)-packages")

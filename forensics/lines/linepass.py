@@ -1,5 +1,6 @@
-"""The streaming pass over one source: the engine flags lines, the lexer cleans them, and
-the event walkers assemble what spans several lines. Only flagged lines reach Python."""
+"""The line pass: one streaming pass over one source. The engine flags lines, the lexer
+cleans them, each candidate signature's regex runs once (its captures kept on the token),
+and the block walkers assemble what spans several lines. Only flagged lines reach Python."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from forensics.model import (
     Attribution,
     Checkpoint,
     Evidence,
+    SignatureMatch,
     SourceInfo,
     Token,
     Traceback,
@@ -51,16 +53,16 @@ MAX_FACT_LINES = 200
 
 
 @dataclass(frozen=True)
-class ScanPlan:
-    """The compiled keyword table: which keyword ids belong to which signature or line kind."""
+class LinePlan:
+    """The compiled keyword table: which keyword ids belong to which signature or line tag."""
 
     engine: Engine
     keyword_signatures: tuple[frozenset[str], ...]
-    keyword_kinds: tuple[frozenset[str], ...]
+    keyword_tags: tuple[frozenset[str], ...]
     signatures: dict[str, Signature]
 
 
-def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
+def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
     """Compile every catalog keyword and every lexer keyword into one engine."""
     owners: dict[tuple[str, bool], tuple[set[str], set[str]]] = {}
     for signature in catalog.signatures:
@@ -70,18 +72,18 @@ def plan_scan(catalog: Catalog, engine: str = "auto") -> ScanPlan:
         for keyword in keywords:
             owners.setdefault((keyword, False), (set(), set()))[1].add(kind)
     table = sorted(owners.items())
-    keywords = [Keyword(text.encode("utf-8"), caseless, once=not sigs and kinds == {"fact"})
-                for (text, caseless), (sigs, kinds) in table]
-    return ScanPlan(
+    keywords = [Keyword(text.encode("utf-8"), caseless, once=not sigs and tags == {"fact"})
+                for (text, caseless), (sigs, tags) in table]
+    return LinePlan(
         engine=build_engine(keywords, engine),
         keyword_signatures=tuple(frozenset(sigs) for _, (sigs, _) in table),
-        keyword_kinds=tuple(frozenset(kinds) for _, (_, kinds) in table),
+        keyword_tags=tuple(frozenset(tags) for _, (_, tags) in table),
         signatures={s.id: s for s in catalog.signatures},
     )
 
 
 @dataclass
-class SourceScan:
+class LinePass:
     """What one source yielded."""
 
     info: SourceInfo
@@ -98,8 +100,8 @@ class SourceScan:
     checkpoint: Checkpoint | None = None
 
 
-class _SourceScanner:
-    def __init__(self, source: Source, plan: ScanPlan) -> None:
+class _LinePassner:
+    def __init__(self, source: Source, plan: LinePlan) -> None:
         self.source = source
         self.plan = plan
         self.tokens: list[Token] = []
@@ -141,22 +143,22 @@ class _SourceScanner:
         for start, end, ids in self.plan.engine.scan(block):
             line_no += block.count(b"\n", counted_to, start)
             counted_to = start
-            kinds: set[str] = set()
+            tags: set[str] = set()
             signatures: set[str] = set()
             for keyword_id in ids:
-                kinds.update(self.plan.keyword_kinds[keyword_id])
+                tags.update(self.plan.keyword_tags[keyword_id])
                 signatures.update(self.plan.keyword_signatures[keyword_id])
-            if not signatures and kinds == {"fact"} and self.fact_lines >= MAX_FACT_LINES:
+            if not signatures and tags == {"fact"} and self.fact_lines >= MAX_FACT_LINES:
                 continue
             raw = block[start:end].decode("utf-8", "replace")
             if "\ufffd" in raw:
                 self.replaced += 1
-            if "traceback" in kinds and start >= walked_until:
+            if "traceback" in tags and start >= walked_until:
                 walked_until = self._walk(block, start, line_no, self.tracebacks.feed)
-            if "failure-block" in kinds and start >= block_walked_until:
+            if "failure-block" in tags and start >= block_walked_until:
                 self.block_walker = FailureBlockWalker(self.source.name, line_no)
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
-            self._line(block, start, end, line_no, raw, kinds, signatures)
+            self._line(block, start, end, line_no, raw, tags, signatures)
 
     def _feed_block(self, line_no: int, raw: str) -> bool:
         assert self.block_walker is not None
@@ -180,52 +182,56 @@ class _SourceScanner:
         return pos
 
     def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
-              kinds: set[str], signatures: set[str]) -> None:
-        if "progress" in kinds and self._progress(raw):
+              tags: set[str], signatures: set[str]) -> None:
+        if "progress" in tags and self._progress(raw):
             self.last_step_line = line_no
-        if not signatures and kinds <= _METRICS_ONLY:
-            if "metrics" in kinds:  # the hot path: a metrics dict, maybe behind a bar redraw
+        if not signatures and tags <= _METRICS_ONLY:
+            if "metrics" in tags:  # the hot path: a metrics dict, maybe behind a bar redraw
                 self._metrics(line_no, raw)
             return
         for seg in segments(raw):
-            if "metrics" in kinds and "{'" in seg.body:
+            if "metrics" in tags and "{'" in seg.body:
                 self._metrics(line_no, seg.body)
-            if "ds-step" in kinds and (found := deepspeed_step(seg.body)) is not None:
+            if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
                 self.metrics.add(line_no, found[0], found[1], TRAIN)
-            if "worker-exit" in kinds:
+            if "worker-exit" in tags:
                 failure = worker_exit(self.source.name, line_no, seg)
                 if failure is not None:
                     self.failures.append(failure)
-            if "completion" in kinds:
+            if "completion" in tags:
                 self.completion.append(Evidence(self.source.name, line_no, seg.text))
-            if "checkpoint" in kinds and (saved := checkpoint_saved(seg.body)) is not None:
+            if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
                 self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
                                              self.who(seg.who).time)
             matched = self._matching(signatures, seg.text, seg.body)
-            fact = "fact" in kinds and self.fact_lines < MAX_FACT_LINES
+            fact = "fact" in tags and self.fact_lines < MAX_FACT_LINES
             if not matched and not fact:
                 continue
             self.fact_lines += fact
             before, after = (_context(block, start, end) if matched else ((), ()))
             self.tokens.append(Token(
                 source=self.source.name, line=line_no, text=seg.text, body=seg.body,
-                kinds=frozenset(kinds), keyword_hits=matched, who=self.who(seg.who),
+                tags=frozenset(tags), matches=matched, who=self.who(seg.who),
                 context_before=before, context_after=after,
             ))
 
-    def _matching(self, candidates: set[str], text: str, body: str) -> frozenset[str]:
-        """The candidate signatures whose patterns match, within the per-signature budget."""
-        matched = set()
-        for signature_id in candidates:
-            if self.plan.signatures[signature_id].search(text, body) is None:
+    def _matching(self, candidates: set[str], text: str,
+                  body: str) -> tuple[SignatureMatch, ...]:
+        """The candidate signatures whose patterns match (each regex runs once here, its
+        captures kept), within the per-signature budget."""
+        matched = []
+        for signature_id in sorted(candidates):
+            found = self.plan.signatures[signature_id].search(text, body)
+            if found is None:
                 continue
             kept = self.kept_per_signature.get(signature_id, 0)
             if kept >= MAX_LINES_PER_SIGNATURE:
                 self.dropped_lines += 1
                 continue
             self.kept_per_signature[signature_id] = kept + 1
-            matched.add(signature_id)
-        return frozenset(matched)
+            captures = tuple((k, v) for k, v in found.groupdict().items() if v is not None)
+            matched.append(SignatureMatch(signature_id, captures))
+        return tuple(matched)
 
     def _progress(self, raw: str) -> bool:
         found = last_progress(raw)
@@ -272,7 +278,7 @@ def _short(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
+def line_pass(source: Source, plan: LinePlan) -> LinePass:
     """Stream one source through the engine and the event walkers (JSON artifacts and
     checkpoint folders are read for what they say about the timeline)."""
     if source.kind in ("flight-dump", "memory-snapshot"):
@@ -280,7 +286,7 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
     if source.kind != "log":
         return _scan_artifact(source)
     report = ReadReport()
-    scanner = _SourceScanner(source, plan)
+    scanner = _LinePassner(source, plan)
     lines = 0
     tail = b""
     ends_with_newline = True
@@ -308,7 +314,7 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
     if scanner.dropped_lines:
         notes.append(f"{source.name}: {scanner.dropped_lines} further matching lines were "
                      f"counted past the first {MAX_LINES_PER_SIGNATURE} per signature")
-    return SourceScan(
+    return LinePass(
         info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems), tuple(notes)),
         tokens=scanner.tokens,
         tracebacks=[replace(tb, who=scanner.who(tb.who)) for tb in scanner.tracebacks.done],
@@ -325,15 +331,15 @@ def scan_source(source: Source, plan: ScanPlan) -> SourceScan:
     )
 
 
-def _empty_scan(source: Source) -> SourceScan:
-    return SourceScan(
+def _empty_scan(source: Source) -> LinePass:
+    return LinePass(
         info=SourceInfo(source.name, 0, 0), tokens=[], tracebacks=[], worker_failures=[],
         metrics=MetricsTable(source.name), progress={}, completion_lines=[], tail=[],
         python_versions=set(),
     )
 
 
-def _scan_artifact(source: Source) -> SourceScan:
+def _scan_artifact(source: Source) -> LinePass:
     report = ReadReport()
     metrics = MetricsTable(source.name)
     checkpoint = None
@@ -350,7 +356,7 @@ def _scan_artifact(source: Source) -> SourceScan:
             step = data.get("_step") if isinstance(data.get("_step"), int) else None
             if numbers:
                 metrics.add(1, step, numbers)
-    return SourceScan(
+    return LinePass(
         info=SourceInfo(source.name, report.bytes_read, 0, tuple(report.problems)),
         tokens=[], tracebacks=[], worker_failures=[], metrics=metrics, progress={},
         completion_lines=[], tail=[], python_versions=set(), checkpoint=checkpoint,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forensics.errors import CatalogError
 from forensics.metrics.timeline import Timeline, nonfinite_onset
 from forensics.model import Anomaly
 
@@ -57,11 +58,91 @@ class RangeRule:
         return bad & values.notna()
 
 
+#: anomaly kinds the shape detectors below report; the range rules add theirs (`kind`)
+DETECTOR_KINDS = ("nan", "spike", "plateau", "overfitting", "no-warmup", "rising", "climbing")
+WHEN = ("sft", "grpo", "any")
+_RULE_TEXT = ("when", "kind", "healthy", "advice")
+_THRESHOLDS = ("above", "below", "at_most")
+_KIND = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
 @cache
-def range_rules() -> tuple[RangeRule, ...]:
-    """The range rules of health.toml."""
-    data = tomllib.loads(RULES_FILE.read_text(encoding="utf-8"))
-    return tuple(RangeRule(metric=tuple(r.pop("metric")), **r) for r in data["range"])
+def range_rules(path: str | Path | None = None) -> tuple[RangeRule, ...]:
+    """The range rules of health.toml (or of the file at `path`).
+
+    Raises CatalogError with `path: field: reason` lines when the file is wrong.
+    """
+    path = Path(path) if path is not None else RULES_FILE
+    problems: list[str] = []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise CatalogError([f"{path}: file: cannot read ({err})"]) from err
+    except tomllib.TOMLDecodeError as err:
+        raise CatalogError([f"{path}: toml: {err}"]) from err
+    for key in sorted(set(data) - {"range"}):
+        problems.append(f"{path}: {key}: unknown key")
+    tables = data.get("range")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        problems.append(f"{path}: range: must be one or more [[range]] tables")
+        tables = []
+    rules = [_range_rule(path, f"range[{i}]", table, problems) for i, table in enumerate(tables)]
+    if problems:
+        raise CatalogError(problems)
+    return tuple(rules)
+
+
+def _range_rule(path: Path, where: str, table: dict, problems: list[str]) -> RangeRule | None:
+    """One [[range]] table checked and converted; problems are appended."""
+    start = len(problems)
+    known = {"metric", "min_run", *_RULE_TEXT, *_THRESHOLDS}
+    for key in sorted(set(table) - known):
+        problems.append(f"{path}: {where}.{key}: unknown key")
+    for key in ("metric", *_RULE_TEXT):
+        if key not in table:
+            problems.append(f"{path}: {where}.{key}: missing")
+    metric = table.get("metric", [])
+    if not isinstance(metric, list) or not all(isinstance(m, str) and m for m in metric):
+        problems.append(f"{path}: {where}.metric: must be a list of metric names")
+    for key in _RULE_TEXT:
+        value = table.get(key, "")
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{path}: {where}.{key}: must be a non-empty string")
+    when, kind = table.get("when"), table.get("kind")
+    if isinstance(when, str) and when and when not in WHEN:
+        problems.append(f"{path}: {where}.when: {when!r} is not one of {', '.join(WHEN)}")
+    if isinstance(kind, str) and kind and not _KIND.match(kind):
+        problems.append(f"{path}: {where}.kind: {kind!r} is not kebab-case")
+    elif kind in DETECTOR_KINDS:
+        problems.append(f"{path}: {where}.kind: {kind!r} is a detector's kind; name the red "
+                        f"flag differently")
+    limits: dict[str, float] = {}
+    for key in _THRESHOLDS:
+        value = table.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            problems.append(f"{path}: {where}.{key}: must be a finite number")
+        else:
+            limits[key] = float(value)
+    if not any(key in table for key in _THRESHOLDS):
+        problems.append(f"{path}: {where}: needs at least one of {', '.join(_THRESHOLDS)}")
+    if "above" in limits and "below" in limits and limits["below"] >= limits["above"]:
+        problems.append(f"{path}: {where}.below: {limits['below']:g} is not below above "
+                        f"({limits['above']:g}): every value would be a red flag")
+    min_run = table.get("min_run", 3)
+    if isinstance(min_run, bool) or not isinstance(min_run, int) or min_run < 1:
+        problems.append(f"{path}: {where}.min_run: must be a whole number of at least 1")
+    if len(problems) > start:
+        return None
+    return RangeRule(metric=tuple(metric), when=when, kind=kind, healthy=table["healthy"],
+                     advice=table["advice"], min_run=min_run, **limits)
+
+
+def anomaly_kinds(path: str | Path | None = None) -> frozenset[str]:
+    """Every anomaly kind `assess` can report: the detectors' and the range rules'."""
+    return frozenset(DETECTOR_KINDS) | {rule.kind for rule in range_rules(path)}
 
 
 def run_mode(timeline: Timeline) -> str:

@@ -150,3 +150,14 @@ def chart_series(timeline: Timeline, mode: str) -> Series:
                           .round().astype(int))
         out.append((metric, tuple((int(values.index[i]), float(values.iloc[i])) for i in picks)))
     return tuple(out)
+
+
+def render_table(frame) -> str:
+    """A timeline frame as a Markdown table (`forensics timeline --format md`)."""
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in frame.itertuples(index=False):
+        cells = ["" if isinstance(v, float) and v != v else
+                 (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

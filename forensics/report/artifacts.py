@@ -1,4 +1,5 @@
-"""Markdown reports of checkpoint health and checkpoint differences."""
+"""Markdown sections for PyTorch artifacts: checkpoint health and differences, Flight
+Recorder dumps, CUDA memory snapshots."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import statistics
 
 from forensics.artifacts.checkpoint import TensorStats
+from forensics.model import Analysis, FlightRecord, MemorySummary
 
 OPTIMIZER_BLOWUP = 1e12  # an Adam second moment this large means the gradients exploded
 TOP = 10
@@ -53,3 +55,60 @@ def render_changes(first: str, second: str, changes: list[tuple[str, float]]) ->
     lines += ["", "| tensor | relative change |", "|---|---|"]
     lines += [f"| `{n}` | {c:.4g} |" for n, c in ranked[:TOP]]
     return "\n".join(lines) + "\n"
+
+
+def render_flight(record: FlightRecord) -> str:
+    """The Flight Recorder report as Markdown."""
+    mismatch = record.mismatch
+    lines = ["## NCCL Flight Recorder", "", f"{len(record.ranks)} rank dump(s): "
+             + ", ".join(str(r) for r in record.ranks) + "."]
+    if mismatch is None:
+        lines += ["", "Every recorded collective matches across ranks."]
+    else:
+        lines += ["", f"First disagreement: **{mismatch.disagreement}** at collective sequence "
+                  f"number {mismatch.seq} of process group {mismatch.process_group} "
+                  f"(`{mismatch.op}`): {mismatch.detail}.",
+                  f"Suspect rank(s): {', '.join(str(r) for r in mismatch.ranks)} "
+                  f"(of {len(mismatch.expected_ranks)} expected)."]
+    return "\n".join(lines) + "\n"
+
+
+def size(value: int | None) -> str:
+    """Bytes as the CUDA allocator prints them."""
+    if value is None:
+        return "-"
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= factor:
+            return f"{value / factor:.2f} {unit}"
+    return f"{value} bytes"
+
+
+def render_memory(report: MemorySummary) -> str:
+    """The snapshot's report as Markdown."""
+    title = "## CUDA memory snapshot" + (f" `{report.source}`" if report.source else "")
+    lines = [title, "",
+             f"Reserved by PyTorch: {size(report.reserved)} in {report.segments} segment(s); "
+             f"allocated: {size(report.allocated)}; reserved but free: "
+             f"{size(report.reserved - report.allocated)}; largest free block: "
+             f"{size(report.largest_free_block)}."]
+    if report.failed_request is not None:
+        line = f"The failed allocation asked for {size(report.failed_request)}"
+        if report.device_free is not None:
+            line += f" with {size(report.device_free)} free on the device"
+        lines += ["", line + "."]
+        if report.fragmented:
+            lines += ["", "**Fragmentation**: enough memory was reserved but free, yet no free "
+                      "block was large enough. Set "
+                      "`PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`."]
+    if report.holders:
+        lines += ["", "Largest live allocations by where they were made:", "",
+                  "| bytes | allocations | where |", "|---|---|---|"]
+        lines += [f"| {size(h.bytes)} | {h.count} | `{h.where}` |" for h in report.holders]
+    lines += [f"\n_{note}_" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def artifact_sections(analysis: Analysis) -> list[str]:
+    """The job's Flight Recorder and memory snapshot sections, as Markdown."""
+    sections = [render_flight(analysis.flight)] if analysis.flight is not None else []
+    return sections + [render_memory(summary) for summary in analysis.memory]

@@ -6,6 +6,7 @@ import html
 
 from forensics import __version__
 from forensics.model import Analysis, Evidence, Finding, RootCause
+from forensics.report.artifacts import artifact_sections
 from forensics.report.timeline_md import render_timeline
 
 MAX_CHARS = 60_000
@@ -38,7 +39,8 @@ def render_markdown(analysis: Analysis, max_chars: int = MAX_CHARS) -> str:
     if analysis.environment:
         rows = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in analysis.environment)
         sections.append("### Environment (from the log)\n\n| | |\n|---|---|\n" + rows)
-    sections += [section.replace("## ", "### ", 1).rstrip() for _, section in analysis.artifacts]
+    sections += [section.replace("## ", "### ", 1).rstrip()
+                 for section in artifact_sections(analysis)]
     problems = [p for s in analysis.sources for p in (*s.problems, *s.notes)]
     if problems:
         sections.append("### Input problems\n\n" + "\n".join(f"- {p}" for p in problems))
@@ -96,7 +98,7 @@ def _rank_table(analysis: Analysis) -> str:
     rows = ["| rank | host | exit code | role | last event | where |", "|---|---|---|---|---|---|"]
     for r in analysis.ranks:
         code = "-" if r.exitcode is None else str(r.exitcode)
-        rows.append(f"| {r.rank} | {_cell(r.host or '-')} | {code} | {r.role} | "
+        rows.append(f"| {r.rank} | {_cell(r.host or '-')} | {code} | {r.role or '-'} | "
                     f"{_cell(r.last_event)} | `{r.where}` |")
     return "### Ranks\n\n" + "\n".join(rows)
 

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from forensics.model import Analysis, Evidence
+from forensics.report.artifacts import artifact_sections
 
 _STYLE = {"failed": "bold red", "completed": "bold green", "interrupted": "bold yellow",
           "unknown": "bold"}
@@ -46,7 +47,7 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
         for column in ("role", "signature", "lines", "ranks", "first seen"):
             table.add_column(column)
         for f in others:
-            table.add_row(f.role, f.signature, str(f.count),
+            table.add_row(str(f.role), f.signature, str(f.count),
                           ", ".join(str(r) for r in f.ranks[:8]) or "-",
                           Text(f"{f.first.source}:{f.first.line}"))
         console.print(table)
@@ -56,7 +57,7 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
             table.add_column(column)
         for r in analysis.ranks:
             table.add_row(str(r.rank), Text(r.host or "-"),
-                          "-" if r.exitcode is None else str(r.exitcode), r.role,
+                          "-" if r.exitcode is None else str(r.exitcode), str(r.role or "-"),
                           Text(r.last_event))
         console.print(table)
     if analysis.fixes:
@@ -80,10 +81,11 @@ def render_terminal(analysis: Analysis, console: Console) -> None:
             if timeline.max_steps:
                 progress += f" of {timeline.max_steps}"
         console.print(Text(f"timeline: {progress}", style="dim"))
-    if analysis.artifacts:
+    sections = artifact_sections(analysis)
+    if sections:
         from rich.markdown import Markdown
 
-        for _, section in analysis.artifacts:
+        for section in sections:
             console.print(Markdown(section))
     for source in analysis.sources:
         for problem in (*source.problems, *source.notes):

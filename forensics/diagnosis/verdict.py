@@ -1,0 +1,18 @@
+"""How the run ended, from the root cause and what the logs say about its progress."""
+
+from __future__ import annotations
+
+from forensics.model import RootCause, Verdict
+
+
+def decide_verdict(root: RootCause | None, completed: bool, progressed: bool) -> Verdict:
+    """`failed` with a root cause; else `completed` when a completion line or a final
+    summary was printed; else `interrupted` when it was training and the log just stops;
+    else `unknown`."""
+    if root is not None:
+        return Verdict.FAILED
+    if completed:
+        return Verdict.COMPLETED
+    if progressed:
+        return Verdict.INTERRUPTED
+    return Verdict.UNKNOWN
