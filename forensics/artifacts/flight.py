@@ -9,14 +9,13 @@ from pathlib import Path
 
 from forensics.artifacts.restricted import load_plain
 from forensics.errors import InputError
+from forensics.inputs.layouts import flight_dump_rank
 from forensics.model import CollectiveMismatch, FlightRecord
-
-DUMP_NAME = re.compile(r"^(?P<prefix>[\w\-.]*?)(?P<rank>\d+)(?:\.pkl|\.pickle)?$")
 
 
 def rank_of(path: Path) -> int | None:
-    found = DUMP_NAME.match(path.name)
-    return int(found["rank"]) if found else None
+    """The rank of a dump file given by name (any TORCH_NCCL_DEBUG_INFO_TEMP_FILE prefix)."""
+    return flight_dump_rank(path.name, any_prefix=True)
 
 
 def load_dumps(paths: list[Path]) -> dict[int, dict]:

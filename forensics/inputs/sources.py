@@ -12,7 +12,6 @@ import io
 import json
 import lzma
 import os
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,37 +20,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 from forensics.errors import InputError
+from forensics.inputs.layouts import (
+    JSON_KINDS,
+    NAMED_RANK,
+    TORCHRUN_RANK_FILE,
+    artifact_kind,
+    checkpoint_step,
+    is_log_name,
+)
 
 BLOCK_SIZE = 16 * 1024 * 1024
 TAIL_BYTES = 64 * 1024
 COMPRESSED_PIECE = 64 * 1024
 SNIFF_BYTES = 8192
 
-LOG_SUFFIXES = (".log", ".out", ".err", ".txt")
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
-LOG_NAMES = ("debug.log", "output.log", "error.json")
-JSON_KINDS = {"trainer_state.json": "trainer-state", "wandb-summary.json": "wandb-summary"}
 JSON_LIMIT = 256 * 1024 * 1024
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
-# NCCL Flight Recorder dumps (TORCH_NCCL_DEBUG_INFO_TEMP_FILE, default /tmp/nccl_trace_rank_N)
-FLIGHT_DUMP = re.compile(r"^(?:nccl_trace_rank_|fr_trace_rank_|flight_recorder_rank_?)\d+"
-                         r"(?:\.pkl|\.pickle)?$")
-MEMORY_SNAPSHOT = re.compile(r"(?i)^.*(?:snapshot|memory).*\.pickle$")
-
-
-def artifact_kind(name: str) -> str | None:
-    """`flight-dump` or `memory-snapshot` for the PyTorch pickles forensics reads."""
-    if FLIGHT_DUMP.match(name):
-        return "flight-dump"
-    if MEMORY_SNAPSHOT.match(name):
-        return "memory-snapshot"
-    return None
 ERROR_JSON_LIMIT = 8 * 1024 * 1024
-# torchrun --log-dir: <run>/attempt_N/<local_rank>/{stdout,stderr}.log and error.json
-_LOG_DIR_RANK = re.compile(r"attempt_\d+/(\d+)/(?:stdout\.log|stderr\.log|error\.json)$")
-# per-rank files named by the user: train_rank3.log, rank-3.out, rank_03.err
-_NAMED_RANK = re.compile(r"(?:^|[_.-])rank[_-]?(\d+)(?:[_.-]|$)", re.IGNORECASE)
-
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
     (b"BZh", "bz2"),
@@ -80,16 +64,6 @@ class ReadReport:
     bytes_read: int = 0
     problems: list[str] = field(default_factory=list)
     long_lines: int = 0
-
-
-def is_log_name(name: str) -> bool:
-    """True for file names a job folder's logs usually have."""
-    lower = name.lower()
-    for suffix in COMPRESSED_SUFFIXES:
-        if lower.endswith(suffix):
-            lower = lower[: -len(suffix)]
-            break
-    return lower.endswith(LOG_SUFFIXES) or lower in LOG_NAMES
 
 
 def discover(paths: tuple[str, ...] | list[str]) -> tuple[list[Source], list[str]]:
@@ -125,12 +99,12 @@ def _source(name: str, path: Path, problems: list[str]) -> Source:
     rendered to the traceback text they hold."""
     posix = path.as_posix()
     local_rank = rank = None
-    found = _LOG_DIR_RANK.search(posix)
+    found = TORCHRUN_RANK_FILE.search(posix)
     if found is not None:
         # torchrun numbers these folders by local rank; on one node that is also the rank
         local_rank = rank = int(found.group(1))
     else:
-        named = _NAMED_RANK.search(path.name)
+        named = NAMED_RANK.search(path.name)
         rank = int(named.group(1)) if named else None
     if path.name == "error.json":
         return _error_json(name, path, local_rank, problems)
@@ -177,8 +151,8 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
 
     for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
         dirs.sort()
-        checkpoints = sorted((int(m.group(1)), name) for name in dirs
-                             if (m := _CHECKPOINT_DIR.match(name)))
+        checkpoints = sorted((step, name) for name in dirs
+                             if (step := checkpoint_step(name)) is not None)
         for _, name in checkpoints:
             path = Path(folder) / name
             found.append(Source(str(path.relative_to(root.parent)), path, kind="checkpoint"))
@@ -224,12 +198,6 @@ def read_json(source: Source, report: ReadReport) -> object | None:
     except (OSError, ValueError) as err:
         report.problems.append(f"{source.name}: not readable JSON ({err})")
         return None
-
-
-def checkpoint_step(source: Source) -> int | None:
-    """The step of a `checkpoint-N` folder source."""
-    found = _CHECKPOINT_DIR.match(source.path.name) if source.path else None
-    return int(found.group(1)) if found else None
 
 
 def _looks_binary(path: Path) -> bool:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from forensics.catalog import Catalog, Signature
+from forensics.inputs.layouts import checkpoint_step
 from forensics.inputs.sources import (
     TAIL_BYTES,
     ReadReport,
     Source,
-    checkpoint_step,
     read_blocks,
     read_json,
 )
@@ -344,7 +344,7 @@ def _scan_artifact(source: Source) -> LinePass:
     metrics = MetricsTable(source.name)
     checkpoint = None
     if source.kind == "checkpoint":
-        step = checkpoint_step(source)
+        step = checkpoint_step(source.path.name) if source.path else None
         checkpoint = Checkpoint(str(source.path), step, source.name, 0) if step else None
     else:
         data = read_json(source, report)
