@@ -120,5 +120,5 @@ def _regex_problems(signature: Signature, hits: dict[tuple[int, int, str], Token
                                         f"{name} = {value!r}: {reason}")
             if not exercised:
                 problems.append(f"{where}: {key}[{number}]: no example matches "
-                                f"{pattern.pattern!r}; add a real line it matches, or remove it")
+                                f"`{pattern.pattern}`; add a real line it matches, or remove it")
     return problems

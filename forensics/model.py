@@ -358,6 +358,34 @@ class Analysis:
         }
 
 
+@dataclass
+class FleetSummary:
+    """Figures over all the jobs of a scan (`forensics scan`'s summary)."""
+
+    jobs: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    failure_rate: float = 0.0
+    by_signature: list[tuple[str, str, int]] = field(default_factory=list)
+    by_category: list[tuple[str, int]] = field(default_factory=list)
+    suspect_hosts: list[dict] = field(default_factory=list)
+    unknown_clusters: list[dict] = field(default_factory=list)
+    fixes: list[tuple[str, int]] = field(default_factory=list)
+    errors: int = 0
+    suspect_rule: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain data (`forensics scan --format json`)."""
+        return {
+            "jobs": self.jobs, "verdicts": self.verdicts, "failure_rate": self.failure_rate,
+            "by_signature": [{"signature": s, "category": c, "jobs": n}
+                             for s, c, n in self.by_signature],
+            "by_category": [{"category": c, "jobs": n} for c, n in self.by_category],
+            "suspect_hosts": self.suspect_hosts, "suspect_rule": self.suspect_rule,
+            "unknown_clusters": self.unknown_clusters,
+            "fixes": [{"fix": f, "jobs": n} for f, n in self.fixes], "errors": self.errors,
+        }
+
+
 def _root_dict(root: RootCause, timeline: TimelineSummary) -> dict[str, Any]:
     finding = root.finding
     return {

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from forensics.cli import cli
+from forensics.fleet.dataset import FINDING_SCHEMA, JOB_SCHEMA
 from forensics.fleet.discover import Job, discover_jobs
-from forensics.fleet.run import FINDING_SCHEMA, JOB_SCHEMA, analyze_job, run_scan
+from forensics.fleet.run import analyze_job, run_scan
 from forensics.fleet.summary import summarize, template
 
 OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"

@@ -18,6 +18,18 @@ def rank_of(path: Path) -> int | None:
     return flight_dump_rank(path.name, any_prefix=True)
 
 
+def dump_files(paths: tuple[str, ...] | list[str]) -> list[Path]:
+    """The dump files named, a folder standing for the dumps in it."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and rank_of(p) is not None)
+        else:
+            files.append(path)
+    return files
+
+
 def load_dumps(paths: list[Path]) -> dict[int, dict]:
     """rank -> dump, the rank read from the file name's trailing digits."""
     dumps = {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from forensics.catalog import Catalog, Signature
-from forensics.model import Evidence, Finding, Token, Traceback
+from forensics.model import Attribution, Evidence, Finding, Token, Traceback
 from forensics.timeparse import to_epoch
 
 MAX_EVIDENCE = 5
@@ -95,13 +95,24 @@ def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
             signature=signature.id, title=signature.title, category=signature.category,
             severity=signature.severity, count=len({(h.token.source, h.token.line) for h in group}),
             ranks=tuple(ranks), hosts=tuple(hosts), first=evidence[0],
-            evidence=tuple(evidence), captures=first.captures, who=first.token.who,
+            evidence=tuple(evidence), captures=first.captures, who=_who(first),
             order=first.order,
             when=to_epoch(first.token.who.time or dict(first.captures).get("time"), year),
             confirmed=_confirmed(signature, group),
             exit_codes=_exit_codes(group),
         ))
     return findings
+
+
+def _who(hit: Hit) -> Attribution:
+    """Who printed the first hit: its prefixes, else the machine its captures name."""
+    who = hit.token.who
+    if who.host is None:
+        host = next((v for k, v in hit.captures if k in HOST_CAPTURES and v not in ("...", "")),
+                    None)
+        if host is not None:
+            who = replace(who, host=host)
+    return who
 
 
 def _exit_codes(group: list[Hit]) -> tuple[int, ...]:

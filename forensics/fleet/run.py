@@ -1,9 +1,10 @@
-"""`forensics scan`: analyze many job folders (a process pool, or a Dask cluster) into a
-Parquet dataset, reusing the rows of unchanged jobs. The only module that writes Parquet."""
+"""`forensics scan`: analyze many job folders (a process pool, or a Dask cluster) into the
+Parquet dataset, reusing the rows of unchanged jobs."""
 
 from __future__ import annotations
 
-import os
+import io
+import json
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -11,48 +12,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from forensics import __version__
 from forensics.catalog import load_catalog, user_dirs
+from forensics.fleet.dataset import DatasetWriter, JobResult, cached_rows, job_rows, read_jobs
 from forensics.fleet.discover import Job, discover_jobs
+from forensics.fleet.summary import summarize
 from forensics.inputs.sources import discover
-from forensics.model import Analysis
 from forensics.pipeline import Analyzer
+from forensics.report.fleet import render_fleet
 
-JOBS_FILE, FINDINGS_FILE = "jobs.parquet", "findings.parquet"
-BATCH = 256
 IN_FLIGHT_PER_WORKER = 4
-
-JOB_SCHEMA = pa.schema([
-    ("job_id", pa.string()), ("path", pa.string()), ("layout", pa.string()),
-    ("verdict", pa.string()), ("root_signature", pa.string()), ("category", pa.string()),
-    ("confidence", pa.float64()), ("exception_type", pa.string()), ("rank", pa.int64()),
-    ("host", pa.string()), ("hosts", pa.list_(pa.string())), ("step", pa.int64()),
-    ("time", pa.string()), ("root_text", pa.string()), ("fix", pa.string()),
-    ("files", pa.int64()), ("bytes", pa.int64()), ("anomalies", pa.int64()),
-    ("analyzer_version", pa.string()), ("catalog_version", pa.string()),
-    ("fingerprint", pa.string()), ("scanned_at", pa.string()), ("error", pa.string()),
-])
-FINDING_SCHEMA = pa.schema([
-    ("job_id", pa.string()), ("path", pa.string()), ("signature", pa.string()),
-    ("category", pa.string()), ("role", pa.string()), ("count", pa.int64()),
-    ("ranks", pa.list_(pa.int64())), ("hosts", pa.list_(pa.string())),
-    ("source", pa.string()), ("line", pa.int64()), ("text", pa.string()),
-])
 
 
 class ScanInterrupted(Exception):
     """Ctrl-C during a scan; what was finished is on disk."""
-
-
-@dataclass
-class JobResult:
-    """One job's row and its findings' rows."""
-
-    row: dict
-    findings: list[dict] = field(default_factory=list)
 
 
 _ANALYZERS: dict[tuple[str, ...], Analyzer] = {}
@@ -78,47 +51,11 @@ def analyze_job(job: Job, pattern_dirs: tuple[str, ...], fingerprint: str) -> Jo
         analysis = analyzer.analyze_sources(sources, problems)
     except Exception as err:
         return JobResult({**base, "verdict": "error", "error": f"{type(err).__name__}: {err}"})
-    return _rows(job, analysis, base)
-
-
-def _rows(job: Job, analysis: Analysis, base: dict) -> JobResult:
-    root = analysis.root_cause
-    finding = root.finding if root else None
-    hosts = sorted({h for f in analysis.findings for h in f.hosts}
-                   | {r.host for r in analysis.ranks if r.host}
-                   | ({finding.who.host} if finding and finding.who.host else set()))
-    problems = [p for s in analysis.sources for p in s.problems]
-    row = {
-        **base,
-        "verdict": analysis.verdict,
-        "root_signature": finding.signature if finding else None,
-        "category": finding.category if finding else None,
-        "confidence": root.confidence if root else None,
-        "exception_type": finding.exception_type if finding else None,
-        "rank": finding.rank if finding else None,
-        "host": (finding.who.host or finding.capture_dict.get("node")) if finding else None,
-        "hosts": hosts,
-        "step": (finding.step if finding and finding.step is not None
-                 else analysis.timeline.last_step),
-        "time": finding.who.time if finding else analysis.timeline.last_time,
-        "root_text": finding.first.text[:500] if finding else None,
-        "fix": analysis.fixes[0] if analysis.fixes else None,
-        "files": sum(1 for s in analysis.sources if s.name != "<inputs>"),
-        "bytes": sum(s.bytes_read for s in analysis.sources),
-        "anomalies": len(analysis.anomalies),
-        "error": "; ".join(problems)[:1000] or None,
-    }
-    findings = [{
-        "job_id": job.job_id, "path": job.path, "signature": f.signature,
-        "category": f.category, "role": f.role, "count": f.count, "ranks": list(f.ranks),
-        "hosts": list(f.hosts), "source": f.first.source, "line": f.first.line,
-        "text": f.first.text[:500],
-    } for f in analysis.findings]
-    return JobResult(row, findings)
+    return job_rows(job, analysis, base)
 
 
 @dataclass
-class ScanReport:
+class ScanTotals:
     """What a scan did."""
 
     jobs: int = 0
@@ -127,68 +64,16 @@ class ScanReport:
     problems: list[str] = field(default_factory=list)
 
 
-class _Writer:
-    """Parquet written in batches to temporary files, renamed into place on close, so an
-    interrupted scan keeps everything finished so far and never leaves a torn file."""
-
-    def __init__(self, out: Path) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        self.out = out
-        self.jobs: list[dict] = []
-        self.findings: list[dict] = []
-        self._job_writer = pq.ParquetWriter(out / f"{JOBS_FILE}.tmp", JOB_SCHEMA)
-        self._finding_writer = pq.ParquetWriter(out / f"{FINDINGS_FILE}.tmp", FINDING_SCHEMA)
-
-    def add(self, result: JobResult) -> None:
-        self.jobs.append(result.row)
-        self.findings += result.findings
-        if len(self.jobs) >= BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.jobs:
-            self._job_writer.write_table(pa.Table.from_pylist(self.jobs, JOB_SCHEMA))
-            self.jobs = []
-        if self.findings:
-            self._finding_writer.write_table(
-                pa.Table.from_pylist(self.findings, FINDING_SCHEMA))
-            self.findings = []
-
-    def close(self) -> None:
-        self.flush()
-        self._job_writer.close()
-        self._finding_writer.close()
-        for name in (JOBS_FILE, FINDINGS_FILE):
-            os.replace(self.out / f"{name}.tmp", self.out / name)
-
-
-def _cached(out: Path) -> dict[str, JobResult]:
-    """Earlier rows by fingerprint (read in batches; only the rows are kept)."""
-    jobs_path, findings_path = out / JOBS_FILE, out / FINDINGS_FILE
-    if not jobs_path.is_file():
-        return {}
-    try:
-        rows = pq.read_table(jobs_path).to_pylist()
-        findings = pq.read_table(findings_path).to_pylist() if findings_path.is_file() else []
-    except (OSError, pa.ArrowException):
-        return {}
-    by_job: dict[tuple[str, str], list[dict]] = {}
-    for finding in findings:
-        by_job.setdefault((finding["path"], finding["job_id"]), []).append(finding)
-    return {row["fingerprint"]: JobResult(row, by_job.get((row["path"], row["job_id"]), []))
-            for row in rows if row.get("fingerprint") and row.get("verdict") != "error"}
-
-
 def run_scan(roots: list[str], out: Path, workers: int = 1, scheduler: str | None = None,
              full: bool = False, pattern_dirs: tuple[str, ...] = (),
-             progress: Callable[[int, int], None] | None = None) -> ScanReport:
+             progress: Callable[[int, int], None] | None = None) -> ScanTotals:
     """Discover the jobs under `roots`, analyze the new or changed ones, write the dataset."""
     found = discover_jobs(*roots)
-    report = ScanReport(jobs=len(found.jobs), problems=found.problems)
+    report = ScanTotals(jobs=len(found.jobs), problems=found.problems)
     catalog = load_catalog(*user_dirs(pattern_dirs))
     versions = f"{__version__}/{catalog.digest}"
-    cache = {} if full else _cached(out)
-    writer = _Writer(out)
+    cache = {} if full else cached_rows(out)
+    writer = DatasetWriter(out)
     todo: list[tuple[Job, str]] = []
     try:
         for job in found.jobs:
@@ -266,3 +151,34 @@ def _dask(todo: list[tuple[Job, str]], address: str,
                    for job, fp in todo]
         for future in as_completed(futures):
             yield future.result()
+
+
+def scan_fleet(roots: list[str], out: Path, workers: int, scheduler: str | None, full: bool,
+               pattern_dirs: tuple[str, ...], fmt: str,
+               show_progress: bool = False) -> tuple[str, bool, list[str]]:
+    """`forensics scan`: run the scan, summarize the dataset and render the summary in
+    `fmt` (md, json, text). Returns (text, whether any job failed, problems)."""
+    if show_progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("scanning jobs", total=None)
+            totals = run_scan(roots, out, workers, scheduler, full, pattern_dirs,
+                              lambda done, total: bar.update(task, completed=done, total=total))
+    else:
+        totals = run_scan(roots, out, workers, scheduler, full, pattern_dirs)
+    summary = summarize(read_jobs(out))
+    failed = bool(summary.verdicts.get("failed"))
+    if fmt == "json":
+        data = {**summary.to_dict(), "analyzed": totals.analyzed, "reused": totals.reused,
+                "out": str(out)}
+        return json.dumps(data, indent=2) + "\n", failed, totals.problems
+    text = render_fleet(summary, totals.analyzed, totals.reused, str(out))
+    if fmt == "text":
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        buffer = io.StringIO()
+        Console(file=buffer, force_terminal=True).print(Markdown(text))
+        text = buffer.getvalue()
+    return text, failed, totals.problems

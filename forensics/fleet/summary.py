@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+
+from forensics.model import FleetSummary
 
 #: root signatures that mean "no signature knows this failure"
 UNKNOWN = ("python-exception", "worker-exit-nonzero", "sigterm-received")
@@ -38,35 +39,9 @@ def template(line: str) -> str:
     return text.strip()[:240]
 
 
-@dataclass
-class Summary:
-    """Figures over all scanned jobs."""
-
-    jobs: int = 0
-    verdicts: dict[str, int] = field(default_factory=dict)
-    failure_rate: float = 0.0
-    by_signature: list[tuple[str, str, int]] = field(default_factory=list)
-    by_category: list[tuple[str, int]] = field(default_factory=list)
-    suspect_hosts: list[dict] = field(default_factory=list)
-    unknown_clusters: list[dict] = field(default_factory=list)
-    fixes: list[tuple[str, int]] = field(default_factory=list)
-    errors: int = 0
-
-    def to_dict(self) -> dict:
-        return {
-            "jobs": self.jobs, "verdicts": self.verdicts, "failure_rate": self.failure_rate,
-            "by_signature": [{"signature": s, "category": c, "jobs": n}
-                             for s, c, n in self.by_signature],
-            "by_category": [{"category": c, "jobs": n} for c, n in self.by_category],
-            "suspect_hosts": self.suspect_hosts, "suspect_rule": SUSPECT_RULE,
-            "unknown_clusters": self.unknown_clusters,
-            "fixes": [{"fix": f, "jobs": n} for f, n in self.fixes], "errors": self.errors,
-        }
-
-
-def summarize(rows: list[dict], top: int = 15) -> Summary:
+def summarize(rows: list[dict], top: int = 15) -> FleetSummary:
     """The summary of a scan's job rows."""
-    summary = Summary(jobs=len(rows))
+    summary = FleetSummary(jobs=len(rows), suspect_rule=SUSPECT_RULE)
     summary.verdicts = dict(Counter(r["verdict"] for r in rows).most_common())
     failed = [r for r in rows if r["verdict"] == "failed"]
     summary.errors = summary.verdicts.get("error", 0)
@@ -119,44 +94,3 @@ def _clusters(failed: list[dict], top: int) -> list[dict]:
              "example": {"job_id": members[0]["job_id"], "path": members[0]["path"],
                          "line": members[0].get("root_text")}}
             for t, members in ranked]
-
-
-def render_markdown(summary: Summary, analyzed: int, reused: int, out: str) -> str:
-    """The summary as Markdown."""
-    def cell(text: object) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    failed = summary.verdicts.get("failed", 0)
-    lines = [f"## forensics scan: {summary.jobs} jobs, {failed} failed "
-             f"({100 * summary.failure_rate:.1f}%)", "",
-             f"{analyzed} analyzed, {reused} unchanged since the last scan; dataset in `{out}`.",
-             "", "Verdicts: " + ", ".join(f"{k} {v}" for k, v in summary.verdicts.items()) + "."]
-    if summary.by_signature:
-        lines += ["", "### Failures by root cause", "", "| signature | category | jobs |",
-                  "|---|---|---|"]
-        lines += [f"| `{s}` | {c} | {n} |" for s, c, n in summary.by_signature]
-        lines += ["", "By category: " + ", ".join(f"{c} {n}" for c, n in summary.by_category)
-                  + "."]
-    lines += ["", "### Suspect nodes", "", f"Rule: {SUSPECT_RULE}.", ""]
-    if summary.suspect_hosts:
-        lines += ["| host | jobs | GPU/NCCL failures | expected | signatures |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {cell(h['host'])} | {h['jobs']} | {h['node_failures']} | "
-                  f"{h['expected']} | " + ", ".join(f"`{s}` {n}" for s, n in
-                                                    h["signatures"].items()) + " |"
-                  for h in summary.suspect_hosts]
-    else:
-        lines.append("None.")
-    if summary.unknown_clusters:
-        lines += ["", "### Failures no signature knows (clustered)", "",
-                  "| jobs | template | example |", "|---|---|---|"]
-        lines += [f"| {c['jobs']} | `{cell(c['template'])}` | "
-                  f"{cell(c['example']['job_id'])}: `{cell(c['example']['line'] or '')[:160]}` |"
-                  for c in summary.unknown_clusters]
-        lines += ["", "Each cluster is a candidate for a new signature (`patterns/README.md`)."]
-    if summary.fixes:
-        lines += ["", "### Most frequent fixes", ""]
-        lines += [f"- ({n} jobs) {fix}" for fix, n in summary.fixes]
-    if summary.errors:
-        lines += ["", f"{summary.errors} job(s) could not be analyzed: see the `error` column."]
-    return "\n".join(lines) + "\n"

@@ -102,11 +102,12 @@ def _range_rule(path: Path, where: str, table: dict, problems: list[str]) -> Ran
         if key not in table:
             problems.append(f"{path}: {where}.{key}: missing")
     metric = table.get("metric", [])
-    if not isinstance(metric, list) or not all(isinstance(m, str) and m for m in metric):
+    if "metric" in table and (not isinstance(metric, list) or not metric
+                              or not all(isinstance(m, str) and m for m in metric)):
         problems.append(f"{path}: {where}.metric: must be a list of metric names")
     for key in _RULE_TEXT:
-        value = table.get(key, "")
-        if not isinstance(value, str) or not value.strip():
+        value = table.get(key)
+        if key in table and (not isinstance(value, str) or not value.strip()):
             problems.append(f"{path}: {where}.{key}: must be a non-empty string")
     when, kind = table.get("when"), table.get("kind")
     if isinstance(when, str) and when and when not in WHEN:

@@ -1,1 +1,39 @@
-"""Renderers of one `Analysis`: Markdown, JSON and the rich terminal view."""
+"""Report: an `Analysis` (or a fleet summary, the catalog, an artifact) in, text out. The
+job report has one renderer per format behind `render()`: Markdown for GitHub issues, JSON
+for tools (`Analysis.to_dict()`), and the rich terminal view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from forensics.model import Analysis
+
+FORMATS = ("md", "json", "text")
+
+
+def _markdown(analysis: Analysis, width: int, color: bool) -> str:
+    from forensics.report.markdown import render_markdown
+
+    return render_markdown(analysis)
+
+
+def _json(analysis: Analysis, width: int, color: bool) -> str:
+    from forensics.report.json import render_json
+
+    return render_json(analysis)
+
+
+def _text(analysis: Analysis, width: int, color: bool) -> str:
+    from forensics.report.terminal import render_text
+
+    return render_text(analysis, width, color)
+
+
+_RENDERERS: dict[str, Callable[[Analysis, int, bool], str]] = {
+    "md": _markdown, "json": _json, "text": _text,
+}
+
+
+def render(analysis: Analysis, fmt: str, width: int = 120, color: bool = False) -> str:
+    """The job report in `fmt` (one of FORMATS)."""
+    return _RENDERERS[fmt](analysis, width, color)

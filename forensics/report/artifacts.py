@@ -3,6 +3,7 @@ Recorder dumps, CUDA memory snapshots."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -112,3 +113,17 @@ def artifact_sections(analysis: Analysis) -> list[str]:
     """The job's Flight Recorder and memory snapshot sections, as Markdown."""
     sections = [render_flight(analysis.flight)] if analysis.flight is not None else []
     return sections + [render_memory(summary) for summary in analysis.memory]
+
+
+def checkpoint_json(stats: list[TensorStats], changes: list[tuple[str, float]] | None) -> str:
+    """`forensics checkpoint --format json`: per-tensor statistics and, with two
+    checkpoints, the relative change of each tensor (non-finite numbers as null)."""
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return json.dumps({
+        "tensors": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape), "nan": s.nan,
+                     "inf": s.inf, "min": finite(s.minimum), "max": finite(s.maximum),
+                     "absmax": s.absmax, "norm": s.norm} for s in stats],
+        "changes": None if changes is None else [
+            {"name": n, "relative_change": finite(c)} for n, c in changes]}, indent=2) + "\n"

@@ -1,8 +1,11 @@
-"""A signature's documentation, as `forensics patterns show` prints it."""
+"""The catalog as documentation: one signature (`forensics patterns show`) and the list of
+all of them (`forensics patterns list`)."""
 
 from __future__ import annotations
 
-from forensics.catalog import Signature
+import json
+
+from forensics.catalog import Catalog, Signature
 
 
 def signature_markdown(signature: Signature) -> str:
@@ -35,3 +38,31 @@ def signature_markdown(signature: Signature) -> str:
     if signature.references:
         lines += ["## References", ""] + [f"- {ref}" for ref in signature.references]
     return "\n".join(lines) + "\n"
+
+
+def catalog_json(catalog: Catalog) -> str:
+    """Every signature's id, title, category, severity, priority, relations and file."""
+    rows = [{"id": s.id, "title": s.title, "category": s.category, "severity": s.severity.value,
+             "priority": s.priority, "symptom_of": list(s.symptom_of), "path": str(s.path)}
+            for s in catalog.signatures]
+    return json.dumps(rows, indent=2) + "\n"
+
+
+def catalog_table(catalog: Catalog, width: int | None = None) -> str:
+    """Every signature as a table for the terminal."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_edge=False)
+    for column in ("id", "category", "severity", "priority", "title"):
+        table.add_column(column)
+    for s in catalog.signatures:
+        table.add_row(s.id, s.category, s.severity.value, str(s.priority), Text(s.title))
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width)
+    console.print(table)
+    console.print(f"{len(catalog.signatures)} signatures")
+    return buffer.getvalue()

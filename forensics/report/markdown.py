@@ -37,7 +37,7 @@ def render_markdown(analysis: Analysis, max_chars: int = MAX_CHARS) -> str:
     if timeline:
         sections.append(timeline)
     if analysis.environment:
-        rows = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in analysis.environment)
+        rows = "\n".join(f"| {cell(k)} | {cell(v)} |" for k, v in analysis.environment)
         sections.append("### Environment (from the log)\n\n| | |\n|---|---|\n" + rows)
     sections += [section.replace("## ", "### ", 1).rstrip()
                  for section in artifact_sections(analysis)]
@@ -98,8 +98,8 @@ def _rank_table(analysis: Analysis) -> str:
     rows = ["| rank | host | exit code | role | last event | where |", "|---|---|---|---|---|---|"]
     for r in analysis.ranks:
         code = "-" if r.exitcode is None else str(r.exitcode)
-        rows.append(f"| {r.rank} | {_cell(r.host or '-')} | {code} | {r.role or '-'} | "
-                    f"{_cell(r.last_event)} | `{r.where}` |")
+        rows.append(f"| {r.rank} | {cell(r.host or '-')} | {code} | {r.role or '-'} | "
+                    f"{cell(r.last_event)} | `{r.where}` |")
     return "### Ranks\n\n" + "\n".join(rows)
 
 
@@ -156,7 +156,7 @@ def _other_findings(findings: list[Finding]) -> str:
     rows = ["| role | signature | what | lines | ranks | first seen |", "|---|---|---|---|---|---|"]
     for f in findings:
         ranks = ", ".join(str(r) for r in f.ranks[:8]) + (" …" if len(f.ranks) > 8 else "")
-        rows.append(f"| {f.role} | `{f.signature}` | {_cell(f.title)} | {f.count} | {ranks or '-'} "
+        rows.append(f"| {f.role} | `{f.signature}` | {cell(f.title)} | {f.count} | {ranks or '-'} "
                     f"| `{f.first.source}:{f.first.line}` |")
     return "### Also found\n\n" + "\n".join(rows)
 
@@ -179,5 +179,6 @@ def _fenced(text: str) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def cell(text: object) -> str:
+    """Text for one Markdown table cell (pipes escaped, one line)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")

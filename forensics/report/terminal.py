@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -13,6 +15,15 @@ from forensics.report.artifacts import artifact_sections
 
 _STYLE = {"failed": "bold red", "completed": "bold green", "interrupted": "bold yellow",
           "unknown": "bold"}
+
+
+def render_text(analysis: Analysis, width: int = 120, color: bool = False) -> str:
+    """The terminal view as text (with colour codes when `color`)."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color,
+                      color_system="truecolor" if color else None)
+    render_terminal(analysis, console)
+    return buffer.getvalue()
 
 
 def render_terminal(analysis: Analysis, console: Console) -> None:
