@@ -6,9 +6,8 @@
     'cuda-oom'
 """
 
-__version__ = "0.1.0"
-
 from forensics.catalog import load_catalog
 from forensics.pipeline import analyze
+from forensics.version import __version__
 
 __all__ = ["__version__", "analyze", "load_catalog"]

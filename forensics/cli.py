@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from forensics import __version__
 from forensics.cli_artifacts import checkpoint, flight, memory
 from forensics.cli_common import fail, patterns_option, user_catalog, write
 from forensics.cli_patterns import patterns
 from forensics.errors import ExitCode, ForensicsError
+from forensics.version import __version__
 
 EXIT_CODES_HELP = """\b
 Exit codes:

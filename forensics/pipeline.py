@@ -71,7 +71,7 @@ def analyze(*paths: str | Path, patterns: tuple[str | Path, ...] = (), redact: b
 def _artifacts(sources: list[Source]
                ) -> tuple[FlightRecord | None, tuple[MemorySummary, ...], list[str]]:
     """Flight Recorder dumps and memory snapshots (read whole; torch is not needed)."""
-    pickles = [s for s in sources if s.kind in PICKLED]
+    pickles = [s for s in sources if s.content in PICKLED]
     if not pickles:
         return None, (), []
     from forensics.artifacts.job import read_artifacts

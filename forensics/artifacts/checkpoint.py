@@ -8,38 +8,16 @@ import json
 import math
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from forensics.artifacts.tensors import TensorStats
 from forensics.errors import InputError
 
 CHUNK = 1 << 20  # elements reduced at a time: a few MB of temporaries, whatever the tensor
 _NUMPY = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
           "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
-TORCH_HINT = "install the optional extra: pip install 'forensics[torch]'"
-
-
-@dataclass(frozen=True)
-class TensorStats:
-    """One tensor's health."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    nan: int
-    inf: int
-    minimum: float
-    maximum: float
-    absmax: float
-    norm: float
-
-    @property
-    def finite(self) -> bool:
-        return self.nan == 0 and self.inf == 0
-
-
 def _reduce(chunks: Iterator[np.ndarray]) -> tuple[int, int, float, float, float, float]:
     """NaN and Inf counts, min, max, abs max and L2 norm over a tensor's chunks. A finite sum
     of squares proves a chunk clean, so the NaN/Inf masks are only built for dirty chunks."""

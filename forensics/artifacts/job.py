@@ -18,7 +18,7 @@ def read_artifacts(sources: list[Source]) -> tuple[FlightRecord | None,
     """The Flight Recorder record, the memory snapshots' summaries, and problems."""
     problems: list[str] = []
     flight = None
-    dumps = [Path(s.path) for s in sources if s.kind == "flight-dump" and s.path]
+    dumps = [Path(s.path) for s in sources if s.content == "flight-dump" and s.path]
     if dumps:
         try:
             flight = flight_record(load_dumps(dumps))
@@ -26,7 +26,7 @@ def read_artifacts(sources: list[Source]) -> tuple[FlightRecord | None,
             problems.append(str(err))
     memory = []
     for source in sources:
-        if source.kind != "memory-snapshot" or source.path is None:
+        if source.content != "memory-snapshot" or source.path is None:
             continue
         try:
             summary = analyze_snapshot(load_plain(source.path))

@@ -8,7 +8,7 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
-from forensics.artifacts.checkpoint import TORCH_HINT, TensorStats
+from forensics.artifacts.tensors import TORCH_HINT, TensorStats
 from forensics.errors import InputError
 
 

@@ -23,6 +23,7 @@ from forensics.model import (
     Traceback,
     WorkerFailure,
 )
+from forensics.text import rank_list
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +198,7 @@ def _reasons(root: Finding, signature: Signature, findings: list[Finding],
     other_ranks = {r for f in others for r in f.ranks}
     if len(root.ranks) == 1 and other_ranks - set(root.ranks):
         reasons.append(f"the odd rank out: only rank {root.ranks[0]} reported it; ranks "
-                       f"{_ranks(other_ranks - set(root.ranks))} failed afterwards")
+                       f"{rank_list(other_ranks - set(root.ranks))} failed afterwards")
     if rivals:
         reasons.append("other independent failures were found too: "
                        + ", ".join(f"`{f.signature}`" for f in rivals))
@@ -225,12 +226,6 @@ def _preceded_by(root: Finding, anomalies: tuple[Anomaly, ...]) -> list[str]:
         out.append(f"preceded by a {anomaly.kind} of `{anomaly.metric}` at step "
                    f"{anomaly.step} ({anomaly.value:.4g}; healthy {anomaly.healthy}){gap}")
     return out
-
-
-def _ranks(ranks: set[int]) -> str:
-    shown = sorted(ranks)
-    text = ", ".join(str(r) for r in shown[:8])
-    return text + (" …" if len(shown) > 8 else "")
 
 
 def _confidence(signature: Signature, rivals: list[Finding],

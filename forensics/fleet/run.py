@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from forensics import __version__
 from forensics.catalog import load_catalog, user_dirs
 from forensics.fleet.dataset import DatasetWriter, JobResult, cached_rows, job_rows, read_jobs
 from forensics.fleet.discover import Job, discover_jobs
@@ -20,6 +19,7 @@ from forensics.fleet.summary import summarize
 from forensics.inputs.sources import discover
 from forensics.pipeline import Analyzer
 from forensics.report.fleet import render_fleet
+from forensics.version import __version__
 
 IN_FLIGHT_PER_WORKER = 4
 

@@ -54,7 +54,7 @@ def flight_dump_rank(name: str, any_prefix: bool = False) -> int | None:
     return int(found["rank"])
 
 
-def artifact_kind(name: str) -> str | None:
+def artifact_content(name: str) -> str | None:
     """`flight-dump` or `memory-snapshot` for the PyTorch pickles forensics reads."""
     if flight_dump_rank(name) is not None:
         return "flight-dump"
@@ -120,7 +120,7 @@ def _trainer_output(folder: Folder) -> bool:
 def _logs_beside_dumps(folder: Folder) -> bool:
     """Logs next to Flight Recorder dumps or memory snapshots."""
     return (any(is_log_name(f) or f in JSON_KINDS for f in folder.files)
-            and any(artifact_kind(f) for f in folder.files))
+            and any(artifact_content(f) for f in folder.files))
 
 
 @dataclass(frozen=True)

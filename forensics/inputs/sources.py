@@ -24,7 +24,7 @@ from forensics.inputs.layouts import (
     JSON_KINDS,
     NAMED_RANK,
     TORCHRUN_RANK_FILE,
-    artifact_kind,
+    artifact_content,
     checkpoint_step,
     is_log_name,
 )
@@ -54,11 +54,11 @@ class Source:
     rank: int | None = None  # what the file's location says about its writer
     local_rank: int | None = None
     time: str | None = None
-    kind: str = "log"  # log | trainer-state | wandb-summary | checkpoint | flight-dump | ...
+    content: str = "log"  # log | trainer-state | wandb-summary | checkpoint | flight-dump | ...
 
 
 @dataclass
-class ReadReport:
+class ReadStatus:
     """What happened while reading one source (filled in as blocks are read)."""
 
     bytes_read: int = 0
@@ -109,9 +109,9 @@ def _source(name: str, path: Path, problems: list[str]) -> Source:
     if path.name == "error.json":
         return _error_json(name, path, local_rank, problems)
     if path.name in JSON_KINDS:
-        return Source(name, path, kind=JSON_KINDS[path.name])
-    if (kind := artifact_kind(path.name)) is not None:
-        return Source(name, path, kind=kind)
+        return Source(name, path, content=JSON_KINDS[path.name])
+    if (kind := artifact_content(path.name)) is not None:
+        return Source(name, path, content=kind)
     return Source(name, path, rank=rank, local_rank=local_rank)
 
 
@@ -155,22 +155,22 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
                              if (step := checkpoint_step(name)) is not None)
         for _, name in checkpoints:
             path = Path(folder) / name
-            found.append(Source(str(path.relative_to(root.parent)), path, kind="checkpoint"))
+            found.append(Source(str(path.relative_to(root.parent)), path, content="checkpoint"))
             dirs.remove(name)  # a checkpoint holds weights; only its trainer state is read
         if checkpoints:
             state = Path(folder) / checkpoints[-1][1] / "trainer_state.json"
             if state.is_file():
                 found.append(Source(str(state.relative_to(root.parent)), state,
-                                    kind="trainer-state"))
+                                    content="trainer-state"))
         for name in sorted(files):
-            if (kind := artifact_kind(name)) is not None:
+            if (kind := artifact_content(name)) is not None:
                 path = Path(folder) / name
-                found.append(Source(str(path.relative_to(root.parent)), path, kind=kind))
+                found.append(Source(str(path.relative_to(root.parent)), path, content=kind))
                 continue
             if name in JSON_KINDS:
                 path = Path(folder) / name
                 found.append(Source(str(path.relative_to(root.parent)), path,
-                                    kind=JSON_KINDS[name]))
+                                    content=JSON_KINDS[name]))
                 continue
             if not is_log_name(name):
                 continue
@@ -185,7 +185,7 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
     return found
 
 
-def read_json(source: Source, report: ReadReport) -> object | None:
+def read_json(source: Source, report: ReadStatus) -> object | None:
     """A small JSON artifact (trainer_state.json, wandb-summary.json); Python's parser, which
     accepts the NaN and Infinity that `json.dumps` writes. None (and a problem) if unreadable."""
     try:
@@ -222,9 +222,9 @@ def sniff_binary(head: bytes) -> bool:
 
 
 def _compression(head: bytes) -> str | None:
-    for magic, kind in _MAGIC:
+    for magic, codec in _MAGIC:
         if head.startswith(magic):
-            return kind
+            return codec
     return None
 
 
@@ -245,22 +245,22 @@ def _open_raw(source: Source) -> BinaryIO:
 
 def _decompressing(raw: BinaryIO) -> tuple[BinaryIO, str | None]:
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
-    kind = _compression(buffered.peek(8)[:8])
-    if kind == "gzip":
-        return gzip.GzipFile(fileobj=buffered), kind
-    if kind == "bz2":
-        return bz2.BZ2File(buffered), kind
-    if kind == "xz":
-        return lzma.LZMAFile(buffered), kind
-    if kind == "zstd":
+    codec = _compression(buffered.peek(8)[:8])
+    if codec == "gzip":
+        return gzip.GzipFile(fileobj=buffered), codec
+    if codec == "bz2":
+        return bz2.BZ2File(buffered), codec
+    if codec == "xz":
+        return lzma.LZMAFile(buffered), codec
+    if codec == "zstd":
         import zstandard
 
         reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
-        return reader, kind  # type: ignore[return-value]
+        return reader, codec  # type: ignore[return-value]
     return buffered, None
 
 
-def read_blocks(source: Source, report: ReadReport,
+def read_blocks(source: Source, report: ReadStatus,
                 block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
     """Yield the source's bytes in blocks that end at a newline.
 
@@ -269,9 +269,9 @@ def read_blocks(source: Source, report: ReadReport,
     """
     raw = _open_raw(source)
     try:
-        stream, kind = _decompressing(raw)
+        stream, codec = _decompressing(raw)
         pending = b""
-        for chunk in _chunks(stream, kind, block_size, source.name, report):
+        for chunk in _chunks(stream, codec, block_size, source.name, report):
             report.bytes_read += len(chunk)
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
@@ -292,17 +292,17 @@ def read_blocks(source: Source, report: ReadReport,
             raw.close()
 
 
-def _chunks(stream: BinaryIO, kind: str | None, block_size: int, name: str,
-            report: ReadReport) -> Iterator[bytes]:
+def _chunks(stream: BinaryIO, codec: str | None, block_size: int, name: str,
+            report: ReadStatus) -> Iterator[bytes]:
     """Read `block_size` pieces; compressed streams are read in small pieces so that a
     truncated archive loses at most one piece."""
-    piece = block_size if kind is None else COMPRESSED_PIECE
+    piece = block_size if codec is None else COMPRESSED_PIECE
     buffer = bytearray()
     while True:
         try:
             chunk = stream.read(piece)
         except Exception as err:  # EOFError, OSError, lzma.LZMAError, zstd.ZstdError
-            what = f"{kind} data" if kind else "file"
+            what = f"{codec} data" if codec else "file"
             report.problems.append(f"{name}: truncated or corrupt {what} ({err}); "
                                    "analyzed what could be read")
             chunk = b""
@@ -310,7 +310,7 @@ def _chunks(stream: BinaryIO, kind: str | None, block_size: int, name: str,
             if buffer:
                 yield bytes(buffer)
             return
-        if kind is None:
+        if codec is None:
             yield chunk
             continue
         buffer += chunk

@@ -10,7 +10,7 @@ from forensics.catalog import Catalog, Signature
 from forensics.inputs.layouts import checkpoint_step
 from forensics.inputs.sources import (
     TAIL_BYTES,
-    ReadReport,
+    ReadStatus,
     Source,
     read_blocks,
     read_json,
@@ -44,9 +44,12 @@ from forensics.model import (
     Traceback,
     WorkerFailure,
 )
+from forensics.text import shorten
 
 TAIL_LINES = 40
 CONTEXT_LINES = 3
+CONTEXT_CHARS = 400
+TAIL_CHARS = 600
 MAX_LINES_PER_SIGNATURE = 500
 _METRICS_ONLY = frozenset({"metrics", "progress"})
 MAX_FACT_LINES = 200
@@ -270,22 +273,18 @@ def _context(block: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple
     before = block[before_start:start].decode("utf-8", "replace").splitlines()
     after = (block[end + 1:after_end].decode("utf-8", "replace").splitlines()
              if end < len(block) else [])
-    return (tuple(_short(segments(b)[-1].text) for b in before),
-            tuple(_short(segments(a)[-1].text) for a in after))
-
-
-def _short(text: str, limit: int = 400) -> str:
-    return text if len(text) <= limit else text[:limit] + " …"
+    return (tuple(shorten(segments(b)[-1].text, CONTEXT_CHARS) for b in before),
+            tuple(shorten(segments(a)[-1].text, CONTEXT_CHARS) for a in after))
 
 
 def line_pass(source: Source, plan: LinePlan) -> LinePass:
     """Stream one source through the engine and the event walkers (JSON artifacts and
     checkpoint folders are read for what they say about the timeline)."""
-    if source.kind in ("flight-dump", "memory-snapshot"):
+    if source.content in ("flight-dump", "memory-snapshot"):
         return _empty_scan(source)  # read as a whole by forensics.artifacts
-    if source.kind != "log":
+    if source.content != "log":
         return _scan_artifact(source)
-    report = ReadReport()
+    report = ReadStatus()
     scanner = _LinePassner(source, plan)
     lines = 0
     tail = b""
@@ -340,15 +339,15 @@ def _empty_scan(source: Source) -> LinePass:
 
 
 def _scan_artifact(source: Source) -> LinePass:
-    report = ReadReport()
+    report = ReadStatus()
     metrics = MetricsTable(source.name)
     checkpoint = None
-    if source.kind == "checkpoint":
+    if source.content == "checkpoint":
         step = checkpoint_step(source.path.name) if source.path else None
         checkpoint = Checkpoint(str(source.path), step, source.name, 0) if step else None
     else:
         data = read_json(source, report)
-        if source.kind == "trainer-state":
+        if source.content == "trainer-state":
             metrics = log_history_table(source.name, data)
         elif isinstance(data, dict):
             numbers = {k: float(v) for k, v in data.items() if not k.startswith("_")
@@ -372,6 +371,6 @@ def _tail(source: str, data: bytes, total_lines: int) -> tuple[list[Evidence], l
     out, times = [], []
     for offset, raw in enumerate(text):
         segs = segments(raw)
-        out.append(Evidence(source, first + offset, _short(segs[-1].text, 600)))
+        out.append(Evidence(source, first + offset, shorten(segs[-1].text, TAIL_CHARS)))
         times.append(next((s.who.time for s in reversed(segs) if s.who.time), None))
     return out, times

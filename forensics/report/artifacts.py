@@ -7,7 +7,7 @@ import json
 import math
 import statistics
 
-from forensics.artifacts.checkpoint import TensorStats
+from forensics.artifacts.tensors import TensorStats
 from forensics.model import Analysis, FlightRecord, MemorySummary
 
 OPTIMIZER_BLOWUP = 1e12  # an Adam second moment this large means the gradients exploded

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import html
 
-from forensics import __version__
 from forensics.model import Analysis, Evidence, Finding, RootCause
 from forensics.report.artifacts import artifact_sections
 from forensics.report.timeline_md import render_timeline
+from forensics.text import rank_list
+from forensics.version import __version__
 
 MAX_CHARS = 60_000
 CUT_NOTE = "\n\n*(report cut at {limit:,} characters; run `forensics analyze --format json` " \
@@ -155,7 +156,7 @@ def _evidence_block(evidence: Evidence) -> str:
 def _other_findings(findings: list[Finding]) -> str:
     rows = ["| role | signature | what | lines | ranks | first seen |", "|---|---|---|---|---|---|"]
     for f in findings:
-        ranks = ", ".join(str(r) for r in f.ranks[:8]) + (" …" if len(f.ranks) > 8 else "")
+        ranks = rank_list(f.ranks)
         rows.append(f"| {f.role} | `{f.signature}` | {cell(f.title)} | {f.count} | {ranks or '-'} "
                     f"| `{f.first.source}:{f.first.line}` |")
     return "### Also found\n\n" + "\n".join(rows)
