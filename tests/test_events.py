@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from forensics.inputs.sources import Source
-from forensics.lines.blocks import parse_metrics
 from forensics.lines.linepass import line_pass
+from forensics.metrics.shapes import parse_metrics
 
 
 def scan(text: str, plan):

@@ -1,10 +1,9 @@
-"""Assemble multi-line events from consecutive lines: Python tracebacks (chained causes and
-interleaved ranks included) and torchrun's ChildFailedError block; and parse the one-line
-events: worker exits reported by launchers, metrics dicts, progress bars."""
+"""Multi-line blocks assembled from consecutive lines: Python tracebacks (chained causes and
+interleaved ranks included) and torchrun's ChildFailedError block; the launchers' one-line
+worker-exit reports; the exception-name grammar; the lexer's own line tags."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import regex
@@ -255,15 +254,6 @@ _WORKER_EXIT = (
 )
 
 
-_CHECKPOINT = regex.compile(r"Saving model checkpoint to (?P<path>\S*?checkpoint-(?P<step>\d+))")
-
-
-def checkpoint_saved(body: str) -> tuple[str, int] | None:
-    """(path, step) of a "Saving model checkpoint to .../checkpoint-N" line."""
-    found = _CHECKPOINT.search(body)
-    return (found["path"], int(found["step"])) if found else None
-
-
 def worker_exit(source: str, line_no: int, seg: Segment) -> WorkerFailure | None:
     """A launcher line that reports one worker's exit status, if this is one."""
     for pattern in _WORKER_EXIT:
@@ -279,46 +269,3 @@ def worker_exit(source: str, line_no: int, seg: Segment) -> WorkerFailure | None
                              rank=seg.who.rank, host=seg.who.host,
                              pid=int(pid) if pid else seg.who.pid, time=seg.who.time)
     return None
-
-
-# stdlib `re` is several times faster than `regex` for this simple, hot pattern
-_METRIC_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}]{1,64})")
-
-
-def parse_metrics(body: str) -> dict[str, float | None]:
-    """The numeric items of a trainer's printed metrics dict (4.x floats, 5.x quoted
-    strings, numpy reprs like `np.float64(1.5)`, nan/inf, None); other values are skipped."""
-    start = body.find("{'")
-    if start < 0:
-        return {}
-    values: dict[str, float | None] = {}
-    for key, raw in _METRIC_ITEM.findall(body, start):
-        raw = raw.strip()
-        if raw == "None":
-            values[key] = None
-            continue
-        if raw[:1] == "'":
-            raw = raw.strip("'")
-        elif raw.startswith("np."):
-            raw = raw[raw.find("(") + 1:].rstrip(")")
-        try:
-            values[key] = float(raw)
-        except ValueError:
-            continue
-    return values
-
-
-_PROGRESS = regex.compile(r"(?:^|\r|\s)(?P<desc>[^|\r]{0,60}?)\s*\d+%\|[^|\r]*\|\s*"
-                          r"(?P<n>\d+)/(?P<total>\d+) \[")
-
-
-def last_progress(raw: str) -> tuple[str, int, int] | None:
-    """The last progress-bar state on a line: (description, n, total)."""
-    bar = raw.rfind("%|")
-    if bar < 0:
-        return None
-    start = raw.rfind("\r", 0, bar) + 1
-    found = _PROGRESS.search(raw, start)
-    if found is None:
-        return None
-    return found["desc"].strip(), int(found["n"]), int(found["total"])

@@ -19,20 +19,12 @@ from forensics.lines.blocks import (
     EVENT_KEYWORDS,
     FailureBlockWalker,
     TracebackWalker,
-    checkpoint_saved,
-    last_progress,
-    parse_metrics,
     worker_exit,
 )
 from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import segments
-from forensics.metrics.table import (
-    TRAIN,
-    MetricsTable,
-    deepspeed_step,
-    log_history_table,
-    record_kind,
-)
+from forensics.metrics.shapes import checkpoint_saved, deepspeed_step, last_progress, parse_metrics
+from forensics.metrics.table import TRAIN, MetricsTable, log_history_table, record_kind
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,

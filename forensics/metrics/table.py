@@ -8,20 +8,9 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-import regex
-
 TRAIN, EVAL, SUMMARY = 0, 1, 2
 KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
 PRESENT, NONE = 1, 2  # cell states: a number (finite or not), logged as None
-
-_DEEPSPEED_STEP = regex.compile(
-    r"\bstep=(?P<step>\d+), skipped=(?P<skipped>\d+), lr=\[(?P<lr>[-+\d.e]+)"
-)
-_DEEPSPEED_MEMORY = regex.compile(
-    r"global_step=(?P<step>\d+),.*?MemAllocated=(?P<alloc>[\d.]+)GB, "
-    r"MaxMemAllocated=(?P<max_alloc>[\d.]+)GB"
-)
-
 
 def record_kind(values: dict[str, float | None]) -> int:
     """Whether a metrics dict is a training step, an evaluation or the final summary."""
@@ -30,19 +19,6 @@ def record_kind(values: dict[str, float | None]) -> int:
     if any(key.startswith(("eval_", "eval/")) for key in values):
         return EVAL
     return TRAIN
-
-
-def deepspeed_step(body: str) -> tuple[int, dict[str, float | None]] | None:
-    """DeepSpeed's `step=N, skipped=K, lr=[...]` and memory lines as (step, values)."""
-    found = _DEEPSPEED_STEP.search(body)
-    if found is not None:
-        return int(found["step"]), {"learning_rate": float(found["lr"]),
-                                    "skipped_steps": float(found["skipped"])}
-    found = _DEEPSPEED_MEMORY.search(body)
-    if found is not None:
-        return int(found["step"]), {"memory/alloc_gb": float(found["alloc"]),
-                                    "memory/max_alloc_gb": float(found["max_alloc"])}
-    return None
 
 
 @dataclass

@@ -1,0 +1,81 @@
+"""The metric shapes the line pass reads: a trainer's printed metrics dict, DeepSpeed's step
+and memory lines, tqdm progress bars (the step), and checkpoint saves."""
+
+from __future__ import annotations
+
+import re
+
+import regex
+
+_DEEPSPEED_STEP = regex.compile(
+    r"\bstep=(?P<step>\d+), skipped=(?P<skipped>\d+), lr=\[(?P<lr>[-+\d.e]+)"
+)
+_DEEPSPEED_MEMORY = regex.compile(
+    r"global_step=(?P<step>\d+),.*?MemAllocated=(?P<alloc>[\d.]+)GB, "
+    r"MaxMemAllocated=(?P<max_alloc>[\d.]+)GB"
+)
+
+
+def deepspeed_step(body: str) -> tuple[int, dict[str, float | None]] | None:
+    """DeepSpeed's `step=N, skipped=K, lr=[...]` and memory lines as (step, values)."""
+    found = _DEEPSPEED_STEP.search(body)
+    if found is not None:
+        return int(found["step"]), {"learning_rate": float(found["lr"]),
+                                    "skipped_steps": float(found["skipped"])}
+    found = _DEEPSPEED_MEMORY.search(body)
+    if found is not None:
+        return int(found["step"]), {"memory/alloc_gb": float(found["alloc"]),
+                                    "memory/max_alloc_gb": float(found["max_alloc"])}
+    return None
+
+
+_CHECKPOINT = regex.compile(r"Saving model checkpoint to (?P<path>\S*?checkpoint-(?P<step>\d+))")
+
+
+def checkpoint_saved(body: str) -> tuple[str, int] | None:
+    """(path, step) of a "Saving model checkpoint to .../checkpoint-N" line."""
+    found = _CHECKPOINT.search(body)
+    return (found["path"], int(found["step"])) if found else None
+
+
+# stdlib `re` is several times faster than `regex` for this simple, hot pattern
+_METRIC_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}]{1,64})")
+
+
+def parse_metrics(body: str) -> dict[str, float | None]:
+    """The numeric items of a trainer's printed metrics dict (4.x floats, 5.x quoted
+    strings, numpy reprs like `np.float64(1.5)`, nan/inf, None); other values are skipped."""
+    start = body.find("{'")
+    if start < 0:
+        return {}
+    values: dict[str, float | None] = {}
+    for key, raw in _METRIC_ITEM.findall(body, start):
+        raw = raw.strip()
+        if raw == "None":
+            values[key] = None
+            continue
+        if raw[:1] == "'":
+            raw = raw.strip("'")
+        elif raw.startswith("np."):
+            raw = raw[raw.find("(") + 1:].rstrip(")")
+        try:
+            values[key] = float(raw)
+        except ValueError:
+            continue
+    return values
+
+
+_PROGRESS = regex.compile(r"(?:^|\r|\s)(?P<desc>[^|\r]{0,60}?)\s*\d+%\|[^|\r]*\|\s*"
+                          r"(?P<n>\d+)/(?P<total>\d+) \[")
+
+
+def last_progress(raw: str) -> tuple[str, int, int] | None:
+    """The last progress-bar state on a line: (description, n, total)."""
+    bar = raw.rfind("%|")
+    if bar < 0:
+        return None
+    start = raw.rfind("\r", 0, bar) + 1
+    found = _PROGRESS.search(raw, start)
+    if found is None:
+        return None
+    return found["desc"].strip(), int(found["n"]), int(found["total"])
