@@ -176,13 +176,8 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
 
 def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | None:
     """Parse and validate one signature file; problems are appended, None on failure."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        problems.append(f"{path}: file: cannot read ({err})")
-        return None
-    except tomllib.TOMLDecodeError as err:
-        problems.append(f"{path}: toml: {err}")
+    data = _read_toml(path, problems)
+    if data is None:
         return None
     start = len(problems)
     for key in _REQUIRED:
@@ -192,105 +187,156 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         problems.append(f"{path}: {key}: unknown field")
     if len(problems) > start:
         return None
+    fields = _Fields(path, data, problems)
+    sig_id, category = fields.text("id"), fields.text("category")
+    _check_place(fields, sig_id, category, root)
+    signature = Signature(
+        id=sig_id, title=fields.text("title"), category=category,
+        severity=fields.severity(), priority=fields.whole("priority", 0, 100),
+        keywords=fields.keywords(), patterns=fields.regexes("patterns"),
+        cause=fields.text("cause"), fix=fields.text("fix"), path=path,
+        symptom_of=fields.ids("symptom_of", sig_id),
+        also_matches=fields.ids("also_matches", sig_id),
+        generic=fields.flag("generic"), min_count=fields.whole("min_count", 1, None, 1),
+        corroborating_lines=fields.regexes("corroborating_lines"),
+        corroborating_signatures=fields.ids("corroborating_signatures", sig_id),
+        if_uncorroborated=fields.if_uncorroborated(), onset_anomaly=fields.onset_anomaly(),
+        stalled_collective=fields.flag("stalled_collective"),
+        references=fields.references(), examples=fields.strings("examples"),
+        counterexamples=fields.strings("counterexamples"),
+    )
+    return signature if len(problems) == start else None
 
-    def text(key: str) -> str:
-        value = data.get(key, "")
+
+def _read_toml(path: Path, problems: list[str]) -> dict | None:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        problems.append(f"{path}: file: cannot read ({err})")
+    except tomllib.TOMLDecodeError as err:
+        problems.append(f"{path}: toml: {err}")
+    return None
+
+
+def _check_place(fields: _Fields, sig_id: str, category: str, root: Path) -> None:
+    """The id is kebab-case and the file's name; the category is the file's folder."""
+    path = fields.path
+    if sig_id and not _ID.match(sig_id):
+        fields.problem("id", f"{sig_id!r} is not kebab-case")
+    if sig_id and sig_id != path.stem:
+        fields.problem("id", f"{sig_id!r} differs from the file name {path.stem!r}")
+    if path.parent != root and category and category != path.parent.name:
+        fields.problem("category", f"{category!r} differs from its folder {path.parent.name!r}")
+
+
+class _Fields:
+    """Typed reads of one signature file's fields: a wrong value appends a
+    `path: field: reason` problem and reads as the field's empty value."""
+
+    def __init__(self, path: Path, data: dict, problems: list[str]) -> None:
+        self.path, self.data, self.problems = path, data, problems
+
+    def problem(self, key: str, reason: str) -> None:
+        self.problems.append(f"{self.path}: {key}: {reason}")
+
+    def text(self, key: str) -> str:
+        value = self.data.get(key, "")
         if not isinstance(value, str) or not value.strip():
-            problems.append(f"{path}: {key}: must be a non-empty string")
+            self.problem(key, "must be a non-empty string")
             return ""
         return value.strip()
 
-    def strings(key: str) -> tuple[str, ...]:
-        value = data.get(key, [])
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            problems.append(f"{path}: {key}: must be a list of non-empty strings")
+            self.problem(key, "must be a list of non-empty strings")
             return ()
         return tuple(value)
 
-    sig_id, title, category = text("id"), text("title"), text("category")
-    cause, fix = text("cause"), text("fix")
-    severity = data["severity"]
-    priority = data["priority"]
-    keywords = strings("keywords")
-    if sig_id and not _ID.match(sig_id):
-        problems.append(f"{path}: id: {sig_id!r} is not kebab-case")
-    if sig_id and sig_id != path.stem:
-        problems.append(f"{path}: id: {sig_id!r} differs from the file name {path.stem!r}")
-    if path.parent != root and category and category != path.parent.name:
-        problems.append(f"{path}: category: {category!r} differs from its folder "
-                        f"{path.parent.name!r}")
-    if severity not in SEVERITIES:
-        problems.append(f"{path}: severity: {severity!r} is not one of {', '.join(SEVERITIES)}")
-    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 100:
-        problems.append(f"{path}: priority: must be a whole number from 0 to 100")
-    if not keywords:
-        problems.append(f"{path}: keywords: at least one keyword is needed")
-    for keyword in keywords:
-        if "\n" in keyword or "\r" in keyword:
-            problems.append(f"{path}: keywords: {keyword!r} spans lines")
-    def compiled(key: str) -> tuple[regex.Pattern[str], ...]:
+    def flag(self, key: str) -> bool:
+        value = self.data.get(key, False)
+        if not isinstance(value, bool):
+            self.problem(key, "must be true or false")
+            return False
+        return value
+
+    def whole(self, key: str, low: int, high: int | None, default: int = 0) -> int:
+        value = self.data.get(key, default)
+        if (isinstance(value, bool) or not isinstance(value, int) or value < low
+                or (high is not None and value > high)):
+            self.problem(key, f"must be a whole number from {low} to {high}" if high is not None
+                         else f"must be a whole number of at least {low}")
+            return default
+        return value
+
+    def severity(self) -> Severity:
+        value = self.data["severity"]
+        if value not in SEVERITIES:
+            self.problem("severity", f"{value!r} is not one of {', '.join(SEVERITIES)}")
+            return Severity.INFO
+        return Severity(value)
+
+    def keywords(self) -> tuple[str, ...]:
+        keywords = self.strings("keywords")
+        if not keywords:
+            self.problem("keywords", "at least one keyword is needed")
+        for keyword in keywords:
+            if "\n" in keyword or "\r" in keyword:
+                self.problem("keywords", f"{keyword!r} spans lines")
+        return keywords
+
+    def regexes(self, key: str) -> tuple[regex.Pattern[str], ...]:
+        """Compiled regexes whose capture names do not misspell a reserved one."""
         out = []
-        for source in strings(key):
+        for source in self.strings(key):
             try:
                 out.append(regex.compile(source))
             except regex.error as err:
-                problems.append(f"{path}: {key}: {source!r} does not compile ({err})")
+                self.problem(key, f"{source!r} does not compile ({err})")
                 continue
             for name in out[-1].groupindex:
                 reserved = reserved_lookalike(name)
                 if reserved is not None:
-                    problems.append(f"{path}: {key}: capture {name!r} looks like the reserved "
-                                    f"name {reserved!r}; spell it exactly or rename it")
+                    self.problem(key, f"capture {name!r} looks like the reserved name "
+                                      f"{reserved!r}; spell it exactly or rename it")
         return tuple(out)
 
-    def ids(key: str) -> tuple[str, ...]:
-        out = strings(key)
+    def ids(self, key: str, own_id: str) -> tuple[str, ...]:
+        """Other signatures' ids (their existence is checked once all files are loaded)."""
+        out = self.strings(key)
         for other in out:
             if other == ANY and key != "symptom_of":
-                problems.append(f"{path}: {key}: {ANY!r} is only meaningful in symptom_of")
-            elif other == sig_id:
-                problems.append(f"{path}: {key}: names the signature itself")
+                self.problem(key, f"{ANY!r} is only meaningful in symptom_of")
+            elif other == own_id:
+                self.problem(key, "names the signature itself")
         return out
 
-    patterns, corroborating_lines = compiled("patterns"), compiled("corroborating_lines")
-    for key in ("generic", "stalled_collective"):
-        if not isinstance(data.get(key, False), bool):
-            problems.append(f"{path}: {key}: must be true or false")
-    min_count = data.get("min_count", 1)
-    if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
-        problems.append(f"{path}: min_count: must be a whole number of at least 1")
-    symptom_of, also_matches = ids("symptom_of"), ids("also_matches")
-    corroborating_signatures = ids("corroborating_signatures")
-    if_uncorroborated = data.get("if_uncorroborated", "")
-    if not isinstance(if_uncorroborated, str):
-        problems.append(f"{path}: if_uncorroborated: must be a string")
-        if_uncorroborated = ""
-    elif if_uncorroborated.strip() and not (data.get("corroborating_lines")
-                                            or data.get("corroborating_signatures")):
-        problems.append(f"{path}: if_uncorroborated: needs corroborating_lines or "
-                        f"corroborating_signatures (it is said when neither is found)")
-    for placeholder in sorted(set(_PLACEHOLDER.findall(if_uncorroborated)) - _PLACEHOLDERS):
-        problems.append(f"{path}: if_uncorroborated: unknown placeholder {placeholder}; "
-                        f"only {{host}} and {{time}} are filled in")
-    onset_anomaly = data.get("onset_anomaly", "")
-    if not isinstance(onset_anomaly, str) or (onset_anomaly and not _ID.match(onset_anomaly)):
-        problems.append(f"{path}: onset_anomaly: must be an anomaly kind (a kebab-case "
-                        f"string such as \"nan\")")
-    references, examples = strings("references"), strings("examples")
-    for reference in references:
-        if not reference.startswith(("https://", "http://")):
-            problems.append(f"{path}: references: {reference!r} is not an http(s) address")
-    counterexamples = strings("counterexamples")
-    if len(problems) > start:
-        return None
-    return Signature(
-        id=sig_id, title=title, category=category, severity=Severity(severity),
-        priority=priority,
-        keywords=keywords, patterns=patterns, cause=cause, fix=fix, path=path,
-        symptom_of=symptom_of, also_matches=also_matches,
-        generic=data.get("generic", False), min_count=min_count,
-        corroborating_lines=corroborating_lines, corroborating_signatures=corroborating_signatures,
-        if_uncorroborated=if_uncorroborated.strip(), onset_anomaly=onset_anomaly,
-        stalled_collective=bool(data.get("stalled_collective", False)),
-        references=references, examples=examples, counterexamples=counterexamples,
-    )
+    def if_uncorroborated(self) -> str:
+        value = self.data.get("if_uncorroborated", "")
+        if not isinstance(value, str):
+            self.problem("if_uncorroborated", "must be a string")
+            return ""
+        if value.strip() and not (self.data.get("corroborating_lines")
+                                  or self.data.get("corroborating_signatures")):
+            self.problem("if_uncorroborated", "needs corroborating_lines or "
+                         "corroborating_signatures (it is said when neither is found)")
+        for placeholder in sorted(set(_PLACEHOLDER.findall(value)) - _PLACEHOLDERS):
+            self.problem("if_uncorroborated", f"unknown placeholder {placeholder}; only "
+                         "{host} and {time} are filled in")
+        return value.strip()
+
+    def onset_anomaly(self) -> str:
+        """A kebab-case name; `patterns check` tells whether the health rules produce it."""
+        value = self.data.get("onset_anomaly", "")
+        if not isinstance(value, str) or (value and not _ID.match(value)):
+            self.problem("onset_anomaly", 'must be an anomaly kind (a kebab-case string such '
+                         'as "nan")')
+            return ""
+        return value
+
+    def references(self) -> tuple[str, ...]:
+        references = self.strings("references")
+        for reference in references:
+            if not reference.startswith(("https://", "http://")):
+                self.problem("references", f"{reference!r} is not an http(s) address")
+        return references

@@ -60,44 +60,63 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
         problems += err.problems
         kinds = frozenset()
     for signature in catalog.signatures:
-        where = signature.path
-        if len(signature.examples) < MIN_EXAMPLES:
-            problems.append(f"{where}: examples: needs at least {MIN_EXAMPLES} true examples")
-        if len(signature.counterexamples) < MIN_COUNTEREXAMPLES:
-            problems.append(f"{where}: counterexamples: needs at least one near miss")
-        if not signature.references:
-            problems.append(f"{where}: references: needs at least one reference")
-        if not signature.patterns:
-            problems.append(f"{where}: patterns: none, so any line holding a keyword matches; "
-                            f"add a regex that says what else the line must hold")
-        if signature.onset_anomaly and kinds and signature.onset_anomaly not in kinds:
-            problems.append(f"{where}: onset_anomaly: {signature.onset_anomaly!r} is not an "
-                            f"anomaly kind of the health rules ({', '.join(sorted(kinds))})")
-        hits: dict[tuple[int, int, str], Token] = {}  # the example lines it matched
-        for index, example in enumerate(signature.examples):
-            if not any(k in example for k in signature.keywords):
-                problems.append(f"{where}: examples[{index}]: holds none of the keywords")
-            for name, plan in plans.items():
-                tokens = example_tokens(example, plan)
-                matched = frozenset(m.signature for token in tokens for m in token.matches)
-                if signature.id not in matched:
-                    problems.append(f"{where}: examples[{index}]: does not match ({name} engine)")
-                for other in sorted(matched - {signature.id}):
-                    if not related(signature, by_id[other]):
-                        problems.append(f"{where}: examples[{index}]: also matches unrelated "
-                                        f"signature {other!r} ({name} engine)")
-                for token in tokens:
-                    if any(m.signature == signature.id for m in token.matches):
-                        hits.setdefault((index, token.line, token.text), token)
-        problems += _regex_problems(signature, hits)
+        problems += _field_problems(signature, kinds)
+        hits = _example_problems(signature, by_id, plans, problems)
+        problems += regex_problems(signature, hits)
         for index, counter in enumerate(signature.counterexamples):
             for name, plan in plans.items():
                 if signature.id in matched_signatures(counter, catalog, plan):
-                    problems.append(f"{where}: counterexamples[{index}]: matches ({name} engine)")
+                    problems.append(f"{signature.path}: counterexamples[{index}]: matches "
+                                    f"({name} engine)")
     return problems
 
 
-def _regex_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:
+def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
+    """What the lint asks of a signature beyond loading: enough examples and references, a
+    regex, an `onset_anomaly` the health rules produce (`kinds`; empty: not known)."""
+    where = signature.path
+    problems = []
+    if len(signature.examples) < MIN_EXAMPLES:
+        problems.append(f"{where}: examples: needs at least {MIN_EXAMPLES} true examples")
+    if len(signature.counterexamples) < MIN_COUNTEREXAMPLES:
+        problems.append(f"{where}: counterexamples: needs at least one near miss")
+    if not signature.references:
+        problems.append(f"{where}: references: needs at least one reference")
+    if not signature.patterns:
+        problems.append(f"{where}: patterns: none, so any line holding a keyword matches; "
+                        f"add a regex that says what else the line must hold")
+    if signature.onset_anomaly and kinds and signature.onset_anomaly not in kinds:
+        problems.append(f"{where}: onset_anomaly: {signature.onset_anomaly!r} is not an "
+                        f"anomaly kind of the health rules ({', '.join(sorted(kinds))})")
+    return problems
+
+
+def _example_problems(signature: Signature, by_id: dict[str, Signature],
+                      plans: dict[str, LinePlan],
+                      problems: list[str]) -> dict[tuple[int, int, str], Token]:
+    """Each example must hold a keyword and match its signature, and no unrelated one, in
+    every engine (problems are appended). Returns the example lines the signature matched."""
+    where = signature.path
+    hits: dict[tuple[int, int, str], Token] = {}
+    for index, example in enumerate(signature.examples):
+        if not any(k in example for k in signature.keywords):
+            problems.append(f"{where}: examples[{index}]: holds none of the keywords")
+        for name, plan in plans.items():
+            tokens = example_tokens(example, plan)
+            matched = frozenset(m.signature for token in tokens for m in token.matches)
+            if signature.id not in matched:
+                problems.append(f"{where}: examples[{index}]: does not match ({name} engine)")
+            for other in sorted(matched - {signature.id}):
+                if not related(signature, by_id[other]):
+                    problems.append(f"{where}: examples[{index}]: also matches unrelated "
+                                    f"signature {other!r} ({name} engine)")
+            for token in tokens:
+                if any(m.signature == signature.id for m in token.matches):
+                    hits.setdefault((index, token.line, token.text), token)
+    return hits
+
+
+def regex_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:
     """Each regex must match one of the example lines the signature matched (a regex no
     example reaches is untested, or dead), and its reserved captures must make sense there.
     `patterns` run on a line's body, then its text; `corroborating_lines` on its text."""

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from forensics.catalog import load_catalog
 from forensics.cli import cli
 from forensics.errors import CatalogError
+from forensics.lint import check_catalog
+from forensics.metrics.health import anomaly_kinds
 
 DESIGN_IDS = """host-oom-sigkill sigbus-exitcode-7 cuda-oom cpu-alloc-failure nccl-abort
 nccl-timeout nccl-other fsdp-hang fsdp1-weight-2d zero3-partitioned-param
@@ -101,3 +103,146 @@ def test_patterns_list_and_show():
     assert "PYTORCH_CUDA_ALLOC_CONF" in shown.output
     missing = runner.invoke(cli, ["patterns", "show", "no-such-thing"])
     assert missing.exit_code == 2
+
+
+def _problems(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """Load a one-signature user catalog; the load problems, else the lint problems."""
+    path = _write(tmp_path, "custom", "frob", text)
+    try:
+        catalog = load_catalog(tmp_path, builtin=False)
+    except CatalogError as err:
+        return path, "\n".join(err.problems)
+    return path, "\n".join(check_catalog(catalog))
+
+
+GOOD = MINIMAL.format(id="frob", category="custom")
+
+
+def test_minimal_user_signature_is_clean(tmp_path):
+    assert _problems(tmp_path, GOOD)[1] == ""
+
+
+LOAD_PROBLEMS = [
+    pytest.param(GOOD + 'colour = "red"\n', "colour: unknown field", id="unknown-field"),
+    pytest.param(GOOD.replace('title = "Custom failure"\n', ""), "title: missing",
+                 id="missing-field"),
+    pytest.param(GOOD.replace("priority = 99", 'priority = "high"'),
+                 "priority: must be a whole number from 0 to 100", id="priority-type"),
+    pytest.param(GOOD.replace("priority = 99", "priority = 101"),
+                 "priority: must be a whole number from 0 to 100", id="priority-range"),
+    pytest.param(GOOD.replace('severity = "error"', 'severity = "fatal"'),
+                 "severity: 'fatal' is not one of critical, error, warning, info",
+                 id="severity-value"),
+    pytest.param(GOOD.replace('keywords = ["FROBNICATOR"]', 'keywords = "FROBNICATOR"'),
+                 "keywords: must be a list of non-empty strings", id="keywords-type"),
+    pytest.param(GOOD + "generic = 1\n", "generic: must be true or false", id="generic-type"),
+    pytest.param(GOOD + 'stalled_collective = "yes"\n', "stalled_collective: must be true or false",
+                 id="stalled-collective-type"),
+    pytest.param(GOOD + "min_count = 0\n", "min_count: must be a whole number of at least 1",
+                 id="min-count-range"),
+    pytest.param(GOOD + "min_count = 2.5\n", "min_count: must be a whole number of at least 1",
+                 id="min-count-type"),
+    pytest.param(GOOD + "onset_anomaly = 3\n", "onset_anomaly: must be an anomaly kind",
+                 id="onset-anomaly-type"),
+    pytest.param(GOOD + 'onset_anomaly = "Loss NaN"\n', "onset_anomaly: must be an anomaly kind",
+                 id="onset-anomaly-form"),
+    pytest.param(GOOD + 'if_uncorroborated = "check dmesg on {host}"\n',
+                 "if_uncorroborated: needs corroborating_lines or corroborating_signatures",
+                 id="if-uncorroborated-alone"),
+    pytest.param(GOOD + "corroborating_lines = ['exploded']\n"
+                 'if_uncorroborated = "check rank {rank} at {time}"\n',
+                 "if_uncorroborated: unknown placeholder {rank}",
+                 id="if-uncorroborated-placeholder"),
+    pytest.param(GOOD + "if_uncorroborated = 5\n", "if_uncorroborated: must be a string",
+                 id="if-uncorroborated-type"),
+    pytest.param(GOOD.replace('"https://example.org"', '"example.org"'),
+                 "references: 'example.org' is not an http(s) address", id="reference-address"),
+    pytest.param(GOOD + 'also_matches = ["*"]\n',
+                 "also_matches: '*' is only meaningful in symptom_of", id="star-elsewhere"),
+    pytest.param(GOOD + 'symptom_of = ["frob"]\n', "symptom_of: names the signature itself",
+                 id="self-reference"),
+    pytest.param(GOOD + 'corroborating_signatures = ["no-such-thing"]\n',
+                 "corroborating_signatures: unknown signature 'no-such-thing'", id="unknown-id"),
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']",
+                              "patterns = ['FROBNICATOR exploded(?: (?P<exit_code>-?\\d+))?']"),
+                 "patterns: capture 'exit_code' looks like the reserved name 'exitcode'",
+                 id="capture-exit_code"),
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']",
+                              "patterns = ['FROBNICATOR exploded(?: on (?P<Host>\\S+))?']"),
+                 "patterns: capture 'Host' looks like the reserved name 'host'", id="capture-Host"),
+    pytest.param(GOOD + "corroborating_lines = ['(?P<exceptionType>\\w+): FROBNICATOR']\n",
+                 "corroborating_lines: capture 'exceptionType' looks like the reserved name "
+                 "'exception_type'", id="capture-exceptionType"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), LOAD_PROBLEMS)
+def test_broken_signature_does_not_load(tmp_path, text, expected):
+    path = _write(tmp_path, "custom", "frob", text)
+    with pytest.raises(CatalogError) as err:
+        load_catalog(tmp_path, builtin=False)
+    assert f"{path}: {expected}" in "\n".join(err.value.problems)
+
+
+LINT_PROBLEMS = [
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']",
+                              "patterns = ['FROBNICATOR exploded', 'FROBNICATOR melted']"),
+                 "patterns[1]: no example matches `FROBNICATOR melted`", id="unexercised-pattern"),
+    pytest.param(GOOD + "corroborating_lines = ['FROBNICATOR exploded twice']\n",
+                 "corroborating_lines[0]: no example matches `FROBNICATOR exploded twice`",
+                 id="unexercised-corroborating-line"),
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']",
+                              "patterns = ['FROBNICATOR exploded (?P<exitcode>\\w+)']")
+                 .replace('"[rank0]: FROBNICATOR exploded"', '"[rank0]: FROBNICATOR exploded 137"'),
+                 "examples[0]: patterns[0] captures exitcode = 'at': an exit status must be a "
+                 "whole number", id="exitcode-not-a-number"),
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']",
+                              "patterns = ['FROBNICATOR exploded(?: (?P<exitcode2>\\S+))?']")
+                 .replace('"[rank0]: FROBNICATOR exploded"', '"[rank0]: FROBNICATOR exploded -9"'),
+                 "examples[0]: patterns[0] captures exitcode2 = 'at': an exit status must be a "
+                 "whole number", id="exitcode-family-not-a-number"),
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']",
+                              "patterns = ['(?P<exception_type>[^:]+): FROBNICATOR exploded', "
+                              "'FROBNICATOR exploded']")
+                 .replace('"[rank0]: FROBNICATOR exploded"',
+                          '"frob.errors.Boom: FROBNICATOR exploded", '
+                          '"my frob: FROBNICATOR exploded"'),
+                 "examples[2]: patterns[0] captures exception_type = 'my frob': an exception type "
+                 "must be a dotted Python name", id="exception-type-not-a-name"),
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']",
+                              "patterns = ['FROBNICATOR exploded(?: at (?P<time>.+))?']"),
+                 "examples[0]: patterns[0] captures time = 'step 3': a time must be a timestamp "
+                 "with a date", id="time-without-date"),
+    pytest.param(GOOD + 'onset_anomaly = "meltdown"\n',
+                 "onset_anomaly: 'meltdown' is not an anomaly kind of the health rules",
+                 id="onset-anomaly-unknown"),
+    pytest.param(GOOD.replace("patterns = ['FROBNICATOR exploded']", "patterns = []"),
+                 "patterns: none, so any line holding a keyword matches", id="keyword-only"),
+    pytest.param(GOOD.replace('examples = ["FROBNICATOR exploded at step 3", ',
+                              'examples = ["exploded at step 3", '),
+                 "examples[0]: holds none of the keywords", id="example-without-keyword"),
+    pytest.param(GOOD.replace('counterexamples = ["FROBNICATOR is fine"]',
+                              'counterexamples = ["FROBNICATOR exploded, not fine"]'),
+                 "counterexamples[0]: matches", id="counterexample-matches"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), LINT_PROBLEMS)
+def test_lint_reports_path_field_reason(tmp_path, text, expected):
+    path, problems = _problems(tmp_path, text)
+    assert f"{path}: {expected}" in problems, problems
+
+
+def test_lint_reports_a_broken_health_file(monkeypatch):
+    def broken():
+        raise CatalogError(["health.toml: range[0].when: 'rl' is not one of sft, grpo, any"])
+
+    monkeypatch.setattr("forensics.lint.anomaly_kinds", broken)
+    problems = check_catalog(load_catalog(), engines=["python"])
+    assert problems == ["health.toml: range[0].when: 'rl' is not one of sft, grpo, any"]
+
+
+def test_builtin_onset_anomalies_are_health_kinds(catalog):
+    kinds = anomaly_kinds()
+    assert {s.onset_anomaly for s in catalog.signatures if s.onset_anomaly} <= kinds
+    assert "nan" in kinds

@@ -117,6 +117,18 @@ def _range_rule(path: Path, where: str, table: dict, problems: list[str]) -> Ran
     elif kind in DETECTOR_KINDS:
         problems.append(f"{path}: {where}.kind: {kind!r} is a detector's kind; name the red "
                         f"flag differently")
+    limits = _limits(path, where, table, problems)
+    min_run = table.get("min_run", 3)
+    if isinstance(min_run, bool) or not isinstance(min_run, int) or min_run < 1:
+        problems.append(f"{path}: {where}.min_run: must be a whole number of at least 1")
+    if len(problems) > start:
+        return None
+    return RangeRule(metric=tuple(metric), when=when, kind=kind, healthy=table["healthy"],
+                     advice=table["advice"], min_run=min_run, **limits)
+
+
+def _limits(path: Path, where: str, table: dict, problems: list[str]) -> dict[str, float]:
+    """A rule's thresholds: at least one, finite, and a healthy band that is not empty."""
     limits: dict[str, float] = {}
     for key in _THRESHOLDS:
         value = table.get(key)
@@ -132,13 +144,7 @@ def _range_rule(path: Path, where: str, table: dict, problems: list[str]) -> Ran
     if "above" in limits and "below" in limits and limits["below"] >= limits["above"]:
         problems.append(f"{path}: {where}.below: {limits['below']:g} is not below above "
                         f"({limits['above']:g}): every value would be a red flag")
-    min_run = table.get("min_run", 3)
-    if isinstance(min_run, bool) or not isinstance(min_run, int) or min_run < 1:
-        problems.append(f"{path}: {where}.min_run: must be a whole number of at least 1")
-    if len(problems) > start:
-        return None
-    return RangeRule(metric=tuple(metric), when=when, kind=kind, healthy=table["healthy"],
-                     advice=table["advice"], min_run=min_run, **limits)
+    return limits
 
 
 def anomaly_kinds(path: str | Path | None = None) -> frozenset[str]:

@@ -1,0 +1,113 @@
+"""health.toml is data the diagnosis trusts: a broken file fails loudly at load, with
+`path: field: reason` lines, instead of misjudging a run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from forensics.errors import CatalogError
+from forensics.metrics import health
+from forensics.metrics.health import DETECTOR_KINDS, RULES_FILE, anomaly_kinds, range_rules
+
+RULE = '''[[range]]
+metric = ["grad_norm", "train/grad_norm"]
+when = "sft"
+above = 100.0
+kind = "high"
+healthy = "0.1-10"
+advice = "Clip gradients."
+'''
+
+
+def _load(tmp_path: Path, text: str) -> tuple[Path, list[str]]:
+    path = tmp_path / "health.toml"
+    path.write_text(text)
+    with pytest.raises(CatalogError) as err:
+        range_rules(path)
+    return path, err.value.problems
+
+
+def test_packaged_rules_load():
+    rules = range_rules()
+    assert rules == range_rules(RULES_FILE)
+    assert all(rule.metric and rule.when in ("sft", "grpo", "any") for rule in rules)
+    assert {"high", "collapse", "zero", "stuck"} <= anomaly_kinds()
+
+
+def test_a_valid_file_at_a_path_loads(tmp_path):
+    path = tmp_path / "health.toml"
+    path.write_text(RULE + RULE.replace('"sft"', '"grpo"').replace("above = 100.0", "below = 0.5")
+                    + "min_run = 5\n")
+    first, second = range_rules(path)
+    assert (first.above, first.min_run) == (100.0, 3)
+    assert (second.below, second.min_run, second.when) == (0.5, 5, "grpo")
+    assert "high" in anomaly_kinds(path)
+
+
+BROKEN = [
+    pytest.param(RULE + "colour = 1\n", "range[0].colour: unknown key", id="unknown-key"),
+    pytest.param("version = 2\n" + RULE, "version: unknown key", id="unknown-top-level-key"),
+    pytest.param("", "range: must be one or more [[range]] tables", id="no-rules"),
+    pytest.param('range = "all"\n', "range: must be one or more [[range]] tables", id="range-type"),
+    pytest.param(RULE.replace('kind = "high"\n', ""), "range[0].kind: missing", id="missing-key"),
+    pytest.param(RULE.replace('metric = ["grad_norm", "train/grad_norm"]', 'metric = "grad_norm"'),
+                 "range[0].metric: must be a list of metric names", id="metric-type"),
+    pytest.param(RULE.replace('metric = ["grad_norm", "train/grad_norm"]', "metric = []"),
+                 "range[0].metric: must be a list of metric names", id="metric-empty"),
+    pytest.param(RULE.replace('"sft"', '"rl"'), "range[0].when: 'rl' is not one of sft, grpo, any",
+                 id="when-value"),
+    pytest.param(RULE.replace('"high"', '"Too High"'),
+                 "range[0].kind: 'Too High' is not kebab-case", id="kind-form"),
+    pytest.param(RULE.replace('"high"', '"spike"'), "range[0].kind: 'spike' is a detector's kind",
+                 id="kind-taken"),
+    pytest.param(RULE.replace('healthy = "0.1-10"', "healthy = 10"),
+                 "range[0].healthy: must be a non-empty string", id="healthy-type"),
+    pytest.param(RULE.replace("above = 100.0", 'above = "100"'),
+                 "range[0].above: must be a finite number", id="threshold-type"),
+    pytest.param(RULE.replace("above = 100.0", "above = true"),
+                 "range[0].above: must be a finite number", id="threshold-bool"),
+    pytest.param(RULE.replace("above = 100.0", "above = nan"),
+                 "range[0].above: must be a finite number", id="threshold-nan"),
+    pytest.param(RULE.replace("above = 100.0\n", ""),
+                 "range[0]: needs at least one of above, below, at_most", id="no-threshold"),
+    pytest.param(RULE + "below = 200.0\n", "range[0].below: 200 is not below above (100)",
+                 id="empty-healthy-band"),
+    pytest.param(RULE + "min_run = 0\n", "range[0].min_run: must be a whole number of at least 1",
+                 id="min-run-range"),
+    pytest.param(RULE + "min_run = 2.5\n", "range[0].min_run: must be a whole number of at least 1",
+                 id="min-run-type"),
+    pytest.param(RULE + "[[range]\n", "toml:", id="not-toml"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BROKEN)
+def test_broken_health_file_raises_path_field_reason(tmp_path, text, expected):
+    path, problems = _load(tmp_path, text)
+    assert any(p.startswith(f"{path}: {expected}") for p in problems), problems
+
+
+def test_every_problem_of_a_file_is_reported(tmp_path):
+    _, problems = _load(tmp_path, RULE.replace('"sft"', '"rl"') + "min_run = 0\n"
+                        + RULE.replace('kind = "high"\n', ""))
+    assert len(problems) == 3, problems
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CatalogError) as err:
+        range_rules(tmp_path / "nowhere.toml")
+    assert err.value.problems[0].startswith(f"{tmp_path / 'nowhere.toml'}: file: cannot read")
+
+
+def test_detector_kinds_name_every_kind_the_detectors_report():
+    """The kinds that `Anomaly(metric, kind, ...)` calls in health.py spell out literally are
+    exactly DETECTOR_KINDS (a rule kind comes from health.toml instead)."""
+    tree = ast.parse(Path(health.__file__).read_text(encoding="utf-8"))
+    literal = {
+        call.args[1].value for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Anomaly"
+        and len(call.args) > 1 and isinstance(call.args[1], ast.Constant)
+    }
+    assert literal == set(DETECTOR_KINDS)
