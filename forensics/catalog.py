@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 
 import regex
 
 from forensics.errors import CatalogError
-from forensics.model import Severity
+from forensics.model import Level, LineRole, Severity, Verdict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,7 +28,17 @@ _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cau
 _KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "generic",
           "min_count", "corroborating_lines", "corroborating_signatures", "if_uncorroborated",
           "onset_anomaly", "stalled_collective", "references",
-          "examples", "counterexamples"}
+          "examples", "counterexamples", "roles", "root_levels", "signals", "groups",
+          "verdict"}
+GROUP = "group:"  # `symptom_of = ["group:kills-a-rank"]` names every member of a group
+#: the group of failures that end the process that hits them; the collective failures they
+#: cause on the other ranks (NCCL timeouts, aborts, hangs) name it in `symptom_of`
+KILLS_A_RANK = "kills-a-rank"
+DEFAULT_ROLES = (LineRole.FRAME, LineRole.EXCEPTION, LineRole.PLAIN)
+DEFAULT_ROOT_LEVELS = (Level.ERROR, Level.FATAL, Level.UNMARKED)
+SIGNAL_NAMES = {"SIGHUP": 1, "SIGINT": 2, "SIGILL": 4, "SIGABRT": 6, "SIGBUS": 7, "SIGFPE": 8,
+                "SIGKILL": 9, "SIGSEGV": 11, "SIGTERM": 15}
+VERDICTS = (Verdict.FAILED, Verdict.INTERRUPTED)
 #: named captures the diagnosis reads (any other named capture is a detail in the report);
 #: every capture whose name starts with `exitcode` is an exit status
 RESERVED_CAPTURES = ("exitcode", "node", "host", "time", "exception_type")
@@ -61,6 +72,12 @@ class Signature:
     references: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     counterexamples: tuple[str, ...] = ()
+    roles: tuple[LineRole, ...] = DEFAULT_ROLES  # where its patterns may match
+    root_levels: tuple[Level, ...] = DEFAULT_ROOT_LEVELS  # line levels that can make a root
+    signals: tuple[int, ...] = ()  # fatal signals (by number) that mean this failure
+    groups: tuple[str, ...] = ()  # named groups of causes it belongs to
+    verdict: Verdict = Verdict.FAILED  # how a run ends when this is its root cause
+    symptom_groups: tuple[str, ...] = ()  # the groups its symptom_of named (before expansion)
 
     def is_failure(self, count: int = 1) -> bool:
         """Whether `count` matching lines make a failure that can be a root cause (warnings
@@ -160,6 +177,7 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
                 continue
             seen_here.add(signature.id)
             by_id[signature.id] = signature
+    by_id = _expand_groups(by_id, problems)
     for signature in by_id.values():
         for key in ("symptom_of", "also_matches", "corroborating_signatures"):
             for other in getattr(signature, key):
@@ -172,6 +190,32 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
     for signature in ordered:
         digest.update(signature.path.read_bytes())
     return Catalog(tuple(ordered), digest.hexdigest()[:16])
+
+
+def _expand_groups(by_id: dict[str, Signature], problems: list[str]) -> dict[str, Signature]:
+    """`group:NAME` in `symptom_of` stands for every signature in group NAME (except the
+    symptom itself): relations are written once, as membership, and cannot drift."""
+    members: dict[str, list[str]] = {}
+    for signature in by_id.values():
+        for group in signature.groups:
+            members.setdefault(group, []).append(signature.id)
+    out = {}
+    for sig_id, signature in by_id.items():
+        expanded: list[str] = []
+        groups: list[str] = []
+        for other in signature.symptom_of:
+            if not other.startswith(GROUP):
+                expanded.append(other)
+                continue
+            group = other[len(GROUP):]
+            groups.append(group)
+            if group not in members:
+                problems.append(f"{signature.path}: symptom_of: no signature is in group "
+                                f"{group!r}")
+            expanded += [m for m in sorted(members.get(group, ())) if m != sig_id]
+        out[sig_id] = replace(signature, symptom_of=tuple(dict.fromkeys(expanded)),
+                              symptom_groups=tuple(groups))
+    return out
 
 
 def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | None:
@@ -204,6 +248,10 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         stalled_collective=fields.flag("stalled_collective"),
         references=fields.references(), examples=fields.strings("examples"),
         counterexamples=fields.strings("counterexamples"),
+        roles=fields.choices("roles", LineRole, DEFAULT_ROLES),
+        root_levels=fields.choices("root_levels", Level, DEFAULT_ROOT_LEVELS),
+        signals=fields.signals(), groups=fields.names("groups"),
+        verdict=fields.choices("verdict", Verdict, (Verdict.FAILED,), VERDICTS)[0],
     )
     return signature if len(problems) == start else None
 
@@ -340,3 +388,31 @@ class _Fields:
             if not reference.startswith(("https://", "http://")):
                 self.problem("references", f"{reference!r} is not an http(s) address")
         return references
+
+    def choices(self, key: str, enum: type[Enum], default: tuple, allowed: tuple = ()) -> tuple:
+        """Names from an enum (a list of them, or one string), default when absent."""
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        values = [value] if isinstance(value, str) else value
+        allowed = allowed or tuple(enum)
+        names = ", ".join(str(a) for a in allowed)
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, str) and v in [str(a) for a in allowed] for v in values):
+            self.problem(key, f"must be one or more of {names}")
+            return default
+        return tuple(enum(v) for v in values)
+
+    def signals(self) -> tuple[int, ...]:
+        names = self.strings("signals")
+        for name in names:
+            if name not in SIGNAL_NAMES:
+                self.problem("signals", f"{name!r} is not one of {', '.join(SIGNAL_NAMES)}")
+        return tuple(SIGNAL_NAMES[n] for n in names if n in SIGNAL_NAMES)
+
+    def names(self, key: str) -> tuple[str, ...]:
+        out = self.strings(key)
+        for name in out:
+            if not _ID.match(name):
+                self.problem(key, f"{name!r} is not kebab-case")
+        return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import regex
 
-from forensics.catalog import Catalog, Signature, search_line
+from forensics.catalog import ANY, KILLS_A_RANK, Catalog, Signature, search_line
 from forensics.errors import CatalogError
 from forensics.inputs.sources import Source
 from forensics.lines.engine import available_engines
@@ -63,6 +63,7 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
         problems += _field_problems(signature, kinds)
         hits = _example_problems(signature, by_id, plans, problems)
         problems += regex_problems(signature, hits)
+        problems += level_problems(signature, hits)
         for index, counter in enumerate(signature.counterexamples):
             for name, plan in plans.items():
                 if signature.id in matched_signatures(counter, catalog, plan):
@@ -85,6 +86,12 @@ def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
     if not signature.patterns:
         problems.append(f"{where}: patterns: none, so any line holding a keyword matches; "
                         f"add a regex that says what else the line must hold")
+    if (signature.is_failure() and KILLS_A_RANK not in signature.groups
+            and KILLS_A_RANK not in signature.symptom_groups and ANY not in signature.symptom_of):
+        problems.append(f"{where}: groups: a failure that ends its process belongs to "
+                        f"{KILLS_A_RANK!r} (so the NCCL timeouts it causes on other ranks read "
+                        f"as its symptoms), unless it is itself a symptom of that group or of "
+                        f"\"*\"")
     if signature.onset_anomaly and kinds and signature.onset_anomaly not in kinds:
         problems.append(f"{where}: onset_anomaly: {signature.onset_anomaly!r} is not an "
                         f"anomaly kind of the health rules ({', '.join(sorted(kinds))})")
@@ -114,6 +121,17 @@ def _example_problems(signature: Signature, by_id: dict[str, Signature],
                 if any(m.signature == signature.id for m in token.matches):
                     hits.setdefault((index, token.line, token.text), token)
     return hits
+
+
+def level_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:
+    """A failure's true examples must be lines it can be the root cause from: a line whose
+    own level is outside `root_levels` would only ever be context."""
+    if not signature.is_failure():
+        return []
+    return [f"{signature.path}: examples[{index}]: a {token.level} line can never be its root "
+            f"cause (root_levels: {', '.join(str(v) for v in signature.root_levels)})"
+            for (index, _, _), token in hits.items()
+            if token.level not in signature.root_levels]
 
 
 def regex_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:

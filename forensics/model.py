@@ -28,6 +28,27 @@ class Verdict(_Name):
     UNKNOWN = "unknown"
 
 
+class Level(_Name):
+    """How severe the line itself says it is (its logger level, glog letter, NCCL INFO/WARN,
+    a Python warning); UNMARKED when it says nothing."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    FATAL = "fatal"
+    UNMARKED = "unmarked"
+
+
+class LineRole(_Name):
+    """What a line is within its surroundings."""
+
+    FRAME = "frame"  # a traceback frame header: File "x.py", line 3, in f
+    SOURCE = "source"  # the source line a traceback frame quotes
+    EXCEPTION = "exception"  # an exception line: Type: message
+    PLAIN = "plain"  # anything else
+
+
 class Role(_Name):
     """A finding's part in the failure."""
 
@@ -81,6 +102,8 @@ class Token:
     who: Attribution = NO_ATTRIBUTION
     context_before: tuple[str, ...] = ()
     context_after: tuple[str, ...] = ()
+    level: Level = Level.UNMARKED
+    role: LineRole = LineRole.PLAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +186,7 @@ class Finding:
     confirmed: bool | None = None  # for signatures that need corroboration (see catalog)
     exit_codes: tuple[int, ...] = ()  # every exit code its lines captured
     step: int | None = None  # the training step it happened at, when known
+    rootable: int | None = None  # its lines whose level lets it be a root (None: all)
 
     @property
     def capture_dict(self) -> dict[str, str]:

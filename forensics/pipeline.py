@@ -28,6 +28,7 @@ from forensics.model import (
     SourceInfo,
     TimelineSummary,
     Token,
+    Verdict,
     WorkerFailure,
 )
 from forensics.redact import redact
@@ -103,7 +104,9 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     if problems:
         sources.append(SourceInfo("<inputs>", 0, 0, tuple(problems)))
     return Analysis(
-        verdict=decide_verdict(root, completed, progressed), root_cause=root,
+        verdict=decide_verdict(root, catalog.get(root.finding.signature).verdict if root
+                               else Verdict.FAILED, completed, progressed),
+        root_cause=root,
         findings=diagnosis.findings,
         fixes=_fix_lines(catalog.get(root.finding.signature).fix) if root else (),
         timeline=timeline,

@@ -45,6 +45,7 @@ title = "Custom failure"
 category = "{category}"
 severity = "error"
 priority = 99
+groups = ["kills-a-rank"]
 keywords = ["FROBNICATOR"]
 patterns = ['FROBNICATOR exploded']
 cause = "The frobnicator exploded."
@@ -246,3 +247,24 @@ def test_builtin_onset_anomalies_are_health_kinds(catalog):
     kinds = anomaly_kinds()
     assert {s.onset_anomaly for s in catalog.signatures if s.onset_anomaly} <= kinds
     assert "nan" in kinds
+
+
+def test_failure_outside_the_rank_killing_group_is_a_lint_problem(tmp_path):
+    outside = GOOD.replace('groups = ["kills-a-rank"]\n', "")
+    assert "groups: a failure that ends its process belongs to 'kills-a-rank'" in \
+        _problems(tmp_path, outside)[1]
+
+
+def test_group_relation_expands_to_every_member():
+    catalog = load_catalog()
+    members = {s.id for s in catalog.signatures if "kills-a-rank" in s.groups}
+    for symptom in ("nccl-timeout", "nccl-abort", "fsdp-hang"):
+        assert members <= set(catalog.get(symptom).symptom_of) | {symptom}
+    # the relation the hand-copied lists missed: a cuBLAS failure explains the timeouts
+    assert "cublas-error" in catalog.get("nccl-timeout").symptom_of
+
+
+def test_example_at_a_level_that_cannot_be_root_is_a_lint_problem(tmp_path):
+    warned = GOOD.replace('"FROBNICATOR exploded at step 3"',
+                          '"[2024-01-01 10:00:00,000] [WARNING] FROBNICATOR exploded"')
+    assert "a warning line can never be its root cause" in _problems(tmp_path, warned)[1]

@@ -100,6 +100,8 @@ def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
             when=to_epoch(first.token.who.time or dict(first.captures).get("time"), year),
             confirmed=_confirmed(signature, group),
             exit_codes=_exit_codes(group),
+            rootable=len({(h.token.source, h.token.line) for h in group
+                          if h.token.level in signature.root_levels}),
         ))
     return findings
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from forensics.model import RootCause, Verdict
 
 
-def decide_verdict(root: RootCause | None, completed: bool, progressed: bool) -> Verdict:
-    """`failed` with a root cause; else `completed` when a completion line or a final
-    summary was printed; else `interrupted` when it was training and the log just stops;
-    else `unknown`."""
+def decide_verdict(root: RootCause | None, root_verdict: Verdict, completed: bool,
+                   progressed: bool) -> Verdict:
+    """With a root cause, the verdict its signature gives (`failed`, or `interrupted` for a
+    run stopped by hand or a closed terminal); else `completed` when a completion line or a
+    final summary was printed; else `interrupted` when it was training and the log just
+    stops; else `unknown`."""
     if root is not None:
-        return Verdict.FAILED
+        return root_verdict
     if completed:
         return Verdict.COMPLETED
     if progressed:

@@ -10,7 +10,8 @@ import regex
 
 from forensics.lines.facts import FACT_KEYWORDS
 from forensics.lines.lexer import Segment, segments
-from forensics.model import Attribution, ExceptionPart, Traceback, WorkerFailure
+from forensics.lines.signals import KEYWORDS as SIGNAL_KEYWORDS
+from forensics.model import Attribution, ExceptionPart, LineRole, Traceback, WorkerFailure
 
 TRACEBACK_START = "Traceback (most recent call last):"
 CHAIN_SEPARATORS = (
@@ -32,12 +33,33 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "checkpoint": ("Saving model checkpoint to",),
     "ds-step": ("skipped=", "MaxMemAllocated="),
     "fact": FACT_KEYWORDS,
+    "signal": SIGNAL_KEYWORDS,
 }
 
 EXCEPTION_LINE = regex.compile(
     r"^(?P<type>(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*)(?::[ \t]?(?P<message>.*))?$"
 )
 EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Failed")
+
+
+# a rich/typer traceback box's source line: "│ ❱ 123 │     code │", "│   120 │   code │"
+_RAISE = regex.compile(r"^\s*raise [A-Za-z_][\w.]*\(")
+_BOXED_SOURCE = regex.compile(r"^\s*[│|]\s*(?:❱|>)?\s*\d+\s*[│|]")
+
+
+def line_role(body: str, previous: str) -> LineRole:
+    """What a line is: a traceback frame header, the source line a frame quotes (never a
+    failure, whatever error class its code names, unless it raises one with its message), an
+    exception line, or plain output."""
+    if _FRAME.match(body):
+        return LineRole.FRAME
+    if _BOXED_SOURCE.match(body) or (body[:1] in " \t" and _FRAME.match(previous)):
+        # `raise X("message")` states the exception itself: a paste cut before the
+        # exception line still says what was raised
+        return LineRole.EXCEPTION if _RAISE.match(body) else LineRole.SOURCE
+    if exception_name(body) is not None:
+        return LineRole.EXCEPTION
+    return LineRole.PLAIN
 
 
 def exception_name(body: str) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import regex
 
-from forensics.model import NO_ATTRIBUTION, Attribution
+from forensics.model import NO_ATTRIBUTION, Attribution, Level
 
 ANSI = regex.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 # A tqdm bar at the start of a segment, with text glued after it.
@@ -19,10 +19,16 @@ PROGRESS_BAR = regex.compile(
 )
 
 # Each prefix rule is anchored at the start of what is left and consumes one trailing space.
-# Named groups feed the Attribution: rank, local_rank, host, pid, time.
+# Named groups feed the Attribution (rank, local_rank, host, pid, time) and the line's level
+# (`level` holds a level word, `glog` a glog letter).
 _PREFIX_RULES = [
-    # Ray / vLLM actor output: "(RayWorkerWrapper pid=92234, ip=172.19.24.110) "
-    r"\((?:\w+ )?pid=(?P<pid>\d+)(?:, ip=(?P<host>[\w.:-]+))?\) ",
+    # Ray / vLLM actor output: "(RayWorkerWrapper pid=92234, ip=172.19.24.110) ",
+    # "(head, rank=0, pid=4773) "
+    r"\((?:[\w.-]+,? )?(?:rank=(?P<rank>\d+), )?pid=(?P<pid>\d+)(?:, ip=(?P<host>[\w.:-]+))?\) ",
+    # a Markdown quote of a pasted log: "> "
+    r"> (?=\S)",
+    # srun --label: "15: "
+    r"(?P<rank>\d{1,5}): (?=\S)",
     # torch excepthook / glog: "[rank3]: " or "[rank3]:"
     r"\[rank(?P<rank>\d+)\]: ?",
     # torchrun --tee: "[default3]:"
@@ -37,18 +43,19 @@ _PREFIX_RULES = [
     r"\[(?P<time>\d\d:\d\d:\d\d(?:\.\d+)?)\] ",
     # ISO / logging timestamp at line start, optional " | LEVEL | where - "
     r"(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?(?:Z|[+-]\d\d:?\d\d)?) "
-    r"(?:\|\s*\w+\s*\|\s*\S+ - |- \w+ - (?:[\w.]+ - )?)?",
+    r"(?:\|\s*(?P<level>\w+)\s*\|\s*\S+ - |- (?P<level>\w+) - (?:[\w.]+ - )?)?",
     # "04/01/2024 19:13:45 - WARNING - __main__ - "
-    r"(?P<time>\d\d/\d\d/\d{4} \d\d:\d\d:\d\d) - \w+ - [\w.]+ - ",
+    r"(?P<time>\d\d/\d\d/\d{4} \d\d:\d\d:\d\d) - (?P<level>\w+) - [\w.]+ - ",
     # glog: "E0301 12:41:09.004000 4000 torch/x.py:869] " and "[E1218 20:27:21.42 File.cpp:629] "
-    r"\[?[VIWEF](?P<time>\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?) (?:(?P<pid>\d+) )?[\w./-]+:\d+\] ",
-    r"\[[VIWEF] [\w./-]+:\d+\] ",
+    r"\[?(?P<glog>[VIWEF])(?P<time>\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?) (?:(?P<pid>\d+) )?"
+    r"[\w./-]+:\d+\] ",
+    r"\[(?P<glog>[VIWEF]) [\w./-]+:\d+\] ",
     # NCCL: "node-1:185:1027 [7] "
     r"(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[\d+\] ",
     # HF detail: "[WARNING|logging.py:329] 2024-04-01 19:13:46,400 >> "
-    r"\[\w+\|[\w.]+:\d+\] [\d-]+ [\d:,]+ >> ",
+    r"\[(?P<level>\w+)\|[\w.]+:\d+\] [\d-]+ [\d:,]+ >> ",
     # level, logger location, PID and RANK fields of axolotl / DeepSpeed
-    r"\[(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\] ",
+    r"\[(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\] ",
     r"\[PID:(?P<pid>\d+)\] ",
     r"\[RANK:(?P<local_rank>\d+)\] ",
     r"\[Rank (?P<rank>-?\d+)\] ",
@@ -57,16 +64,34 @@ _PREFIX_RULES = [
     r"\[[^\]\s][^\]]{0,78}\] (?=\S)",
 ]
 PREFIX = regex.compile("|".join(f"(?:{rule})" for rule in _PREFIX_RULES))
-_GROUPS = ("rank", "local_rank", "host", "pid", "time")
+_GROUPS = ("rank", "local_rank", "host", "pid", "time", "level", "glog")
+LEVEL_WORDS = {"TRACE": Level.DEBUG, "DEBUG": Level.DEBUG, "INFO": Level.INFO,
+               "NOTICE": Level.INFO, "WARN": Level.WARNING, "WARNING": Level.WARNING,
+               "ERROR": Level.ERROR, "ERR": Level.ERROR, "CRITICAL": Level.FATAL,
+               "FATAL": Level.FATAL}
+GLOG_LETTERS = {"V": Level.DEBUG, "I": Level.INFO, "W": Level.WARNING, "E": Level.ERROR,
+                "F": Level.FATAL}
+# the level a message body states at its start: NCCL INFO/WARN, `WARNING:root:`, vLLM's
+# `INFO 03-01 12:00:01 ...`, `wandb: WARNING`, `torch._dynamo.convert_frame: [WARNING]`,
+# and Python warnings (`x.py:3: UserWarning: ...`)
+_BODY_LEVEL = regex.compile(
+    r"^(?:NCCL (?P<level>INFO|WARN)\b"
+    r"|(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)(?=:[\w.<]|\s+\d\d-\d\d |\s+\[)"
+    r"|(?:wandb|swanlab|comet_ml|mlflow): (?P<level>DEBUG|INFO|WARNING|ERROR)\b"
+    r"|[\w.]{1,120}: \[(?P<level>DEBUG|INFO|WARNING|ERROR)\]"
+    r"|(?:\S{1,300}:\d+: )?(?P<warning>[A-Z]\w{0,40}Warning): )"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """One logical line: the cleaned text and the message body after its prefixes."""
+    """One logical line: the cleaned text, the message body after its prefixes, who printed
+    it and the level it states."""
 
     text: str
     body: str
     who: Attribution
+    level: Level = Level.UNMARKED
 
 
 def clean(raw: str) -> str:
@@ -112,9 +137,25 @@ def parse_prefixes(text: str) -> Segment:
                 fields[name] = value
         pos = match.end()
     body = text[pos:] if pos < len(text) else text
-    if not fields:
-        return Segment(text, body, NO_ATTRIBUTION)
-    return Segment(text, body, _attribution(fields))
+    level = _level(fields, body)
+    if not fields.keys() - {"level", "glog"}:
+        return Segment(text, body, NO_ATTRIBUTION, level)
+    return Segment(text, body, _attribution(fields), level)
+
+
+def _level(fields: dict[str, str], body: str) -> Level:
+    """The level the line's prefixes state, else the one its body starts with."""
+    if "glog" in fields:
+        return GLOG_LETTERS[fields["glog"]]
+    word = fields.get("level", "").upper()
+    if word in LEVEL_WORDS:
+        return LEVEL_WORDS[word]
+    found = _BODY_LEVEL.match(body)
+    if found is None:
+        return Level.UNMARKED
+    if found["warning"]:
+        return Level.WARNING
+    return LEVEL_WORDS.get(found["level"].upper(), Level.UNMARKED)
 
 
 def _attribution(fields: dict[str, str]) -> Attribution:

@@ -19,10 +19,12 @@ from forensics.lines.blocks import (
     EVENT_KEYWORDS,
     FailureBlockWalker,
     TracebackWalker,
+    line_role,
     worker_exit,
 )
 from forensics.lines.engine import Engine, Keyword, build_engine
-from forensics.lines.lexer import segments
+from forensics.lines.lexer import Segment, segments
+from forensics.lines.signals import signal_name, signal_of
 from forensics.metrics.shapes import checkpoint_saved, deepspeed_step, last_progress, parse_metrics
 from forensics.metrics.table import TRAIN, MetricsTable, log_history_table, record_kind
 from forensics.model import (
@@ -30,6 +32,7 @@ from forensics.model import (
     Attribution,
     Checkpoint,
     Evidence,
+    LineRole,
     SignatureMatch,
     SourceInfo,
     Token,
@@ -55,6 +58,7 @@ class LinePlan:
     keyword_signatures: tuple[frozenset[str], ...]
     keyword_tags: tuple[frozenset[str], ...]
     signatures: dict[str, Signature]
+    signal_signatures: dict[int, tuple[str, ...]]  # fatal signal -> the signatures it means
 
 
 def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
@@ -74,6 +78,8 @@ def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
         keyword_signatures=tuple(frozenset(sigs) for _, (sigs, _) in table),
         keyword_tags=tuple(frozenset(tags) for _, (_, tags) in table),
         signatures={s.id: s for s in catalog.signatures},
+        signal_signatures={number: tuple(s.id for s in catalog.signatures if number in s.signals)
+                           for number in {n for s in catalog.signatures for n in s.signals}},
     )
 
 
@@ -184,6 +190,7 @@ class _LinePassner:
             if "metrics" in tags:  # the hot path: a metrics dict, maybe behind a bar redraw
                 self._metrics(line_no, raw)
             return
+        previous = None
         for seg in segments(raw):
             if "metrics" in tags and "{'" in seg.body:
                 self._metrics(line_no, seg.body)
@@ -198,7 +205,11 @@ class _LinePassner:
             if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
                 self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
                                              self.who(seg.who).time)
-            matched = self._matching(signatures, seg.text, seg.body)
+            if previous is None:
+                previous = _previous_body(block, start)
+            role = line_role(seg.body, previous)
+            previous = seg.body
+            matched = self._matching(signatures, seg, role, "signal" in tags)
             fact = "fact" in tags and self.fact_lines < MAX_FACT_LINES
             if not matched and not fact:
                 continue
@@ -207,24 +218,34 @@ class _LinePassner:
             self.tokens.append(Token(
                 source=self.source.name, line=line_no, text=seg.text, body=seg.body,
                 tags=frozenset(tags), matches=matched, who=self.who(seg.who),
-                context_before=before, context_after=after,
+                context_before=before, context_after=after, level=seg.level, role=role,
             ))
 
-    def _matching(self, candidates: set[str], text: str,
-                  body: str) -> tuple[SignatureMatch, ...]:
-        """The candidate signatures whose patterns match (each regex runs once here, its
-        captures kept), within the per-signature budget."""
-        matched = []
+    def _matching(self, candidates: set[str], seg: Segment, role: LineRole,
+                  may_signal: bool) -> tuple[SignatureMatch, ...]:
+        """The candidate signatures whose patterns match where they may (each regex runs
+        once here, its captures kept), and those that declare the fatal signal the line
+        reports; within the per-signature budget."""
+        found: dict[str, tuple[tuple[str, str], ...]] = {}
         for signature_id in sorted(candidates):
-            found = self.plan.signatures[signature_id].search(text, body)
-            if found is None:
+            signature = self.plan.signatures[signature_id]
+            if role not in signature.roles:
                 continue
+            hit = signature.search(seg.text, seg.body)
+            if hit is not None:
+                found[signature_id] = tuple((k, v) for k, v in hit.groupdict().items()
+                                            if v is not None)
+        number = signal_of(seg.body) if may_signal and role != LineRole.SOURCE else None
+        if number is not None:
+            for signature_id in self.plan.signal_signatures.get(number, ()):
+                found.setdefault(signature_id, (("signal", signal_name(number)),))
+        matched = []
+        for signature_id, captures in found.items():
             kept = self.kept_per_signature.get(signature_id, 0)
             if kept >= MAX_LINES_PER_SIGNATURE:
                 self.dropped_lines += 1
                 continue
             self.kept_per_signature[signature_id] = kept + 1
-            captures = tuple((k, v) for k, v in found.groupdict().items() if v is not None)
             matched.append(SignatureMatch(signature_id, captures))
         return tuple(matched)
 
@@ -248,6 +269,14 @@ class _LinePassner:
         self.metrics.add(line_no, self.current_step, values, kind)
         if kind == TRAIN:
             self.last_step_line = line_no
+
+
+def _previous_body(block: bytes, start: int) -> str:
+    """The message body of the physical line before `start` (empty at a block's start)."""
+    if start <= 0:
+        return ""
+    begin = block.rfind(b"\n", 0, start - 1) + 1
+    return segments(block[begin:start - 1].decode("utf-8", "replace"))[-1].body
 
 
 def _context(block: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple[str, ...]]:

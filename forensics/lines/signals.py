@@ -1,0 +1,78 @@
+"""Fatal signals in every spelling a log uses: launcher exit codes (`exitcode -9`,
+`exit code 137`), Python's `<Signals.SIGKILL: 9>`, shells (`Killed`, `Segmentation fault
+(core dumped)`), debuggers (`Program received signal SIGSEGV`), faulthandler, absl's failure
+handler, torch's DataLoader (`killed by signal: Bus error`) and "got signal: 15". One table
+maps numbers and names; catalog signatures declare the signals that mean them (`signals`)."""
+
+from __future__ import annotations
+
+import signal as _signal
+
+import regex
+
+#: the fatal signals a training run dies of, by number (POSIX numbers, as Linux prints them)
+SIGNALS = {1: "SIGHUP", 2: "SIGINT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE",
+           9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
+BY_NAME = {name: number for number, name in SIGNALS.items()}
+#: the words strsignal(3) and shells print for them
+DESCRIPTIONS = {"Hangup": 1, "Interrupt": 2, "Illegal instruction": 4, "Aborted": 6,
+                "Bus error": 7, "Bus": 7, "Floating point exception": 8, "Killed": 9,
+                "Segmentation fault": 11, "Terminated": 15}
+#: literals that flag a line for the grammar below (the line pass's prefilter)
+KEYWORDS = ("SIG", "signal", "Signal", "Killed", "core dumped", "exitcode", "exit code",
+            "Exit code", "exit status", "return code", "returncode", "Segmentation fault",
+            "Bus error", "Aborted", "Floating point exception", "Terminated", "Hangup",
+            "Illegal instruction")
+
+_NAME = r"SIG(?:HUP|INT|ILL|ABRT|BUS|FPE|KILL|SEGV|TERM)"
+_WORDS = "|".join(sorted((regex.escape(w) for w in DESCRIPTIONS), key=len, reverse=True))
+_ANY = rf"(?:(?P<name>{_NAME})|(?P<number>\d{{1,2}})\b|(?P<word>{_WORDS}))"
+_DEATH = regex.compile("|".join((
+    rf"<Signals\.(?P<name>{_NAME}): \d+>",
+    r"(?:terminated|killed|died|exited|stopped|crashed|aborted)\b[^\n]{0,40}?"
+    rf"\b(?:with|by|due to|from|on) (?:the )?(?:fatal )?(?:signal[: ]+{_ANY}|(?P<name>{_NAME}))",
+    rf"(?:got|received|caught|receiving) (?:fatal )?signal:? (?:(?P<name>{_NAME})"
+    r"|(?P<number>\d{1,2})\b)",
+    rf"\b[Ss]ignal (?P<number>\d{{1,2}}) \({_NAME}\) received",
+    r"Received (?P<number>\d{1,2}) death signal",
+    rf"Program (?:received|terminated with) signal (?P<name>{_NAME})",
+    rf"Fatal Python error: (?P<word>{_WORDS})",
+    rf"\*\*\* (?P<name>{_NAME}) received at time=",
+    r"(?:exit ?code|exit status|return ?code|returned non-zero exit status)[ :=]+"
+    r"(?:-(?P<negative>\d{1,2})\b|(?P<shell>1[2-5]\d)\b)",
+)))
+# a shell's own report: "bash: line 1: 12989 Killed  python train.py",
+# "Segmentation fault (core dumped)"
+_SHELL = regex.compile(
+    rf"^(?:[\w./-]+: line \d+: )?(?:\d+ )?(?P<word>{_WORDS})(?: \(core dumped\))?"
+    r"(?:\s{2,}\S.*)?\s*$"
+)
+
+
+# a list of what might have happened ("There are some potential root causes. (1) The process
+# is killed by SIGKILL ... (3) ... SIGSEGV") reports no signal
+_HEDGE = regex.compile(
+    r"(?i)\b(?:potential|possible|probable) (?:root )?causes?\b|\bmay have been\b")
+
+
+def signal_of(body: str) -> int | None:
+    """The fatal signal a line reports a process died of, or None."""
+    if _HEDGE.search(body):
+        return None
+    found = _SHELL.match(body.strip()) or _DEATH.search(body)
+    if found is None:
+        return None
+    groups = found.groupdict()
+    if groups.get("name"):
+        return BY_NAME[groups["name"]]
+    if groups.get("word"):
+        return DESCRIPTIONS[groups["word"]]
+    number = groups.get("number") or groups.get("negative")
+    if number is None and groups.get("shell"):
+        number = str(int(groups["shell"]) - 128)
+    return int(number) if number is not None and int(number) in SIGNALS else None
+
+
+def signal_name(number: int) -> str:
+    """`SIGKILL` for 9."""
+    return SIGNALS.get(number) or _signal.Signals(number).name
