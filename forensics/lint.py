@@ -12,6 +12,7 @@ from forensics.errors import CatalogError
 from forensics.inputs.sources import Source
 from forensics.lines.engine import available_engines
 from forensics.lines.linepass import LinePlan, compile_plan, line_pass
+from forensics.lines.signals import signal_of
 from forensics.metrics.health import anomaly_kinds
 from forensics.model import Token
 from forensics.timeparse import to_epoch
@@ -106,8 +107,10 @@ def _example_problems(signature: Signature, by_id: dict[str, Signature],
     where = signature.path
     hits: dict[tuple[int, int, str], Token] = {}
     for index, example in enumerate(signature.examples):
-        if not any(k in example for k in signature.keywords):
-            problems.append(f"{where}: examples[{index}]: holds none of the keywords")
+        signalled = signal_of(example) in signature.signals
+        if not signalled and not any(k in example for k in signature.keywords):
+            problems.append(f"{where}: examples[{index}]: holds none of the keywords and "
+                            f"reports none of its signals")
         for name, plan in plans.items():
             tokens = example_tokens(example, plan)
             matched = frozenset(m.signature for token in tokens for m in token.matches)

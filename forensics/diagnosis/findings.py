@@ -42,11 +42,12 @@ def hits_of(tokens: Iterable[Token], catalog: Catalog,
 
 def absorb_generic(hits: list[Hit], tracebacks: Iterable[Traceback]) -> list[Hit]:
     """Drop hits of generic signatures (e.g. `python-exception`) on a line, or inside a
-    traceback, that a specific signature already explains; on a line where a higher-priority
-    signature also fired; and inside tracebacks Python printed for an ignored exception."""
-    specific_lines = {(h.token.source, h.token.line) for h in hits if not h.signature.generic}
-    specific_ranks = {(h.token.source, h.token.line): h.token.who.rank for h in hits
-                      if not h.signature.generic}
+    traceback, that a specific signature (or a fatal signal the line reports) already
+    explains; on a line where a higher-priority signature also fired; and inside tracebacks
+    Python printed for an ignored exception."""
+    specific = [h for h in hits if not h.signature.generic or _signalled(h)]
+    specific_lines = {(h.token.source, h.token.line) for h in specific}
+    specific_ranks = {(h.token.source, h.token.line): h.token.who.rank for h in specific}
     best_on_line: dict[tuple[str, int], int] = {}
     for hit in hits:
         where = (hit.token.source, hit.token.line)
@@ -64,7 +65,13 @@ def absorb_generic(hits: list[Hit], tracebacks: Iterable[Traceback]) -> list[Hit
         return any(src == where[0] and start <= where[1] <= end and rank == hit.token.who.rank
                    for src, start, end, rank in explained_spans)
 
-    return [h for h in hits if not h.signature.generic or not explained(h)]
+    return [h for h in hits if not h.signature.generic or _signalled(h) or not explained(h)]
+
+
+def _signalled(hit: Hit) -> bool:
+    """A hit made by the fatal signal its line reports: the signal is the specific fact
+    (a `SignalException: got signal: 15` is SIGTERM, not just an exception)."""
+    return any(key == "signal" for key, _ in hit.captures)
 
 
 def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
