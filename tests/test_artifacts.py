@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shlex
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +63,32 @@ def test_memory_snapshot_fragmentation(tmp_path):
 
 
 class Evil:
+    """A pickle payload that, if ever unpickled, runs a shell command creating `marker` (a
+    path in the test's own tmp_path, so that tests cannot see each other's markers)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("touch /tmp/forensics-pwned",))
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def test_the_payload_runs_when_unpickled(tmp_path):
+    """The control for the tests below: plain pickle.loads does run the payload."""
+    marker = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(Evil(marker)))
+    assert marker.exists()
 
 
 def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
     path = tmp_path / "memory_snapshot.pickle"
-    path.write_bytes(pickle.dumps({"segments": [Evil()]}))
+    path.write_bytes(pickle.dumps({"segments": [Evil(marker)]}))
     with pytest.raises(InputError, match=r"refusing to load posix\.system"):
         load_plain(path)
     result = CliRunner().invoke(cli, ["memory", str(path)])
     assert result.exit_code == 3 and "refusing to load" in result.output
-    assert not Path("/tmp/forensics-pwned").exists()
+    assert not marker.exists()
 
 
 def dump(rank: int, seqs: list[int], state_of_last: str = "completed") -> dict:
@@ -155,11 +172,18 @@ def test_safetensors_without_torch(tmp_path):
 
 
 def test_cuda_device_without_gpu_is_a_clear_error(tmp_path):
+    """Hides every GPU from a fresh process (CUDA_VISIBLE_DEVICES=""), so this holds on a
+    machine with GPUs too; without PyTorch the error names PyTorch instead."""
     write_safetensors(tmp_path / "a.safetensors", {"w": np.zeros((2, 2), np.float32)})
-    result = CliRunner().invoke(cli, ["checkpoint", "--device", "cuda",
-                                      str(tmp_path / "a.safetensors")])
-    assert result.exit_code == 3
-    assert "PyTorch" in result.output or "CUDA" in result.output
+    result = subprocess.run(
+        [sys.executable, "-m", "forensics", "checkpoint", "--device", "cuda",
+         str(tmp_path / "a.safetensors")],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
+        timeout=300, check=False)
+    assert result.returncode == 3, result.stderr
+    assert "forensics: error:" in result.stderr
+    assert "PyTorch" in result.stderr or "CUDA" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_torch_checkpoint_with_nan_layer_and_optimizer_blowup(tmp_path):
@@ -182,10 +206,11 @@ def test_torch_checkpoint_with_nan_layer_and_optimizer_blowup(tmp_path):
 
 def test_torch_refuses_arbitrary_objects(tmp_path):
     torch = pytest.importorskip("torch")
-    torch.save({"weights": torch.zeros(2), "hook": Evil()}, tmp_path / "bad.pt")
+    marker = tmp_path / "pwned"
+    torch.save({"weights": torch.zeros(2), "hook": Evil(marker)}, tmp_path / "bad.pt")
     result = CliRunner().invoke(cli, ["checkpoint", str(tmp_path / "bad.pt")])
     assert result.exit_code == 3 and "refusing to unpickle" in result.output
-    assert not Path("/tmp/forensics-pwned").exists()
+    assert not marker.exists()
 
 
 def test_torch_two_checkpoints_find_the_diverged_layer(tmp_path):
