@@ -126,7 +126,8 @@ class Traceback:
     who: Attribution
     parts: tuple[ExceptionPart, ...]
     packages: tuple[str, ...] = ()
-    ignored: bool = False  # printed after "Exception ignored in ...": not what ended the run
+    ignored: bool = False  # after "Exception ignored in ...", or logged below error level:
+    # the program went on, so it is not what ended the run
 
     @property
     def final(self) -> ExceptionPart | None:

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forensics.catalog import Catalog, load_catalog, user_dirs
-from forensics.diagnosis.findings import absorb_generic, group_findings, hits_of
+from forensics.diagnosis.findings import (
+    absorb_generic,
+    group_findings,
+    hits_of,
+    unexplained_death,
+)
 from forensics.diagnosis.ranks import rank_table
 from forensics.diagnosis.root import diagnose
 from forensics.diagnosis.verdict import decide_verdict
@@ -93,12 +98,13 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     health = _health([lines.metrics for lines in passes])
     if health is not None:
         findings += health.unreported(catalog, {f.signature for f in findings})
+    completed = any(lines.metrics.summary is not None or lines.completion_lines
+                    for lines in passes)
+    findings += unexplained_death(findings, tracebacks, catalog, completed)
     diagnosis = diagnose(findings, catalog, tracebacks, worker_failures,
                          health.anomalies if health else (), flight)
     root = diagnosis.root
     timeline = _timeline(passes, health, root)
-    completed = any(lines.metrics.summary is not None or lines.completion_lines
-                    for lines in passes)
     progressed = bool(timeline.steps_logged or timeline.last_step is not None)
     sources = [lines.info for lines in passes]
     if problems:

@@ -139,3 +139,32 @@ def _confirmed(signature: Signature, group: list[Hit]) -> bool | None:
 def _evidence(token: Token) -> Evidence:
     return Evidence(token.source, token.line, token.text, token.context_before,
                     token.context_after, token.body)
+
+
+UNEXPLAINED = "python-exception"  # the catalog's catch-all for an uncaught exception
+
+
+def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
+                      catalog: Catalog, completed: bool = False) -> list[Finding]:
+    """How a process visibly ended when no failure was found: the last uncaught traceback
+    becomes the catch-all finding (its exception line is the evidence), so a run that died
+    is never reported as `unknown`. Empty when a failure was found, the run said it
+    completed, or nothing died."""
+    if completed or any(catalog.get(f.signature).is_failure(
+            f.count if f.rootable is None else f.rootable) for f in findings):
+        return []
+    ended = [tb for tb in tracebacks if not tb.ignored and tb.final is not None]
+    if not ended or UNEXPLAINED not in catalog.ids:
+        return []
+    last = ended[-1]
+    part = last.final
+    text = f"{part.exception_type}: {part.message}" if part.message else part.exception_type
+    evidence = Evidence(last.source, part.line, text, body=text)
+    signature = catalog.get(UNEXPLAINED)
+    return [Finding(
+        signature=signature.id, title=signature.title, category=signature.category,
+        severity=signature.severity, count=1, ranks=(last.who.rank,) if last.who.rank
+        is not None else (), hosts=(last.who.host,) if last.who.host else (), first=evidence,
+        evidence=(evidence,), captures=(("exception_type", part.exception_type),),
+        who=last.who, exception_type=part.exception_type, order=10**15 + part.line,
+    )]

@@ -11,7 +11,14 @@ import regex
 from forensics.lines.facts import FACT_KEYWORDS
 from forensics.lines.lexer import Segment, segments
 from forensics.lines.signals import KEYWORDS as SIGNAL_KEYWORDS
-from forensics.model import Attribution, ExceptionPart, LineRole, Traceback, WorkerFailure
+from forensics.model import (
+    Attribution,
+    ExceptionPart,
+    Level,
+    LineRole,
+    Traceback,
+    WorkerFailure,
+)
 
 TRACEBACK_START = "Traceback (most recent call last):"
 CHAIN_SEPARATORS = (
@@ -19,6 +26,7 @@ CHAIN_SEPARATORS = (
     "During handling of the above exception, another exception occurred:",
 )
 IGNORED_MARK = "Exception ignored in"
+LOGGED_LEVELS = (Level.DEBUG, Level.INFO, Level.WARNING)
 FAILURE_BLOCK_START = "Root Cause (first observed failure):"
 
 #: literal prefilters for the lexer's own line kinds (the catalog adds its keywords)
@@ -138,7 +146,10 @@ class TracebackWalker:
             else:
                 if current is not None:
                     self._close(key)
-                ignored = self._previous_body.get(key, "").startswith(IGNORED_MARK)
+                # "Exception ignored in ...", or a traceback a logger printed below error
+                # level: the program went on, so it is not how the process ended
+                ignored = (self._previous_body.get(key, "").startswith(IGNORED_MARK)
+                           or seg.level in LOGGED_LEVELS)
                 self.open[key] = _OpenTraceback(line_no, seg.who, ignored, last_line=line_no)
             self._idle = 0
             self._previous_body[key] = stripped
