@@ -1,4 +1,5 @@
-"""Top-1 root-cause accuracy on ../shared/corpus and on the gpualert-eval corpus.
+"""Top-1 root-cause accuracy on ../shared/corpus, on the project's mined corpus
+(tests/corpus, per batch, beside each batch's first-look score) and on gpualert-eval.
 
 For gpualert-eval, our signature ids are mapped onto its 15 classes by the table below;
 accuracy and macro-F1 are reported on all its logs and on its wild subset, next to the
@@ -79,7 +80,8 @@ def analyze_paths(analyzer: Analyzer, paths: list[str]) -> dict:
     return analyzer.analyze_sources(sources, problems).to_dict()
 
 
-def our_corpus(analyzer: Analyzer, corpus: Path, quiet: bool) -> None:
+def score(analyzer: Analyzer, corpus: Path, quiet: bool) -> tuple[int, int]:
+    """(right, scored) over the cases of one corpus folder; misses are listed."""
     hits = total = 0
     for case in sorted(p for p in corpus.iterdir() if (p / "meta.json").is_file()):
         meta = json.loads((case / "meta.json").read_text())
@@ -94,7 +96,30 @@ def our_corpus(analyzer: Analyzer, corpus: Path, quiet: bool) -> None:
             hits += 1
         elif not quiet:
             print(f"  miss {case.name}: want {want[0]}, got {got}")
+    return hits, total
+
+
+def our_corpus(analyzer: Analyzer, corpus: Path, quiet: bool) -> None:
+    hits, total = score(analyzer, corpus, quiet)
     print(f"../shared/corpus: top-1 {hits}/{total} = {hits / total:.3f}")
+
+
+def mined_corpus(analyzer: Analyzer, corpus: Path, quiet: bool) -> None:
+    """Each batch's score today beside its first look (before any rule was written for it)."""
+    first = json.loads((corpus / "first_look.json").read_text())["batches"]
+    all_hits = all_total = look_hits = look_total = 0
+    for batch in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        hits, total = score(analyzer, batch, quiet)
+        look = first.get(batch.name)
+        seen = (f"first look {look['hits']}/{look['total']} = "
+                f"{look['hits'] / look['total']:.3f} at {look['scored_at']}" if look else
+                "no first look recorded")
+        print(f"tests/corpus/{batch.name}: top-1 {hits}/{total} = {hits / total:.3f}  ({seen})")
+        all_hits, all_total = all_hits + hits, all_total + total
+        if look:
+            look_hits, look_total = look_hits + look["hits"], look_total + look["total"]
+    print(f"tests/corpus overall: top-1 {all_hits}/{all_total} = {all_hits / all_total:.3f}; "
+          f"first looks {look_hits}/{look_total} = {look_hits / max(look_total, 1):.3f}")
 
 
 def gpualert(analyzer: Analyzer, root: Path, quiet: bool) -> None:
@@ -127,6 +152,7 @@ def main() -> None:
     analyzer = Analyzer(load_catalog())
     start = time.perf_counter()
     our_corpus(analyzer, shared / "corpus", args.quiet)
+    mined_corpus(analyzer, ROOT / "tests" / "corpus", args.quiet)
     gpualert(analyzer, shared / "external" / "gpualert-eval" / "corpus", args.quiet)
     print(f"({time.perf_counter() - start:.1f} s)")
 

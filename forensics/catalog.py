@@ -98,7 +98,75 @@ class Signature:
         return None
 
 
+    def search_cut(self, body: str) -> tuple[tuple[str, str], ...] | None:
+        """The captures of a pattern that `body` begins but stops short of (a message cut
+        off at the end of a paste): at least CUT_MATCH_CHARS of it, holding some of the
+        pattern's own words (not only what its wildcards match)."""
+        for pattern in self.patterns:
+            found = pattern.search(body, partial=True)
+            if (found is None or not found.partial
+                    or found.end() - found.start() < CUT_MATCH_CHARS):
+                continue
+            if open_ended(pattern, body, found.start()):
+                continue
+            text = found.group()
+            phrases = [p for p in literal_phrases(pattern.pattern) if len(p.strip()) >= 4]
+            if any(p in text or _ends_with_start_of(text, p, 6) for p in phrases):
+                return tuple((k, v) for k, v in found.groupdict().items() if v is not None)
+        return None
+
+
+_META = set("[](){}|*+?.^$")
+
+
+def literal_phrases(source: str) -> list[str]:
+    """The runs of plain text in a regex (escaped punctuation counts as text; a character
+    made optional by a quantifier does not)."""
+    phrases, current, i = [], [], 0
+    while i < len(source):
+        char = source[i]
+        if char == "(" and source.startswith("?", i + 1):  # a group header: (?:, (?P<name>
+            phrases.append("".join(current))
+            current = []
+            close = source.find(">", i) + 1 if source.startswith("?P<", i + 1) else i + 3
+            i = max(close, i + 3)
+            continue
+        if char == "\\" and i + 1 < len(source):
+            nxt = source[i + 1]
+            if nxt.isalnum():  # a class (\d, \s, \b ...): the phrase ends here
+                phrases.append("".join(current))
+                current = []
+            else:
+                current.append(nxt)
+            i += 2
+            continue
+        if char in "*?{" and current:
+            current.pop()  # the quantified character is optional
+        if char in _META:
+            phrases.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    phrases.append("".join(current))
+    return [p for p in phrases if p.strip()]
+
+
+def open_ended(pattern: regex.Pattern[str], body: str, start: int) -> bool:
+    """Whether the line ends where the pattern has a wildcard (`.*`, `\\S+`): any text,
+    even none, could follow, so the line is not a message cut inside the pattern's words."""
+    again = pattern.search(body + "\x00", pos=start, partial=True)
+    return again is not None and again.start() == start
+
+
+def _ends_with_start_of(text: str, phrase: str, least: int) -> bool:
+    """Whether `text` ends in the first `least` or more characters of `phrase`."""
+    return any(text.endswith(phrase[:size]) for size in range(least, len(phrase)))
+
+
 _KEYWORD_ONLY = regex.compile(r"")
+#: how much of a pattern a cut-off last line must still hold to count as its match
+CUT_MATCH_CHARS = 12
 
 
 def search_line(pattern: regex.Pattern[str], text: str, body: str) -> regex.Match[str] | None:

@@ -52,7 +52,7 @@ EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Fai
 
 # a rich/typer traceback box's source line: "│ ❱ 123 │     code │", "│   120 │   code │"
 _RAISE = regex.compile(r"^\s*raise [A-Za-z_][\w.]*\(")
-_BOXED_SOURCE = regex.compile(r"^\s*[│|]\s*(?:❱|>)?\s*\d+\s*[│|]")
+_BOXED_SOURCE = regex.compile(r"^\s*(?:│\s*)?(?:❱\s*)?\d+\s*│")
 
 
 def line_role(body: str, previous: str) -> LineRole:

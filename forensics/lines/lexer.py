@@ -83,6 +83,10 @@ _BODY_LEVEL = regex.compile(
 )
 
 
+# where another rank's output starts in the middle of a line
+_RANK_BREAK = regex.compile(r"(?<=\S)(?=\[rank\d+\]:)")
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """One logical line: the cleaned text, the message body after its prefixes, who printed
@@ -105,6 +109,8 @@ def segments(raw_line: str) -> list[Segment]:
     """Split a physical line into logical lines and parse each one's prefixes."""
     line = clean(raw_line)
     parts = line.split("\r") if "\r" in line else [line]
+    if line.count("[rank") > 1:  # ranks interleaved on one line: one segment per rank
+        parts = [piece for part in parts for piece in _RANK_BREAK.split(part)]
     out: list[Segment] = []
     for part in parts:
         if "%|" in part:

@@ -24,6 +24,7 @@ from forensics.lines.blocks import (
 )
 from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, segments
+from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.signals import signal_name, signal_of
 from forensics.metrics.shapes import checkpoint_saved, deepspeed_step, last_progress, parse_metrics
 from forensics.metrics.table import TRAIN, MetricsTable, log_history_table, record_kind
@@ -48,6 +49,7 @@ TAIL_CHARS = 600
 MAX_LINES_PER_SIGNATURE = 500
 _METRICS_ONLY = frozenset({"metrics", "progress"})
 MAX_FACT_LINES = 200
+CUT_LINE_BYTES = 8192  # the longest last line read as a message cut short
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class LinePass:
     checkpoint: Checkpoint | None = None
 
 
-class _LinePassner:
+class _LineReader:
     def __init__(self, source: Source, plan: LinePlan) -> None:
         self.source = source
         self.plan = plan
@@ -160,6 +162,35 @@ class _LinePassner:
                 self.block_walker = FailureBlockWalker(self.source.name, line_no)
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, tags, signatures)
+
+    def cut_short(self, block: bytes, first_line: int) -> None:
+        """The input's last line may be a message cut off before its end (a paste that
+        stops mid-word): signatures whose regex it begins get a partial match there."""
+        end = len(block.rstrip(b"\r\n"))
+        start = block.rfind(b"\n", 0, end) + 1
+        if end - start > CUT_LINE_BYTES:
+            return  # a message cut short is a line, not a megabyte of one
+        seg = segments(block[start:end].decode("utf-8", "replace"))[-1]
+        if not seg.text.rstrip()[-1:].isalpha():
+            return  # cut mid-word; a number or a bracket may well be where it ends
+        line_no = first_line + block.count(b"\n", 0, start)
+        role = line_role(seg.body, "")
+        known = next((t for t in self.tokens if t.line == line_no), None)
+        have = {m.signature for m in known.matches} if known is not None else set()
+        matched = tuple(SignatureMatch(s.id, captures) for s in self.plan.signatures.values()
+                        if role in s.roles and s.id not in have
+                        and (captures := s.search_cut(seg.body)) is not None)
+        if not matched:
+            return
+        if known is not None:
+            self.tokens[self.tokens.index(known)] = replace(
+                known, matches=known.matches + matched)
+            return
+        before, after = _context(block, start, end)
+        self.tokens.append(Token(
+            source=self.source.name, line=line_no, text=seg.text, body=seg.body,
+            tags=frozenset({"cut"}), matches=matched, who=self.who(seg.who),
+            context_before=before, context_after=after, level=seg.level, role=role))
 
     def _feed_block(self, line_no: int, raw: str) -> bool:
         assert self.block_walker is not None
@@ -306,15 +337,18 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     if source.content != "log":
         return _scan_artifact(source)
     report = ReadStatus()
-    scanner = _LinePassner(source, plan)
+    scanner = _LineReader(source, plan)
     lines = 0
     tail = b""
     ends_with_newline = True
+    pasted = b""
     for block in read_blocks(source, report):
-        scanner.scan_block(block, lines + 1)
+        pasted = normalize(block, small=lines == 0 and len(block) < PASTE_BYTES)
+        scanner.scan_block(pasted, lines + 1)
         lines += block.count(b"\n")
         ends_with_newline = block.endswith(b"\n")
         tail = (tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES else block[-TAIL_BYTES:]
+    scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)
     scanner.tracebacks.close_all()
     if scanner.block_walker is not None:
         scanner.block_walker.close()

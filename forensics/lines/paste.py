@@ -1,0 +1,117 @@
+"""Logical lines from damaged pastes, before anything is matched: logs reach issue threads
+copied from terminals, boxed by rich/typer tracebacks and hard-wrapped at the terminal's
+width. This step strips the box drawing and joins wrapped rows back into one line. Line
+numbers are kept: a joined row leaves an empty line behind, so evidence still points at the
+row the message started on. Logs written to files are never wrapped, so wrap detection runs
+only on inputs of paste size; box stripping only where box characters occur."""
+
+from __future__ import annotations
+
+import re
+
+#: inputs above this size are log files, not pastes: no wrap detection (it is per-line work)
+PASTE_BYTES = 4 * 1024 * 1024
+#: the widths terminals wrap at; any other width needs several full rows to count
+COMMON_WIDTHS = frozenset({80, 100, 120, 132, 140, 160, 180, 200, 220, 240, 250})
+MIN_WIDTH = 60
+MAX_WIDTH = 400  # wider than any terminal a log is copied from
+MIN_FULL_ROWS = 3
+_VERTICAL = "│┃"
+_BOX_BYTES = ("│".encode(), "┃".encode())
+# a border row, with an optional title: ╭──── Traceback (most recent call last) ────╮
+_BORDER = re.compile(r"^\s*[╭╰┏┗┌└][─━]*\s?(?P<title>[^─━╮╯┓┛┐┘]*?)\s?[─━]*[╮╯┓┛┐┘]\s*$")
+_ROW = re.compile(rf"^(?P<indent>\s*)[{_VERTICAL}] ?(?P<content>.*?) ?[{_VERTICAL}]\s*$")
+# a row that starts a new record rather than continuing a wrapped one
+_RECORD_START = re.compile(
+    r"^(?:\[|\{'|\d{4}-\d\d-\d\d|\d\d/\d\d/\d{4}|[VIWEF]\d{4} |Traceback |\s*File \"|"
+    r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\b|NCCL )")
+
+
+def normalize(block: bytes, small: bool) -> bytes:
+    """The block with rich boxes stripped and (for paste-sized inputs) wrapped rows joined."""
+    boxed = any(mark in block for mark in _BOX_BYTES)
+    if not boxed and not small:
+        return block
+    text = block.decode("utf-8", "surrogateescape")
+    rows = text.split("\n")
+    if boxed:
+        rows = _unbox(rows)
+    if small:
+        rows = _unwrap(rows)
+    return "\n".join(rows).encode("utf-8", "surrogateescape")
+
+
+def _unbox(rows: list[str]) -> list[str]:
+    """Box borders become their title (or nothing); `│ text │` rows become `text`, nested
+    boxes too; then rows wrapped inside one box are joined at the box's inner width."""
+    out = []
+    inner_width = 0
+    for row in rows:
+        border = _BORDER.match(row)
+        if border is not None:
+            out.append(border["title"].strip())
+            continue
+        level = 0
+        while (found := _ROW.match(row)) is not None and level < 3:
+            content = found["content"]
+            inner_width = max(inner_width, len(content))
+            row = content
+            level += 1
+        out.append(row)
+    if inner_width >= MIN_WIDTH:
+        out = _join_full_rows(out, inner_width, padded=True)
+    return [row.rstrip() for row in out]
+
+
+def _unwrap(rows: list[str]) -> list[str]:
+    """Rows cut at the terminal's width, joined to their continuation."""
+    width = wrap_width(rows)
+    return rows if width is None else _join_full_rows(rows, width, padded=False)
+
+
+def wrap_width(rows: list[str]) -> int | None:
+    """The width the rows were hard-wrapped at: no row is longer, and rows of exactly that
+    width occur (once is enough at a common terminal width, else several)."""
+    if any("\r" in row.rstrip("\r") or "%|" in row for row in rows):
+        return None  # progress bars: a file a program wrote, not a terminal's screen
+    lengths = [len(row) for row in rows if row]
+    if not lengths:
+        return None
+    width = max(lengths)
+    full = lengths.count(width)
+    if (width < MIN_WIDTH or width > MAX_WIDTH
+            or (width not in COMMON_WIDTHS and full < MIN_FULL_ROWS)):
+        return None
+    return width
+
+
+def _join_full_rows(rows: list[str], width: int, padded: bool) -> list[str]:
+    """Join each wrapped row with the next, unless the next row starts a new record; the
+    joined row's place is left empty so later line numbers stay right. A terminal cuts rows
+    at exactly `width` characters, mid-word; a box (`padded`) also wraps at a word, when the
+    next word would not have fitted."""
+    out = list(rows)
+    i = 0
+    while i < len(rows) - 1:
+        j = i
+        while j < len(rows) - 1 and (glue := _glue(rows[j], rows[j + 1], width,
+                                                   padded)) is not None:
+            out[i] = (out[i].rstrip() + " " if glue else out[i]) + rows[j + 1]
+            out[j + 1] = ""
+            j += 1
+        i = j + 1
+    return out
+
+
+def _glue(row: str, nxt: str, width: int, padded: bool) -> str | None:
+    """How `row` continues on `nxt`: "" (cut mid-word), " " (wrapped at a space), or None
+    (`nxt` is a line of its own)."""
+    if not nxt.strip() or _RECORD_START.match(nxt) or nxt[:3] == row[:3]:
+        return None  # a row of its own: empty, a new record, or another row of the same kind
+    if len(row) == width and not (padded and row.endswith(" ")):
+        return ""
+    if padded and row.strip():
+        words = nxt.split()
+        if len(row.rstrip()) + 1 + len(words[0]) > width:
+            return " "
+    return None
