@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 import regex
 
+from forensics import tomlfile
 from forensics.errors import CatalogError
 from forensics.model import Level, LineRole, Severity, Verdict
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SEVERITIES = tuple(s.value for s in Severity)
 ANY = "*"
@@ -326,10 +321,10 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
 
 def _read_toml(path: Path, problems: list[str]) -> dict | None:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomlfile.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         problems.append(f"{path}: file: cannot read ({err})")
-    except tomllib.TOMLDecodeError as err:
+    except tomlfile.TOMLDecodeError as err:
         problems.append(f"{path}: toml: {err}")
     return None
 

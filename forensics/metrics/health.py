@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -13,20 +12,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forensics import tomlfile
 from forensics.errors import CatalogError
+from forensics.metrics.names import spellings
 from forensics.metrics.timeline import Timeline, nonfinite_onset
 from forensics.model import Anomaly
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 RULES_FILE = Path(__file__).with_name("health.toml")
-LOSS = ("loss", "train/loss", "train_loss")
-GRAD_NORM = ("grad_norm", "train/grad_norm")
-LEARNING_RATE = ("learning_rate", "train/learning_rate", "lr")
-EVAL_LOSS = ("eval_loss", "eval/loss")
+LOSS = spellings("loss")
+GRAD_NORM = spellings("grad_norm")
+LEARNING_RATE = spellings("learning_rate")
+EVAL_LOSS = spellings("eval_loss")
 GRPO_HINTS = ("reward", "rewards/", "kl", "entropy", "completions/", "frac_reward_zero_std")
 SPIKE_WINDOW = 10
 LOSS_SPIKE_FACTOR = 2.0
@@ -75,10 +71,10 @@ def range_rules(path: str | Path | None = None) -> tuple[RangeRule, ...]:
     path = Path(path) if path is not None else RULES_FILE
     problems: list[str] = []
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomlfile.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise CatalogError([f"{path}: file: cannot read ({err})"]) from err
-    except tomllib.TOMLDecodeError as err:
+    except tomlfile.TOMLDecodeError as err:
         raise CatalogError([f"{path}: toml: {err}"]) from err
     for key in sorted(set(data) - {"range"}):
         problems.append(f"{path}: {key}: unknown key")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forensics.metrics.names import column as metric_column
 from forensics.metrics.table import KIND_NAMES, PRESENT, TRAIN, MetricsTable
 
 
@@ -115,7 +116,7 @@ def window(timeline: Timeline, around: int | None, before: int = 8,
            after: int = 3) -> tuple[tuple[int, tuple[tuple[str, float | None], ...]], ...]:
     """The logged steps around `around` (default: the end), with the key metrics."""
     frame = timeline.frame
-    columns = [c for c in KEY_METRICS if c in frame.columns][:6]
+    columns = [c for c in (metric_column(frame.columns, m) for m in KEY_METRICS) if c][:6]
     if not columns:
         columns = timeline.metric_columns[:6]
     steps = frame.index.to_numpy()
@@ -140,8 +141,9 @@ def chart_series(timeline: Timeline, mode: str) -> Series:
     """Up to CHART_POINTS evenly spaced points of the run's two headline metrics."""
     train = timeline.train
     out = []
-    for metric in CHART_METRICS[mode]:
-        if metric not in train.columns:
+    for canonical in CHART_METRICS[mode]:
+        metric = metric_column(train.columns, canonical)
+        if metric is None:
             continue
         values = train[metric].dropna()
         if len(values) < 2:
