@@ -268,3 +268,12 @@ def test_example_at_a_level_that_cannot_be_root_is_a_lint_problem(tmp_path):
     warned = GOOD.replace('"FROBNICATOR exploded at step 3"',
                           '"[2024-01-01 10:00:00,000] [WARNING] FROBNICATOR exploded"')
     assert "a warning line can never be its root cause" in _problems(tmp_path, warned)[1]
+
+
+def test_every_catalog_field_and_reserved_capture_is_documented():
+    from forensics.catalog import _KNOWN, RESERVED_CAPTURES
+
+    readme = (Path(__file__).parent.parent / "patterns" / "README.md").read_text()
+    missing = [name for name in sorted(_KNOWN) if f"| `{name}` |" not in readme]
+    missing += [name for name in RESERVED_CAPTURES if f"`{name}`" not in readme]
+    assert missing == []
