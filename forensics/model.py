@@ -188,6 +188,7 @@ class Finding:
     exit_codes: tuple[int, ...] = ()  # every exit code its lines captured
     step: int | None = None  # the training step it happened at, when known
     rootable: int | None = None  # its lines whose level lets it be a root (None: all)
+    loud: bool = True  # one of its lines is an error (not only a warning the run went past)
 
     @property
     def capture_dict(self) -> dict[str, str]:

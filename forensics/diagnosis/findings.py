@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from forensics.catalog import Catalog, Signature
-from forensics.model import Attribution, Evidence, Finding, Token, Traceback
+from forensics.model import Attribution, Evidence, Finding, Level, Token, Traceback
 from forensics.timeparse import to_epoch
 
 MAX_EVIDENCE = 5
+LOUD_LEVELS = (Level.ERROR, Level.FATAL, Level.UNMARKED)
 HOST_CAPTURES = ("node", "host")  # named captures that say which machine
 
 
@@ -109,6 +110,7 @@ def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
             exit_codes=_exit_codes(group),
             rootable=len({(h.token.source, h.token.line) for h in group
                           if h.token.level in signature.root_levels}),
+            loud=any(h.token.level in LOUD_LEVELS for h in group),
         ))
     return findings
 

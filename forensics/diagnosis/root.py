@@ -117,11 +117,13 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
 
 
 def _pick_root(candidates: list[Finding], signatures: dict[str, Signature]) -> Finding:
-    """The highest priority, then the odd rank out (fewest ranks), then the earliest."""
+    """A failure stated as an error before one only warned about (a warning the run went
+    past did not end it), then the highest priority, then the odd rank out (fewest ranks),
+    then the earliest."""
     chronological = sorted(candidates, key=functools.cmp_to_key(
         lambda a, b: -1 if earlier(a, b) else (1 if earlier(b, a) else 0)))
     position = {id(f): i for i, f in enumerate(chronological)}
-    return max(candidates, key=lambda f: (signatures[f.signature].priority,
+    return max(candidates, key=lambda f: (f.loud, signatures[f.signature].priority,
                                           -len(f.ranks), -position[id(f)]))
 
 
