@@ -236,11 +236,14 @@ class _LineReader:
             if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
                 self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
                                              self.who(seg.who).time)
-            if previous is None:
-                previous = _previous_body(block, start)
-            role = line_role(seg.body, previous)
+            if signatures or "signal" in tags:
+                if previous is None and seg.body[:1] in " \t":  # only then can it be quoted
+                    previous = _previous_body(block, start)
+                role = line_role(seg.body, previous or "")
+                matched = self._matching(signatures, seg, role, "signal" in tags)
+            else:
+                role, matched = LineRole.PLAIN, ()
             previous = seg.body
-            matched = self._matching(signatures, seg, role, "signal" in tags)
             fact = "fact" in tags and self.fact_lines < MAX_FACT_LINES
             if not matched and not fact:
                 continue

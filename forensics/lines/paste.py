@@ -2,8 +2,8 @@
 copied from terminals, boxed by rich/typer tracebacks and hard-wrapped at the terminal's
 width. This step strips the box drawing and joins wrapped rows back into one line. Line
 numbers are kept: a joined row leaves an empty line behind, so evidence still points at the
-row the message started on. Logs written to files are never wrapped, so wrap detection runs
-only on inputs of paste size; box stripping only where box characters occur."""
+row the message started on. Both run only on inputs of paste size: a log a program wrote
+to a file is neither boxed by a terminal nor wrapped at its width."""
 
 from __future__ import annotations
 
@@ -29,15 +29,14 @@ _RECORD_START = re.compile(
 
 def normalize(block: bytes, small: bool) -> bytes:
     """The block with rich boxes stripped and (for paste-sized inputs) wrapped rows joined."""
-    boxed = any(mark in block for mark in _BOX_BYTES)
-    if not boxed and not small:
+    if not small:
         return block
+    boxed = any(mark in block for mark in _BOX_BYTES)
     text = block.decode("utf-8", "surrogateescape")
     rows = text.split("\n")
     if boxed:
         rows = _unbox(rows)
-    if small:
-        rows = _unwrap(rows)
+    rows = _unwrap(rows)
     return "\n".join(rows).encode("utf-8", "surrogateescape")
 
 
