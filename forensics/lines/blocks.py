@@ -51,17 +51,20 @@ EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Fai
 
 
 # a rich/typer traceback box's source line: "│ ❱ 123 │     code │", "│   120 │   code │"
+# Python's warnings module: "x.py:34: UserWarning: ..." then the warn() call's source line
+_WARNING_HEADER = regex.compile(r"^\S.{0,300}?:\d+: [A-Z]\w{0,40}Warning: ")
 _RAISE = regex.compile(r"^\s*raise [A-Za-z_][\w.]*\(")
 _BOXED_SOURCE = regex.compile(r"^\s*(?:│\s*)?(?:❱\s*)?\d+\s*│")
 
 
 def line_role(body: str, previous: str) -> LineRole:
-    """What a line is: a traceback frame header, the source line a frame quotes (never a
-    failure, whatever error class its code names, unless it raises one with its message), an
-    exception line, or plain output."""
+    """What a line is: a traceback frame header, the source line a frame (or a Python
+    warning) quotes (never a failure, whatever error class its code names, unless it raises
+    one with its message), an exception line, or plain output."""
     if _FRAME.match(body):
         return LineRole.FRAME
-    if _BOXED_SOURCE.match(body) or (body[:1] in " \t" and _FRAME.match(previous)):
+    if _BOXED_SOURCE.match(body) or (body[:1] in " \t" and (
+            _FRAME.match(previous) or _WARNING_HEADER.match(previous))):
         # `raise X("message")` states the exception itself: a paste cut before the
         # exception line still says what was raised
         return LineRole.EXCEPTION if _RAISE.match(body) else LineRole.SOURCE

@@ -270,9 +270,11 @@ class _LineReader:
                 found[signature_id] = tuple((k, v) for k, v in hit.groupdict().items()
                                             if v is not None)
         number = signal_of(seg.body) if may_signal and role != LineRole.SOURCE else None
-        if number is not None:
+        if number is not None:  # the signal is the fact, whichever regex also matched
             for signature_id in self.plan.signal_signatures.get(number, ()):
-                found.setdefault(signature_id, (("signal", signal_name(number)),))
+                captures = found.get(signature_id, ())
+                if not any(key == "signal" for key, _ in captures):
+                    found[signature_id] = (*captures, ("signal", signal_name(number)))
         matched = []
         for signature_id, captures in found.items():
             kept = self.kept_per_signature.get(signature_id, 0)
