@@ -14,8 +14,8 @@ from forensics import analyze
 
 CORPUS = Path(__file__).parent / "corpus"
 #: top-1 per batch at the last commit, rounded down: a change that loses cases fails here
-FLOOR = {"ma": 0.93, "mb": 0.92, "mc": 0.85, "md": 0.95, "me": 0.93, "mf": 0.92, "mg": 0.97,
-         "mh": 0.91, "mi": 0.96}
+FLOOR = {"ma": 0.93, "mb": 0.94, "mc": 0.85, "md": 0.97, "me": 0.95, "mf": 0.92, "mg": 0.97,
+         "mh": 0.91, "mi": 0.97, "mj": 0.9, "mk": 0.85}
 
 
 def _cases(batch: Path):
