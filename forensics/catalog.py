@@ -31,6 +31,7 @@ GROUP = "group:"  # `symptom_of = ["group:kills-a-rank"]` names every member of 
 KILLS_A_RANK = "kills-a-rank"
 DEFAULT_ROLES = (LineRole.FRAME, LineRole.EXCEPTION, LineRole.PLAIN)
 DEFAULT_ROOT_LEVELS = (Level.ERROR, Level.FATAL, Level.UNMARKED)
+#: the fatal signals a signature may declare, by name (POSIX numbers, as Linux prints them)
 SIGNAL_NAMES = {"SIGHUP": 1, "SIGINT": 2, "SIGILL": 4, "SIGABRT": 6, "SIGBUS": 7, "SIGFPE": 8,
                 "SIGKILL": 9, "SIGSEGV": 11, "SIGTERM": 15}
 VERDICTS = (Verdict.FAILED, Verdict.INTERRUPTED)

@@ -195,6 +195,11 @@ class Finding:
         return dict(self.captures)
 
     @property
+    def root_lines(self) -> int:
+        """How many of its lines are at a level that can make it a root cause."""
+        return self.count if self.rootable is None else self.rootable
+
+    @property
     def rank(self) -> int | None:
         """The rank of the first hit, or the only rank seen."""
         if self.who.rank is not None:

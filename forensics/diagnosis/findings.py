@@ -152,8 +152,7 @@ def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
     becomes the catch-all finding (its exception line is the evidence), so a run that died
     is never reported as `unknown`. Empty when a failure was found, the run said it
     completed, or nothing died."""
-    if completed or any(catalog.get(f.signature).is_failure(
-            f.count if f.rootable is None else f.rootable) for f in findings):
+    if completed or any(catalog.get(f.signature).is_failure(f.root_lines) for f in findings):
         return []
     ended = [tb for tb in tracebacks if not tb.ignored and tb.final is not None]
     if not ended or UNEXPLAINED not in catalog.ids:

@@ -84,8 +84,7 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
     signatures = {s.id: s for s in catalog.signatures}
     findings = [replace(f, exception_type=exception_type(f, tracebacks),
                         who=_attribution(f, worker_failures)) for f in findings]
-    failures = [f for f in findings if signatures[f.signature].is_failure(
-        f.count if f.rootable is None else f.rootable)]
+    failures = [f for f in findings if signatures[f.signature].is_failure(f.root_lines)]
     relations = _Relations(signatures, failures)
     candidates = [f for f in failures if not relations.causes_of(f)] or failures
     if not candidates:

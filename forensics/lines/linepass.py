@@ -65,16 +65,16 @@ class LinePlan:
 
 def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
     """Compile every catalog keyword and every lexer keyword into one engine."""
-    owners: dict[tuple[str, bool], tuple[set[str], set[str]]] = {}
+    owners: dict[str, tuple[set[str], set[str]]] = {}
     for signature in catalog.signatures:
         for keyword in signature.keywords:
-            owners.setdefault((keyword, False), (set(), set()))[0].add(signature.id)
-    for kind, keywords in EVENT_KEYWORDS.items():
+            owners.setdefault(keyword, (set(), set()))[0].add(signature.id)
+    for tag, keywords in EVENT_KEYWORDS.items():
         for keyword in keywords:
-            owners.setdefault((keyword, False), (set(), set()))[1].add(kind)
+            owners.setdefault(keyword, (set(), set()))[1].add(tag)
     table = sorted(owners.items())
-    keywords = [Keyword(text.encode("utf-8"), caseless, once=not sigs and tags == {"fact"})
-                for (text, caseless), (sigs, tags) in table]
+    keywords = [Keyword(text.encode("utf-8"), once=not sigs and tags == {"fact"})
+                for text, (sigs, tags) in table]
     return LinePlan(
         engine=build_engine(keywords, engine),
         keyword_signatures=tuple(frozenset(sigs) for _, (sigs, _) in table),

@@ -31,12 +31,15 @@ def normalize(block: bytes, small: bool) -> bytes:
     """The block with rich boxes stripped and (for paste-sized inputs) wrapped rows joined."""
     if not small:
         return block
+    rows = block.decode("utf-8", "surrogateescape").split("\n")
     boxed = any(mark in block for mark in _BOX_BYTES)
-    text = block.decode("utf-8", "surrogateescape")
-    rows = text.split("\n")
     if boxed:
         rows = _unbox(rows)
-    rows = _unwrap(rows)
+    width = wrap_width(rows)
+    if width is None and not boxed:
+        return block  # nothing to repair
+    if width is not None:
+        rows = _join_full_rows(rows, width, padded=False)
     return "\n".join(rows).encode("utf-8", "surrogateescape")
 
 
@@ -60,12 +63,6 @@ def _unbox(rows: list[str]) -> list[str]:
     if inner_width >= MIN_WIDTH:
         out = _join_full_rows(out, inner_width, padded=True)
     return [row.rstrip() for row in out]
-
-
-def _unwrap(rows: list[str]) -> list[str]:
-    """Rows cut at the terminal's width, joined to their continuation."""
-    width = wrap_width(rows)
-    return rows if width is None else _join_full_rows(rows, width, padded=False)
 
 
 def wrap_width(rows: list[str]) -> int | None:

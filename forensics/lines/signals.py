@@ -6,14 +6,12 @@ maps numbers and names; catalog signatures declare the signals that mean them (`
 
 from __future__ import annotations
 
-import signal as _signal
-
 import regex
 
-#: the fatal signals a training run dies of, by number (POSIX numbers, as Linux prints them)
-SIGNALS = {1: "SIGHUP", 2: "SIGINT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE",
-           9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
-BY_NAME = {name: number for number, name in SIGNALS.items()}
+from forensics.catalog import SIGNAL_NAMES
+
+#: the fatal signals a training run dies of, by number (the catalog's `signals` names them)
+SIGNALS = {number: name for name, number in SIGNAL_NAMES.items()}
 #: the words strsignal(3) and shells print for them
 DESCRIPTIONS = {"Hangup": 1, "Interrupt": 2, "Illegal instruction": 4, "Aborted": 6,
                 "Bus error": 7, "Bus": 7, "Floating point exception": 8, "Killed": 9,
@@ -64,7 +62,7 @@ def signal_of(body: str) -> int | None:
         return None
     groups = found.groupdict()
     if groups.get("name"):
-        return BY_NAME[groups["name"]]
+        return SIGNAL_NAMES[groups["name"]]
     if groups.get("word"):
         return DESCRIPTIONS[groups["word"]]
     number = groups.get("number") or groups.get("negative")
@@ -75,4 +73,4 @@ def signal_of(body: str) -> int | None:
 
 def signal_name(number: int) -> str:
     """`SIGKILL` for 9."""
-    return SIGNALS.get(number) or _signal.Signals(number).name
+    return SIGNALS[number]
