@@ -80,10 +80,15 @@ def analyze_paths(analyzer: Analyzer, paths: list[str]) -> dict:
     return analyzer.analyze_sources(sources, problems).to_dict()
 
 
-def score(analyzer: Analyzer, corpus: Path, quiet: bool) -> tuple[int, int]:
-    """(right, scored) over the cases of one corpus folder; misses are listed."""
+def cases(corpus: Path) -> list[Path]:
+    """The case folders of a corpus (each holds meta.json)."""
+    return sorted(p for p in corpus.iterdir() if (p / "meta.json").is_file())
+
+
+def score(analyzer: Analyzer, folders: list[Path], quiet: bool) -> tuple[int, int]:
+    """(right, scored) over the given cases; misses are listed."""
     hits = total = 0
-    for case in sorted(p for p in corpus.iterdir() if (p / "meta.json").is_file()):
+    for case in folders:
         meta = json.loads((case / "meta.json").read_text())
         if meta.get("evidence_in_log") is False:
             continue
@@ -100,21 +105,25 @@ def score(analyzer: Analyzer, corpus: Path, quiet: bool) -> tuple[int, int]:
 
 
 def our_corpus(analyzer: Analyzer, corpus: Path, quiet: bool) -> None:
-    hits, total = score(analyzer, corpus, quiet)
+    hits, total = score(analyzer, cases(corpus), quiet)
     print(f"../shared/corpus: top-1 {hits}/{total} = {hits / total:.3f}")
 
 
 def mined_corpus(analyzer: Analyzer, corpus: Path, quiet: bool) -> None:
-    """Each batch's score today beside its first look (before any rule was written for it)."""
+    """Each batch (the case id's prefix, `ma-001` is batch `ma`) today, beside its first
+    look (before any rule was written for it)."""
     first = json.loads((corpus / "first_look.json").read_text())["batches"]
+    batches: dict[str, list[Path]] = {}
+    for case in cases(corpus):
+        batches.setdefault(case.name.split("-")[0], []).append(case)
     all_hits = all_total = look_hits = look_total = 0
-    for batch in sorted(p for p in corpus.iterdir() if p.is_dir()):
-        hits, total = score(analyzer, batch, quiet)
-        look = first.get(batch.name)
+    for batch, folders in sorted(batches.items()):
+        hits, total = score(analyzer, folders, quiet)
+        look = first.get(batch)
         seen = (f"first look {look['hits']}/{look['total']} = "
                 f"{look['hits'] / look['total']:.3f} at {look['scored_at']}" if look else
                 "no first look recorded")
-        print(f"tests/corpus/{batch.name}: top-1 {hits}/{total} = {hits / total:.3f}  ({seen})")
+        print(f"tests/corpus batch {batch}: top-1 {hits}/{total} = {hits / total:.3f}  ({seen})")
         all_hits, all_total = all_hits + hits, all_total + total
         if look:
             look_hits, look_total = look_hits + look["hits"], look_total + look["total"]
