@@ -143,9 +143,6 @@ def _evidence(token: Token) -> Evidence:
                     token.context_after, token.body)
 
 
-UNEXPLAINED = "python-exception"  # the catalog's catch-all for an uncaught exception
-
-
 def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
                       catalog: Catalog, completed: bool = False) -> list[Finding]:
     """How a process visibly ended when no failure was found: the last uncaught traceback
@@ -155,16 +152,18 @@ def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
     if completed or any(catalog.get(f.signature).is_failure(f.root_lines) for f in findings):
         return []
     ended = [tb for tb in tracebacks if not tb.ignored and tb.final is not None]
-    if not ended or UNEXPLAINED not in catalog.ids:
+    # the catalog's catch-all for exceptions: the generic signature that captures their type
+    catch_all = next((s for s in catalog.signatures if s.generic and any(
+        "exception_type" in p.groupindex for p in s.patterns)), None)
+    if not ended or catch_all is None:
         return []
     last = ended[-1]
     part = last.final
     text = f"{part.exception_type}: {part.message}" if part.message else part.exception_type
     evidence = Evidence(last.source, part.line, text, body=text)
-    signature = catalog.get(UNEXPLAINED)
     return [Finding(
-        signature=signature.id, title=signature.title, category=signature.category,
-        severity=signature.severity, count=1, ranks=(last.who.rank,) if last.who.rank
+        signature=catch_all.id, title=catch_all.title, category=catch_all.category,
+        severity=catch_all.severity, count=1, ranks=(last.who.rank,) if last.who.rank
         is not None else (), hosts=(last.who.host,) if last.who.host else (), first=evidence,
         evidence=(evidence,), captures=(("exception_type", part.exception_type),),
         who=last.who, exception_type=part.exception_type, order=10**15 + part.line,
