@@ -37,7 +37,7 @@ SIGNAL_NAMES = {"SIGHUP": 1, "SIGINT": 2, "SIGILL": 4, "SIGABRT": 6, "SIGBUS": 7
 VERDICTS = (Verdict.FAILED, Verdict.INTERRUPTED)
 #: named captures the diagnosis reads (any other named capture is a detail in the report);
 #: every capture whose name starts with `exitcode` is an exit status
-RESERVED_CAPTURES = ("exitcode", "node", "host", "time", "exception_type")
+RESERVED_CAPTURES = ("exitcode", "node", "host", "time", "exception_type", "waiting")
 _PLACEHOLDER = regex.compile(r"\{[^{}]*\}")
 _PLACEHOLDERS = {"{host}", "{time}"}
 
@@ -95,15 +95,15 @@ class Signature:
 
 
     def search_cut(self, body: str) -> tuple[tuple[str, str], ...] | None:
-        """The captures of a pattern that `body` begins but stops short of (a message cut
-        off at the end of a paste): at least CUT_MATCH_CHARS of it, holding some of the
-        pattern's own words (not only what its wildcards match)."""
+        """The captures of a pattern that `body` holds or begins but stops short of (a
+        message cut off at the end of a paste, its keyword perhaps cut too): at least
+        CUT_MATCH_CHARS of it, holding some of the pattern's own words (not only what its
+        wildcards match)."""
         for pattern in self.patterns:
             found = pattern.search(body, partial=True)
-            if (found is None or not found.partial
-                    or found.end() - found.start() < CUT_MATCH_CHARS):
+            if found is None or found.end() - found.start() < CUT_MATCH_CHARS:
                 continue
-            if open_ended(pattern, body, found.start()):
+            if found.partial and open_ended(pattern, body, found.start()):
                 continue
             text = found.group()
             phrases = [p for p in literal_phrases(pattern.pattern) if len(p.strip()) >= 4]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import regex
 
 from forensics.catalog import ANY, KILLS_A_RANK, Catalog, Signature, search_line
+from forensics.diagnosis.findings import announced
 from forensics.errors import CatalogError
 from forensics.inputs.sources import Source
 from forensics.lines.engine import available_engines
@@ -62,9 +63,10 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
         kinds = frozenset()
     for signature in catalog.signatures:
         problems += _field_problems(signature, kinds)
-        hits = _example_problems(signature, by_id, plans, problems)
+        announcing: set[tuple[int, int]] = set()
+        hits = _example_problems(signature, by_id, plans, problems, announcing)
         problems += regex_problems(signature, hits)
-        problems += level_problems(signature, hits)
+        problems += level_problems(signature, hits, announcing)
         for index, counter in enumerate(signature.counterexamples):
             for name, plan in plans.items():
                 if signature.id in matched_signatures(counter, catalog, plan):
@@ -100,10 +102,11 @@ def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
 
 
 def _example_problems(signature: Signature, by_id: dict[str, Signature],
-                      plans: dict[str, LinePlan],
-                      problems: list[str]) -> dict[tuple[int, int, str], Token]:
+                      plans: dict[str, LinePlan], problems: list[str],
+                      announcing: set[tuple[int, int]]) -> dict[tuple[int, int, str], Token]:
     """Each example must hold a keyword and match its signature, and no unrelated one, in
-    every engine (problems are appended). Returns the example lines the signature matched."""
+    every engine (problems are appended). Returns the example lines the signature matched;
+    `announcing` gets those that announce a cut-off traceback (see `announced`)."""
     where = signature.path
     hits: dict[tuple[int, int, str], Token] = {}
     for index, example in enumerate(signature.examples):
@@ -112,7 +115,9 @@ def _example_problems(signature: Signature, by_id: dict[str, Signature],
             problems.append(f"{where}: examples[{index}]: holds none of the keywords and "
                             f"reports none of its signals")
         for name, plan in plans.items():
-            tokens = example_tokens(example, plan)
+            lines = line_pass(Source("<example>", data=example.encode("utf-8")), plan)
+            tokens = lines.tokens
+            heralds = announced(tokens, lines.tracebacks)
             matched = frozenset(m.signature for token in tokens for m in token.matches)
             if signature.id not in matched:
                 problems.append(f"{where}: examples[{index}]: does not match ({name} engine)")
@@ -123,18 +128,22 @@ def _example_problems(signature: Signature, by_id: dict[str, Signature],
             for token in tokens:
                 if any(m.signature == signature.id for m in token.matches):
                     hits.setdefault((index, token.line, token.text), token)
+                    if (token.source, token.line) in heralds:
+                        announcing.add((index, token.line))
     return hits
 
 
-def level_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:
+def level_problems(signature: Signature, hits: dict[tuple[int, int, str], Token],
+                   announcing: set[tuple[int, int]] = frozenset()) -> list[str]:
     """A failure's true examples must be lines it can be the root cause from: a line whose
-    own level is outside `root_levels` would only ever be context."""
+    own level is outside `root_levels` would only ever be context (unless the example shows
+    it announcing a cut-off traceback)."""
     if not signature.is_failure():
         return []
     return [f"{signature.path}: examples[{index}]: a {token.level} line can never be its root "
             f"cause (root_levels: {', '.join(str(v) for v in signature.root_levels)})"
-            for (index, _, _), token in hits.items()
-            if token.level not in signature.root_levels]
+            for (index, line, _), token in hits.items()
+            if token.level not in signature.root_levels and (index, line) not in announcing]
 
 
 def regex_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:

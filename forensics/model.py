@@ -128,6 +128,7 @@ class Traceback:
     packages: tuple[str, ...] = ()
     ignored: bool = False  # after "Exception ignored in ...", or logged below error level:
     # the program went on, so it is not what ended the run
+    cut: bool = False  # it stops before the exception line of its last part (a cut paste)
 
     @property
     def final(self) -> ExceptionPart | None:

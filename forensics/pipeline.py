@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 from forensics.catalog import Catalog, load_catalog, user_dirs
 from forensics.diagnosis.findings import (
     absorb_generic,
+    announced,
     group_findings,
     hits_of,
     unexplained_death,
+    waits_that_went_on,
 )
 from forensics.diagnosis.ranks import rank_table
 from forensics.diagnosis.root import diagnose
@@ -94,7 +96,10 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     tracebacks = [tb for lines in passes for tb in lines.tracebacks]
     hits = absorb_generic(hits_of(tokens, catalog, order), tracebacks)
     worker_failures = [w for lines in passes for w in lines.worker_failures]
-    findings = group_findings(hits, _job_year(tokens, worker_failures))
+    tails = {lines.info.name: lines.tail for lines in passes}
+    findings = group_findings(hits, _job_year(tokens, worker_failures),
+                              announced(tokens, tracebacks),
+                              waits_that_went_on(hits, tails, tracebacks))
     health = _health([lines.metrics for lines in passes])
     if health is not None:
         findings += health.unreported(catalog, {f.signature for f in findings})

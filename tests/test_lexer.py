@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from forensics.lines.lexer import parse_prefixes, segments
+from forensics.model import Level
 
 
 def test_rank_and_glog_prefixes():
@@ -77,3 +80,26 @@ def test_deepspeed_rank_field():
     seg = parse_prefixes("[2023-11-07 01:55:23,711] [INFO] [logging.py:96:log_dist] [Rank 3] "
                          "step=10, skipped=4")
     assert (seg.who.rank, seg.body) == (3, "step=10, skipped=4")
+
+
+@pytest.mark.parametrize(("line", "level"), [
+    ("I0301 12:41:09.004000 4000 torch/x.py:869] Starting elastic_operator", Level.INFO),
+    ("[2024-01-19 08:19:49,149] [WARNING] [axolotl.utils:12] [PID:6552] slow tokenizer",
+     Level.WARNING),
+    ("node-1:185:1027 [7] NCCL INFO NET/Plugin : dlerror=libnccl-net.so", Level.INFO),
+    ("node-1:185:1027 [7] NCCL WARN Connect to 10.0.0.2<56789> failed", Level.WARNING),
+    ("04/01/2024 19:13:45 - WARNING - __main__ - Process rank: 0", Level.WARNING),
+    ("INFO 03-01 12:00:01 [api_server.py:1090] Starting vLLM API server", Level.INFO),
+    ("[WARNING:swift] Please install the package: `pip install \"transformers>=4.48\" -U`.",
+     Level.WARNING),
+    ("[INFO:swift] rank: -1, local_rank: -1, world_size: 1", Level.INFO),
+    ("INFO - trl.extras.vllm_client - Server is not up yet. Retrying in 2.0 seconds...",
+     Level.INFO),
+    ("INFO:trl.extras.vllm_client:Server is not up yet. Retrying in 2.0 seconds...", Level.INFO),
+    ("wandb: ERROR api_key not configured (no-tty)", Level.ERROR),
+    ("/x/y.py:46: UserWarning: [Errno 28] No space left on device.", Level.WARNING),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered", Level.UNMARKED),
+    ("INFO is what this variable holds", Level.UNMARKED),
+])
+def test_the_level_a_line_states(line, level):
+    assert segments(line)[-1].level == level

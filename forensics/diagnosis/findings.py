@@ -8,11 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from forensics.catalog import Catalog, Signature
+from forensics.lines.blocks import TRACEBACK_START
 from forensics.model import Attribution, Evidence, Finding, Level, Token, Traceback
 from forensics.timeparse import to_epoch
 
 MAX_EVIDENCE = 5
 LOUD_LEVELS = (Level.ERROR, Level.FATAL, Level.UNMARKED)
+ANNOUNCE_GAP = 2  # lines between a warning and the traceback it announces (`warnings.warn(`)
 HOST_CAPTURES = ("node", "host")  # named captures that say which machine
 
 
@@ -75,9 +77,48 @@ def _signalled(hit: Hit) -> bool:
     return any(key == "signal" for key, _ in hit.captures)
 
 
-def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
+def announced(tokens: Iterable[Token], tracebacks: Iterable[Traceback]) -> set[tuple[str, int]]:
+    """The warning lines printed just before a traceback whose exception line is missing
+    (the paste or the file stops inside the frames): with the exception unknown, the warning
+    that announced the crash is the best-stated cause, so it may be the root."""
+    cut = {(tb.source, tb.start_line) for tb in tracebacks if tb.cut and not tb.ignored}
+    return {(t.source, t.line) for t in tokens if t.level == Level.WARNING
+            and any((t.source, t.line + gap) in cut for gap in range(1, ANNOUNCE_GAP + 2))}
+
+
+def waits_that_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
+                       tracebacks: Iterable[Traceback]) -> set[tuple[str, int]]:
+    """The lines that report waiting for something (a `waiting` capture: "Server is not up
+    yet. Retrying in 2 s", "has been waiting for ... and may be stuck") after which their
+    file went on to print something else: the wait ended, so they are not what ended the
+    run. A run stopped while still waiting (nothing but more of them, blank lines or the
+    traceback of its stop follows) keeps them."""
+    waits: dict[tuple[str, str], list[Hit]] = defaultdict(list)
+    for hit in hits:
+        if any(key == "waiting" for key, _ in hit.captures):
+            waits[(hit.token.source, hit.signature.id)].append(hit)
+    went_on: set[tuple[str, int]] = set()
+    for (source, _), group in waits.items():
+        last = max(h.token.line for h in group)
+        repeated = {h.token.line for h in group}
+        stopped = [(tb.start_line, tb.end_line) for tb in tracebacks
+                   if tb.source == source and tb.start_line > last]
+        tail = tails.get(source, [])
+        after = [e for e in tail if e.line > last and e.text.strip()
+                 and e.line not in repeated
+                 and not any(a <= e.line <= b for a, b in stopped)]
+        if after or not any(e.line == last for e in tail):
+            went_on |= {(source, h.token.line) for h in group}
+    return went_on
+
+
+def group_findings(hits: list[Hit], year: int = 1970,
+                   announcing: set[tuple[str, int]] = frozenset(),
+                   went_on: set[tuple[str, int]] = frozenset()) -> list[Finding]:
     """One finding per signature (a generic one: per exception type), in the order of each
-    one's first hit. `year` completes timestamps that print none (glog)."""
+    one's first hit. `year` completes timestamps that print none (glog); `announcing` lines
+    may make a root whatever their level (see `announced`), `went_on` lines never do (see
+    `waits_that_went_on`)."""
     grouped: dict[tuple[str, str], list[Hit]] = defaultdict(list)
     for hit in sorted(hits, key=lambda h: h.order):
         kind = dict(hit.captures).get("exception_type", "") if hit.signature.generic else ""
@@ -109,7 +150,9 @@ def group_findings(hits: list[Hit], year: int = 1970) -> list[Finding]:
             confirmed=_confirmed(signature, group),
             exit_codes=_exit_codes(group),
             rootable=len({(h.token.source, h.token.line) for h in group
-                          if h.token.level in signature.root_levels}),
+                          if (h.token.level in signature.root_levels
+                              or (h.token.source, h.token.line) in announcing)
+                          and (h.token.source, h.token.line) not in went_on}),
             loud=any(h.token.level in LOUD_LEVELS for h in group),
         ))
     return findings
@@ -151,7 +194,7 @@ def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
     completed, or nothing died."""
     if completed or any(catalog.get(f.signature).is_failure(f.root_lines) for f in findings):
         return []
-    ended = [tb for tb in tracebacks if not tb.ignored and tb.final is not None]
+    ended = [tb for tb in tracebacks if not tb.ignored]
     # the catalog's catch-all for exceptions: the generic signature that captures their type
     catch_all = next((s for s in catalog.signatures if s.generic and any(
         "exception_type" in p.groupindex for p in s.patterns)), None)
@@ -159,12 +202,20 @@ def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
         return []
     last = ended[-1]
     part = last.final
-    text = f"{part.exception_type}: {part.message}" if part.message else part.exception_type
-    evidence = Evidence(last.source, part.line, text, body=text)
+    if part is None:  # the frames were printed, the exception line was cut off
+        kind, line, text = None, last.start_line, TRACEBACK_START
+    else:
+        kind, line = part.exception_type, part.line
+        text = f"{part.exception_type}: {part.message}" if part.message else kind
+    captures = (("exception_type", kind),) if kind else ()
+    if last.cut:
+        captures += (("traceback", "cut off before its exception line" if kind is None
+                      else "cut off before its last exception line"),)
+    evidence = Evidence(last.source, line, text, body=text)
     return [Finding(
         signature=catch_all.id, title=catch_all.title, category=catch_all.category,
         severity=catch_all.severity, count=1, ranks=(last.who.rank,) if last.who.rank
         is not None else (), hosts=(last.who.host,) if last.who.host else (), first=evidence,
-        evidence=(evidence,), captures=(("exception_type", part.exception_type),),
-        who=last.who, exception_type=part.exception_type, order=10**15 + part.line,
+        evidence=(evidence,), captures=captures,
+        who=last.who, exception_type=kind, order=10**15 + line,
     )]

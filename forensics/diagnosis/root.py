@@ -102,6 +102,8 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
     reasons = _reasons(root, root_signature, labelled, rivals, failures, worker_failures)
     reasons += _preceded_by(root, anomalies)
     confidence = _confidence(root_signature, rivals, signatures, confirmed)
+    if not root.loud:
+        confidence = round(max(0.2, confidence * 0.8), 2)
     mismatch = flight.mismatch if flight is not None else None
     if mismatch is not None and root_signature.stalled_collective:
         root, reason = _flight_culprit(root, mismatch)
@@ -185,12 +187,20 @@ def _reasons(root: Finding, signature: Signature, findings: list[Finding],
              rivals: list[Finding], failures: list[Finding],
              worker_failures: list[WorkerFailure]) -> list[str]:
     reasons = []
-    if signature.generic:
+    if signature.generic and root.exception_type is None:
+        reasons.append("no known signature explains it: the run died in a traceback whose "
+                       "exception line is missing (cut off)")
+    elif signature.generic:
         reasons.append(f"no known signature explains it: an uncaught "
-                       f"`{root.exception_type or 'exception'}` ended the run")
+                       f"`{root.exception_type}` ended the run")
     else:
         reasons.append(f"the most specific failure signature found (`{root.signature}`, "
                        f"priority {signature.priority})")
+    if any(key == "waiting" for key, _ in root.captures):
+        reasons.append("the log ends while it is still waiting: the wait never ended")
+    elif not root.loud:
+        reasons.append("stated only as a warning: no error line names the failure (the run "
+                       "died after it, or its exception line is missing)")
     others = [f for f in failures if f.order != root.order or f.signature != root.signature]
     if others and all(earlier(root, f) for f in others):
         reasons.append("the earliest failure in the job")

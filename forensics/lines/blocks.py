@@ -86,6 +86,14 @@ def exception_name(body: str) -> str | None:
     name = found["type"]
     return name if name.rsplit(".", 1)[-1].endswith(EXCEPTION_SUFFIXES) else None
 _FRAME = regex.compile(r'^\s+File "(?P<file>[^"]+)", line \d+')
+# IPython / Colab: "IndexError     Traceback (most recent call last)" names the exception
+# first; frames are "[/x/y.py](https://...) in f(...)", "/x/y.py in f()" or
+# "File /x/y.py:854, in f()", quoted as "----> 1 code" and "      2 code", "6 frames" folded
+_IPYTHON_HEADER = regex.compile(
+    r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\s{2,}Traceback \(most recent call last\)$")
+_IPYTHON_FRAME = regex.compile(
+    r"^(?:(?:\[[^\]]+\]\([^)]*\)|File \S+|\S+\.py|<ipython-input-[^>]+>|Cell \S+.*?) in \S"
+    r"|-*> ?\d+ |\d+ frames?$|-{20,}$)")
 _PACKAGE = regex.compile(r"(?:site|dist)-packages/(?P<package>[A-Za-z_][\w]*)")
 _PYTHON = regex.compile(r"python(?P<version>3\.\d+)/(?:site|dist)-packages")
 _FIELD = regex.compile(
@@ -110,6 +118,7 @@ class _OpenTraceback:
     python: str | None = None
     last_line: int = 0
     message_lines: int = 0
+    announced_type: str | None = None  # the exception an IPython header names
 
 
 class TracebackWalker:
@@ -143,7 +152,8 @@ class TracebackWalker:
         body = seg.body
         current = self.open.get(key)
         stripped = body.strip()
-        if stripped.startswith(TRACEBACK_START) or stripped.endswith(TRACEBACK_START):
+        ipython = _IPYTHON_HEADER.match(stripped)
+        if stripped.startswith(TRACEBACK_START) or stripped.endswith(TRACEBACK_START) or ipython:
             if current is not None and current.state == "chained":
                 current.state = "frames"
             else:
@@ -153,7 +163,9 @@ class TracebackWalker:
                 # level: the program went on, so it is not how the process ended
                 ignored = (self._previous_body.get(key, "").startswith(IGNORED_MARK)
                            or seg.level in LOGGED_LEVELS)
-                self.open[key] = _OpenTraceback(line_no, seg.who, ignored, last_line=line_no)
+                self.open[key] = _OpenTraceback(
+                    line_no, seg.who, ignored, last_line=line_no,
+                    announced_type=ipython["type"] if ipython else None)
             self._idle = 0
             self._previous_body[key] = stripped
             return
@@ -194,6 +206,8 @@ class TracebackWalker:
             return
         if body.startswith(("[Previous line repeated", "...")):
             return
+        if current.announced_type and _IPYTHON_FRAME.match(body):
+            return
         found = EXCEPTION_LINE.match(body.rstrip())
         if found is None:
             # Not an exception line: the traceback was cut short.
@@ -206,10 +220,13 @@ class TracebackWalker:
 
     def _close(self, key: str) -> None:
         current = self.open.pop(key)
+        if current.announced_type and not current.parts:  # cut: the header named it
+            current.parts.append(ExceptionPart(current.announced_type, "", current.start_line))
         self.done.append(Traceback(
             source=self.source, start_line=current.start_line, end_line=current.last_line,
             key=key, who=current.who, parts=tuple(current.parts),
             packages=tuple(sorted(current.packages)), ignored=current.ignored,
+            cut=current.state in ("frames", "chained"),
         ))
 
     def close_all(self) -> None:

@@ -54,8 +54,9 @@ _PREFIX_RULES = [
     r"(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[\d+\] ",
     # HF detail: "[WARNING|logging.py:329] 2024-04-01 19:13:46,400 >> "
     r"\[(?P<level>\w+)\|[\w.]+:\d+\] [\d-]+ [\d:,]+ >> ",
-    # level, logger location, PID and RANK fields of axolotl / DeepSpeed
-    r"\[(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\] ",
+    # level, logger location, PID and RANK fields of axolotl / DeepSpeed; ms-swift's
+    # "[WARNING:swift] "
+    r"\[(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)(?::[\w.]+)?\] ",
     r"\[PID:(?P<pid>\d+)\] ",
     r"\[RANK:(?P<local_rank>\d+)\] ",
     r"\[Rank (?P<rank>-?\d+)\] ",
@@ -72,11 +73,13 @@ LEVEL_WORDS = {"TRACE": Level.DEBUG, "DEBUG": Level.DEBUG, "INFO": Level.INFO,
 GLOG_LETTERS = {"V": Level.DEBUG, "I": Level.INFO, "W": Level.WARNING, "E": Level.ERROR,
                 "F": Level.FATAL}
 # the level a message body states at its start: NCCL INFO/WARN, `WARNING:root:`, vLLM's
-# `INFO 03-01 12:00:01 ...`, `wandb: WARNING`, `torch._dynamo.convert_frame: [WARNING]`,
+# `INFO 03-01 12:00:01 ...`, `INFO - trl.x - `, `wandb: WARNING`,
+# `torch._dynamo.convert_frame: [WARNING]`,
 # and Python warnings (`x.py:3: UserWarning: ...`)
 _BODY_LEVEL = regex.compile(
     r"^(?:NCCL (?P<level>INFO|WARN)\b"
-    r"|(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)(?=:[\w.<]|\s+\d\d-\d\d |\s+\[)"
+    r"|(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
+    r"(?=:[\w.<]|\s+\d\d-\d\d |\s+\[| - [\w.]+ - )"
     r"|(?:wandb|swanlab|comet_ml|mlflow): (?P<level>DEBUG|INFO|WARNING|ERROR)\b"
     r"|[\w.]{1,120}: \[(?P<level>DEBUG|INFO|WARNING|ERROR)\]"
     r"|(?:\S{1,300}:\d+: )?(?P<warning>[A-Z]\w{0,40}Warning): )"

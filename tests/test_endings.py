@@ -1,0 +1,119 @@
+"""How a process ended decides what can be its root cause: a warning printed just before a
+traceback whose exception line is missing, a wait that never ended, a traceback cut off in
+a paste, an IPython traceback. Each rule is tested with its benign look-alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forensics import analyze
+
+CUT_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/opt/app/train.py", line 12, in <module>\n'
+    "    main()\n"
+    '  File "/opt/conda/lib/python3.10/multiprocessing/queues.py", line 336, in __init__\n'
+    "    self._rlock = ctx.Lock()\n")
+DISK_WARNING = ("/opt/conda/lib/python3.10/site-packages/joblib/_multiprocessing_helpers.py:46:"
+                " UserWarning: [Errno 28] No space left on device.  joblib will operate in "
+                "serial mode\n  warnings.warn('%s.  joblib will operate in serial mode' % (e,))\n")
+WAIT = "INFO:trl.extras.vllm_client:Server is not up yet. Retrying in 2.0 seconds...\n"
+
+
+def run(tmp_path: Path, text: str):
+    path = tmp_path / "job.log"
+    path.write_text(text)
+    return analyze(path)
+
+
+def root_of(analysis) -> str | None:
+    return analysis.root_cause.finding.signature if analysis.root_cause else None
+
+
+def test_a_warning_that_announces_a_cut_traceback_is_the_root(tmp_path):
+    analysis = run(tmp_path, DISK_WARNING + CUT_TRACEBACK)
+    assert root_of(analysis) == "disk-full"
+    assert analysis.root_cause.confidence < 0.8  # stated only as a warning
+    assert any("only as a warning" in r for r in analysis.root_cause.reasons)
+
+
+def test_the_same_warning_before_a_whole_traceback_is_context(tmp_path):
+    analysis = run(tmp_path, DISK_WARNING + CUT_TRACEBACK
+                   + "ValueError: batch size must be positive\n")
+    assert root_of(analysis) == "python-exception"
+    assert analysis.root_cause.finding.exception_type == "ValueError"
+
+
+def test_the_same_warning_in_a_run_that_went_on_is_not_a_failure(tmp_path):
+    analysis = run(tmp_path, DISK_WARNING + "{'loss': 1.2, 'epoch': 0.1}\n")
+    assert analysis.root_cause is None
+
+
+def test_a_cut_traceback_alone_is_a_death_not_unknown(tmp_path):
+    analysis = run(tmp_path, "loading shards\n" + CUT_TRACEBACK)
+    assert analysis.verdict == "failed"
+    assert root_of(analysis) == "python-exception"
+    captures = dict(analysis.root_cause.finding.captures)
+    assert captures["traceback"] == "cut off before its exception line"
+
+
+def test_a_log_that_ends_while_waiting_names_what_it_waited_for(tmp_path):
+    analysis = run(tmp_path, "{'loss': 0.1, 'epoch': 0.01}\n" + WAIT * 30)
+    assert root_of(analysis) == "vllm-server-unreachable"
+    assert any("still waiting" in r for r in analysis.root_cause.reasons)
+
+
+def test_a_wait_stopped_by_hand_still_names_what_it_waited_for(tmp_path):
+    stop = ("Traceback (most recent call last):\n"
+            '  File "/opt/app/grpo.py", line 40, in <module>\n'
+            "    trainer.train()\n"
+            "KeyboardInterrupt\n")
+    analysis = run(tmp_path, WAIT * 5 + stop)
+    assert "vllm-server-unreachable" in {f.signature for f in analysis.findings
+                                         if f.role in ("root", "contributing")}
+
+
+def test_a_wait_that_ended_is_not_a_failure(tmp_path):
+    analysis = run(tmp_path, WAIT * 3 + "INFO:trl.extras.vllm_client:Server is up!\n"
+                   + "{'loss': 0.1, 'reward': 0.5, 'epoch': 0.01}\n")
+    assert analysis.root_cause is None
+    assert "vllm-server-unreachable" in {f.signature for f in analysis.findings}
+
+
+def test_an_xla_rendezvous_that_came_unstuck_is_not_a_hang(tmp_path):
+    stuck = ("2024-07-29 17:14:59.920189: E external/xla/xla/service/rendezvous.cc:38] This "
+             "thread has been waiting for `initialize clique for rank 6; clique=devices=[0,1]; "
+             "stream=0; run_id=7` for 10 seconds and may be stuck. Expected 8 threads to join "
+             "the rendezvous, but not all of them arrived on time.\n")
+    unstuck = ("2024-07-29 17:15:02.120189: E external/xla/xla/service/rendezvous.cc:42] Thread "
+               "is unstuck! Warning above was a false-positive. Perhaps the timeout is too "
+               "short.\n")
+    assert root_of(run(tmp_path, stuck * 2)) == "fsdp-hang"
+    assert run(tmp_path, stuck + unstuck).root_cause is None
+
+
+IPYTHON = (
+    "---------------------------------------------------------------------------\n"
+    "IndexError                                Traceback (most recent call last)\n"
+    "[/tmp/ipython-input-3966643938.py](https://localhost:8080/#) in <cell line: 0>()\n"
+    "----> 1 from unsloth import FastLanguageModel\n"
+    "      2 import torch\n"
+    "\n"
+    "6 frames\n"
+    "[/usr/local/lib/python3.12/dist-packages/unsloth/models/rl.py](https://localhost:8080/#)"
+    " in patch_functions(RLTrainer, trainer_file)\n"
+    "    853             last_line = sampling_params.split(\"\\n\")[-1]\n"
+    "--> 854             last_prev_line = sampling_params.split(\"\\n\")[-2]\n")
+
+
+def test_an_ipython_traceback_gives_its_exception_and_message(tmp_path):
+    analysis = run(tmp_path, IPYTHON + "\nIndexError: list index out of range\n")
+    finding = analysis.root_cause.finding
+    assert (finding.exception_type, finding.first.line) == ("IndexError", 12)
+    assert "traceback" not in dict(finding.captures)
+
+
+def test_a_cut_ipython_traceback_still_names_its_exception(tmp_path):
+    finding = run(tmp_path, IPYTHON).root_cause.finding
+    assert finding.exception_type == "IndexError"
+    assert dict(finding.captures)["traceback"] == "cut off before its last exception line"
