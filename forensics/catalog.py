@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -160,9 +161,30 @@ def _ends_with_start_of(text: str, phrase: str, least: int) -> bool:
     return any(text.endswith(phrase[:size]) for size in range(least, len(phrase)))
 
 
+def completed_keyword(body: str, keywords: Iterable[tuple[str, frozenset[str]]]) -> str | None:
+    """The one signature whose keyword the end of `body` begins and breaks off inside a word
+    ("KeyboardIn", "No CUDA GP", "OUT_OF_M"): the tail of a message cut short, at least
+    CUT_KEYWORD_CHARS long and starting at a word boundary. None when no keyword, or the
+    keywords of several signatures, fit."""
+    keywords = list(keywords)
+    longest = max((len(k) for k, _ in keywords), default=0)
+    for size in range(min(len(body), longest - 1), CUT_KEYWORD_CHARS - 1, -1):
+        tail = body[-size:]
+        if size < len(body) and body[-size - 1].isalnum():
+            continue  # not where a word starts
+        owners = {sid for keyword, sids in keywords
+                  if len(keyword) > size and keyword.startswith(tail)
+                  and keyword[size].isalnum() and tail[-1].isalnum() for sid in sids}
+        if owners:
+            return next(iter(owners)) if len(owners) == 1 else None
+    return None
+
+
 _KEYWORD_ONLY = regex.compile(r"")
 #: how much of a pattern a cut-off last line must still hold to count as its match
 CUT_MATCH_CHARS = 12
+#: how much of a keyword a cut-off last line must still hold to name its signature
+CUT_KEYWORD_CHARS = 8
 
 
 def search_line(pattern: regex.Pattern[str], text: str, body: str) -> regex.Match[str] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from forensics.catalog import Catalog, Signature
+from forensics.catalog import Catalog, Signature, completed_keyword
 from forensics.inputs.layouts import checkpoint_step
 from forensics.inputs.sources import (
     TAIL_BYTES,
@@ -61,6 +61,7 @@ class LinePlan:
     keyword_tags: tuple[frozenset[str], ...]
     signatures: dict[str, Signature]
     signal_signatures: dict[int, tuple[str, ...]]  # fatal signal -> the signatures it means
+    keywords: tuple[tuple[str, frozenset[str]], ...] = ()  # each keyword and its signatures
 
 
 def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
@@ -82,6 +83,7 @@ def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
         signatures={s.id: s for s in catalog.signatures},
         signal_signatures={number: tuple(s.id for s in catalog.signatures if number in s.signals)
                            for number in {n for s in catalog.signatures for n in s.signals}},
+        keywords=tuple((text, frozenset(sigs)) for text, (sigs, _) in table if sigs),
     )
 
 
@@ -171,7 +173,8 @@ class _LineReader:
         if end - start > CUT_LINE_BYTES:
             return  # a message cut short is a line, not a megabyte of one
         seg = segments(block[start:end].decode("utf-8", "replace"))[-1]
-        if not seg.text.rstrip()[-1:].isalpha():
+        last = seg.text.rstrip()[-1:]
+        if not (last.isalpha() or last == "_"):
             return  # cut mid-word; a number or a bracket may well be where it ends
         line_no = first_line + block.count(b"\n", 0, start)
         role = line_role(seg.body, "")
@@ -180,6 +183,11 @@ class _LineReader:
         matched = tuple(SignatureMatch(s.id, captures) for s in self.plan.signatures.values()
                         if role in s.roles and s.id not in have
                         and (captures := s.search_cut(seg.body)) is not None)
+        if not matched:
+            completed = completed_keyword(seg.body, self.plan.keywords)
+            if completed is not None and completed not in have and role in \
+                    self.plan.signatures[completed].roles:
+                matched = (SignatureMatch(completed, ()),)
         if not matched:
             return
         if known is not None:
