@@ -13,6 +13,7 @@ from forensics.catalog import Catalog, load_catalog, user_dirs
 from forensics.diagnosis.findings import (
     absorb_generic,
     announced,
+    bare_exceptions_went_on,
     group_findings,
     hits_of,
     unexplained_death,
@@ -99,7 +100,8 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     tails = {lines.info.name: lines.tail for lines in passes}
     findings = group_findings(hits, _job_year(tokens, worker_failures),
                               announced(tokens, tracebacks),
-                              waits_that_went_on(hits, tails, tracebacks))
+                              waits_that_went_on(hits, tails, tracebacks)
+                              | bare_exceptions_went_on(hits, tails, tracebacks))
     health = _health([lines.metrics for lines in passes])
     if health is not None:
         findings += health.unreported(catalog, {f.signature for f in findings})

@@ -117,3 +117,30 @@ def test_a_cut_ipython_traceback_still_names_its_exception(tmp_path):
     finding = run(tmp_path, IPYTHON).root_cause.finding
     assert finding.exception_type == "IndexError"
     assert dict(finding.captures)["traceback"] == "cut off before its last exception line"
+
+
+def test_a_traceback_flattened_onto_one_line_gives_its_last_exception(tmp_path):
+    flat = ("Trainable parameters = 1,099,295,744 ------------------------------------------- "
+            "TypeError Traceback (most recent call last) /tmp/ipython-input-77.py in "
+            "<cell line: 0>() ----> 1 trainer_stats = trainer.train() 23 frames "
+            "/usr/local/lib/python3.12/dist-packages/peft/utils/other.py in forward(self, x, "
+            "*args, **kwargs) --> 247 return self.original_module(x) TypeError: "
+            "AuxiliaryTrainingWrapper.forward() missing 1 required positional argument: 'x'\n")
+    finding = run(tmp_path, flat).root_cause.finding
+    assert finding.exception_type == "TypeError"
+    assert finding.first.text.startswith("TypeError: AuxiliaryTrainingWrapper.forward()")
+
+
+def test_a_line_that_merely_mentions_a_traceback_is_not_one(tmp_path):
+    text = ("INFO hint: set PYTHONFAULTHANDLER=1 to see a Traceback (most recent call last) "
+            "of every thread; ValueError: is raised for bad configs\n"
+            "{'loss': 0.3, 'epoch': 1.0}\n")
+    assert run(tmp_path, text).root_cause is None
+
+
+def test_a_bare_exception_line_the_run_went_past_is_not_its_end(tmp_path):
+    noise = "AttributeError: 'MessageFactory' object has no attribute 'GetPrototype'\n" * 3
+    serving = "".join(f"INFO 03-04 22:{m:02d}:06 [loggers.py:123] Engine 000: Avg prompt "
+                      f"throughput: 12.0 tokens/s, Running: 1 reqs\n" for m in range(50))
+    assert run(tmp_path, noise + serving).root_cause is None
+    assert root_of(run(tmp_path, serving + noise)) == "python-exception"  # the last words

@@ -7,6 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+import regex
+
 from forensics.catalog import Catalog, Signature
 from forensics.lines.blocks import TRACEBACK_START
 from forensics.model import Attribution, Evidence, Finding, Level, Token, Traceback
@@ -110,6 +112,28 @@ def waits_that_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
         if after or not any(e.line == last for e in tail):
             went_on |= {(source, h.token.line) for h in group}
     return went_on
+
+
+def bare_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
+                            tracebacks: Iterable[Traceback]) -> set[tuple[str, int]]:
+    """The catch-all's exception lines printed without a traceback, above the last lines of
+    their file: a library printed the error and the program went on (noise such as
+    protobuf's `AttributeError: 'MessageFactory' object has no attribute ...` at every
+    import), so such a line is not how the run ended."""
+    spans = defaultdict(list)
+    for tb in tracebacks:
+        spans[tb.source].append((tb.start_line, tb.end_line))
+    first_of_tail = {source: tail[0].line for source, tail in tails.items() if tail}
+    return {(h.token.source, h.token.line) for h in hits if h.signature.generic
+            and h.token.line < first_of_tail.get(h.token.source, 0)
+            and not any(a <= h.token.line <= b for a, b in spans[h.token.source])
+            and not (h.token.context_before
+                     and _QUOTED_FRAME.search(h.token.context_before[-1]))}
+
+
+# the line above an exception that ends a traceback whose header was not kept: a frame
+# (`File "x.py", line 3`), the source it quotes, or its `^^^^` markers, all indented
+_QUOTED_FRAME = regex.compile(r'File "|(?:^|\]:)\s{2,}\S')
 
 
 def group_findings(hits: list[Hit], year: int = 1970,

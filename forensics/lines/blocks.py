@@ -91,6 +91,12 @@ _FRAME = regex.compile(r'^\s+File "(?P<file>[^"]+)", line \d+')
 # "File /x/y.py:854, in f()", quoted as "----> 1 code" and "      2 code", "6 frames" folded
 _IPYTHON_HEADER = regex.compile(
     r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\s{2,}Traceback \(most recent call last\)$")
+# a whole traceback whose newlines a paste turned into spaces: the header, then frames, on
+# one line; its last `Type: message` is the exception
+_FLATTENED = regex.compile(
+    r"Traceback \(most recent call last\):?\s.*?(?:\sFile \S|-+> \d+ |\d+ frames\s)")
+_FLAT_EXCEPTION = regex.compile(
+    r"(?<![\w.])(?P<type>(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Interrupt|Exit)): (?=\S)")
 _IPYTHON_FRAME = regex.compile(
     r"^(?:(?:\[[^\]]+\]\([^)]*\)|File \S+|\S+\.py|<ipython-input-[^>]+>|Cell \S+.*?) in \S"
     r"|-*> ?\d+ |\d+ frames?$|-{20,}$)")
@@ -152,6 +158,8 @@ class TracebackWalker:
         body = seg.body
         current = self.open.get(key)
         stripped = body.strip()
+        if current is None and self._flattened(line_no, seg, stripped):
+            return
         ipython = _IPYTHON_HEADER.match(stripped)
         if stripped.startswith(TRACEBACK_START) or stripped.endswith(TRACEBACK_START) or ipython:
             if current is not None and current.state == "chained":
@@ -190,6 +198,19 @@ class TracebackWalker:
                 current.message_lines += 1
         elif current.state == "chained" and stripped:
             self._close(key)
+
+    def _flattened(self, line_no: int, seg: Segment, body: str) -> bool:
+        """A traceback flattened onto one line becomes one traceback of that line."""
+        header = _FLATTENED.search(body)
+        if header is None:
+            return False
+        last = next(reversed(list(_FLAT_EXCEPTION.finditer(body, header.end()))), None)
+        parts = () if last is None else (
+            ExceptionPart(last["type"], body[last.end():].strip(), line_no),)
+        self.done.append(Traceback(
+            source=self.source, start_line=line_no, end_line=line_no, key=_prefix_key(seg),
+            who=seg.who, parts=parts, ignored=seg.level in LOGGED_LEVELS, cut=not parts))
+        return True
 
     def _frames_line(self, current: _OpenTraceback, key: str, line_no: int, body: str) -> None:
         if not body.strip():

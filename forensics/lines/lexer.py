@@ -77,7 +77,7 @@ GLOG_LETTERS = {"V": Level.DEBUG, "I": Level.INFO, "W": Level.WARNING, "E": Leve
 # `torch._dynamo.convert_frame: [WARNING]`,
 # and Python warnings (`x.py:3: UserWarning: ...`)
 _BODY_LEVEL = regex.compile(
-    r"^(?:NCCL (?P<level>INFO|WARN)\b"
+    r"^(?:(?:[\w./-]+:\d+ )?NCCL (?P<level>INFO|WARN)\b"
     r"|(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
     r"(?=:[\w.<]|\s+\d\d-\d\d |\s+\[| - [\w.]+ - )"
     r"|(?:wandb|swanlab|comet_ml|mlflow): (?P<level>DEBUG|INFO|WARNING|ERROR)\b"
