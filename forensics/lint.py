@@ -12,7 +12,7 @@ from forensics.diagnosis.findings import announced
 from forensics.errors import CatalogError
 from forensics.inputs.sources import Source
 from forensics.lines.engine import available_engines
-from forensics.lines.linepass import LinePlan, compile_plan, line_pass
+from forensics.lines.linepass import LinePass, LinePlan, compile_plan, line_pass
 from forensics.lines.signals import signal_of
 from forensics.metrics.health import anomaly_kinds
 from forensics.model import Token
@@ -24,9 +24,14 @@ _WHOLE_NUMBER = regex.compile(r"^[+-]?\d+$")
 _DOTTED_NAME = regex.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 
 
+def example_pass(text: str, plan: LinePlan) -> LinePass:
+    """`text` run through the line pass as a whole log."""
+    return line_pass(Source("<example>", data=text.encode("utf-8")), plan)
+
+
 def example_tokens(text: str, plan: LinePlan) -> list[Token]:
     """The flagged lines of `text`, run as a whole log."""
-    return line_pass(Source("<example>", data=text.encode("utf-8")), plan).tokens
+    return example_pass(text, plan).tokens
 
 
 def matched_signatures(text: str, catalog: Catalog, plan: LinePlan) -> frozenset[str]:
@@ -115,7 +120,7 @@ def _example_problems(signature: Signature, by_id: dict[str, Signature],
             problems.append(f"{where}: examples[{index}]: holds none of the keywords and "
                             f"reports none of its signals")
         for name, plan in plans.items():
-            lines = line_pass(Source("<example>", data=example.encode("utf-8")), plan)
+            lines = example_pass(example, plan)
             tokens = lines.tokens
             heralds = announced(tokens, lines.tracebacks)
             matched = frozenset(m.signature for token in tokens for m in token.matches)

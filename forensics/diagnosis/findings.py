@@ -76,7 +76,24 @@ def absorb_generic(hits: list[Hit], tracebacks: Iterable[Traceback]) -> list[Hit
 def _signalled(hit: Hit) -> bool:
     """A hit made by the fatal signal its line reports: the signal is the specific fact
     (a `SignalException: got signal: 15` is SIGTERM, not just an exception)."""
-    return any(key == "signal" for key, _ in hit.captures)
+    return captured(hit.captures, "signal")
+
+
+def captured(captures: Iterable[tuple[str, str]], name: str) -> bool:
+    """Whether a match set the named capture (`signal`, `waiting`)."""
+    return any(key == name for key, _ in captures)
+
+
+def _spans(tracebacks: Iterable[Traceback]) -> dict[str, list[tuple[int, int]]]:
+    """Each source's traceback line ranges."""
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for tb in tracebacks:
+        spans[tb.source].append((tb.start_line, tb.end_line))
+    return spans
+
+
+def _inside(line: int, spans: list[tuple[int, int]]) -> bool:
+    return any(start <= line <= end for start, end in spans)
 
 
 def announced(tokens: Iterable[Token], tracebacks: Iterable[Traceback]) -> set[tuple[str, int]]:
@@ -97,18 +114,17 @@ def waits_that_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
     traceback of its stop follows) keeps them."""
     waits: dict[tuple[str, str], list[Hit]] = defaultdict(list)
     for hit in hits:
-        if any(key == "waiting" for key, _ in hit.captures):
+        if captured(hit.captures, "waiting"):
             waits[(hit.token.source, hit.signature.id)].append(hit)
+    spans = _spans(tracebacks)
     went_on: set[tuple[str, int]] = set()
     for (source, _), group in waits.items():
         last = max(h.token.line for h in group)
         repeated = {h.token.line for h in group}
-        stopped = [(tb.start_line, tb.end_line) for tb in tracebacks
-                   if tb.source == source and tb.start_line > last]
+        stopped = [(start, end) for start, end in spans[source] if start > last]
         tail = tails.get(source, [])
         after = [e for e in tail if e.line > last and e.text.strip()
-                 and e.line not in repeated
-                 and not any(a <= e.line <= b for a, b in stopped)]
+                 and e.line not in repeated and not _inside(e.line, stopped)]
         if after or not any(e.line == last for e in tail):
             went_on |= {(source, h.token.line) for h in group}
     return went_on
@@ -120,13 +136,11 @@ def bare_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
     their file: a library printed the error and the program went on (noise such as
     protobuf's `AttributeError: 'MessageFactory' object has no attribute ...` at every
     import), so such a line is not how the run ended."""
-    spans = defaultdict(list)
-    for tb in tracebacks:
-        spans[tb.source].append((tb.start_line, tb.end_line))
+    spans = _spans(tracebacks)
     first_of_tail = {source: tail[0].line for source, tail in tails.items() if tail}
     return {(h.token.source, h.token.line) for h in hits if h.signature.generic
             and h.token.line < first_of_tail.get(h.token.source, 0)
-            and not any(a <= h.token.line <= b for a, b in spans[h.token.source])
+            and not _inside(h.token.line, spans[h.token.source])
             and not (h.token.context_before
                      and _QUOTED_FRAME.search(h.token.context_before[-1]))}
 
@@ -142,7 +156,7 @@ def group_findings(hits: list[Hit], year: int = 1970,
     """One finding per signature (a generic one: per exception type), in the order of each
     one's first hit. `year` completes timestamps that print none (glog); `announcing` lines
     may make a root whatever their level (see `announced`), `went_on` lines never do (see
-    `waits_that_went_on`)."""
+    `waits_that_went_on` and `bare_exceptions_went_on`)."""
     grouped: dict[tuple[str, str], list[Hit]] = defaultdict(list)
     for hit in sorted(hits, key=lambda h: h.order):
         kind = dict(hit.captures).get("exception_type", "") if hit.signature.generic else ""

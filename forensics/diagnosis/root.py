@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, replace
 
 from forensics.catalog import ANY, Catalog, Signature
+from forensics.diagnosis.findings import captured
 from forensics.lines.blocks import exception_name
 from forensics.model import (
     Anomaly,
@@ -196,7 +197,7 @@ def _reasons(root: Finding, signature: Signature, findings: list[Finding],
     else:
         reasons.append(f"the most specific failure signature found (`{root.signature}`, "
                        f"priority {signature.priority})")
-    if any(key == "waiting" for key, _ in root.captures):
+    if captured(root.captures, "waiting"):
         reasons.append("the log ends while it is still waiting: the wait never ended")
     elif not root.loud:
         reasons.append("stated only as a warning: no error line names the failure (the run "

@@ -201,7 +201,7 @@ class TracebackWalker:
 
     def _flattened(self, line_no: int, seg: Segment, body: str) -> bool:
         """A traceback flattened onto one line becomes one traceback of that line."""
-        header = _FLATTENED.search(body)
+        header = _FLATTENED.search(body) if "Traceback (most recent" in body else None
         if header is None:
             return False
         last = next(reversed(list(_FLAT_EXCEPTION.finditer(body, header.end()))), None)
