@@ -1,21 +1,22 @@
-"""Throughput and memory of `forensics analyze` on a realistic >= 1 GB log, next to grep.
+"""Throughput and memory of `forensics analyze` on logs shaped like real runs, next to grep.
 
-Writes (once) an 8-rank interleaved log: NCCL INFO noise, `\\r` progress bars, metrics
-dicts, warnings, ending in a CUDA OOM on one rank followed by NCCL timeouts and the
-torchrun failure block. Then times, in one run, `forensics analyze --format json` and
-`grep -E -c` over the catalog's keywords, and prints both times, their ratio and forensics'
-peak RSS.
+For each profile of `bench/profiles.py` (quiet noise, a progress update on every line, a
+metrics record every step, an NCCL INFO flood from 64 ranks, a 64-file `torchrun --log-dir`
+tree) it writes the input once, then times in one run, best of `--repeat`,
+`forensics analyze --format json` and `grep -E -c` (`-r` for the tree) over the catalog's
+keywords, and prints a Markdown table: sizes, both times, their ratio, forensics' peak RSS and
+the root cause it reported.
 
-usage: python bench/throughput.py [--size-gb 1.0] [--path bench/out/big.log]
+usage: python bench/throughput.py [--profile all|quiet|progress|metrics|nccl|tree]
+                                  [--size-gb 1.0] [--repeat 3] [--out bench/out]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
+import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -25,78 +26,71 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.profiles import PROFILES, write_profile  # noqa: E402
 from forensics.catalog import load_catalog  # noqa: E402
-
-NOISE = [
-    "gpu-node-07:{pid}:{tid} [{dev}] NCCL INFO Channel {ch:02d}/0 : {dev} -> {nxt} via P2P/CUMEM/read",
-    "gpu-node-07:{pid}:{tid} [{dev}] NCCL INFO comm 0x55555da97ba0 rank {dev} nranks 8 cudaDev {dev} busId 1b000 - Init COMPLETE",
-    "[rank{dev}]:[W302 11:0{m}:14.883411201 reducer.cpp:1400] Warning: find_unused_parameters=True was specified in DDP constructor, but did not find any unused parameters in the forward pass.",
-    "[2025-03-02 11:0{m}:10,511] [INFO] [axolotl.utils.callbacks] [RANK:{dev}] GPU memory usage: 71.2GB (+0.8GB cache)",
-    "/opt/conda/lib/python3.11/site-packages/torch/utils/checkpoint.py:87: UserWarning: None of the inputs have requires_grad=True. Gradients will be None",
-]
-
-
-def write_log(path: Path, size: int) -> None:
-    rng = random.Random(1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    step, total = 0, 200000
-    written = 0
-    with open(path, "w", encoding="utf-8") as out:
-        while written < size:
-            lines = []
-            for _ in range(2000):
-                dev = rng.randrange(8)
-                template = NOISE[0 if rng.random() < 0.6 else rng.randrange(len(NOISE))]
-                lines.append(template.format(pid=4000 + dev, tid=4100 + dev, dev=dev,
-                                             nxt=(dev + 1) % 8, ch=rng.randrange(32),
-                                             m=rng.randrange(10)))
-            step += 1
-            lines.append(f"\r {100 * step // total:>2}%|#         | {step}/{total} "
-                         f"[41:12<4:13:01, 11.77s/it]\r{' ' * 40}\r"
-                         + str({"loss": round(1.5 - step / 1e5, 4), "grad_norm": 0.5,
-                                "learning_rate": 2e-05, "epoch": round(step / total, 4)}))
-            chunk = "\n".join(lines) + "\n"
-            out.write(chunk)
-            written += len(chunk)
-        out.write((ROOT / "sample_logs" / "cuda-oom-nccl-timeout.log").read_text())
 
 
 def grep_pattern() -> str:
+    """Every catalog keyword, escaped, as one `grep -E` alternation."""
     keywords = sorted({k for s in load_catalog().signatures for k in s.keywords})
     return "|".join(re.escape(k) for k in keywords)
 
 
+def run_measured(command: list[str]) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MB, stdout) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, out.decode("utf-8", "replace")
+
+
+def input_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def measure(profile: str, path: Path, pattern: str, repeat: int) -> dict[str, object]:
+    """Best-of-`repeat` times of grep and of forensics on one input, alternating."""
+    grep = ["grep", "-E", "-c", *(["-r"] if path.is_dir() else []), pattern, str(path)]
+    ours = [sys.executable, "-m", "forensics", "analyze", "--format", "json", str(path)]
+    grep_s, ours_s, peak, report = [], [], 0.0, ""
+    for _ in range(repeat):
+        grep_s.append(run_measured(grep)[0])
+        seconds, rss, report = run_measured(ours)
+        ours_s.append(seconds)
+        peak = max(peak, rss)
+    root = json.loads(report).get("root_cause") or {}
+    return {"profile": profile, "gb": input_size(path) / (1 << 30), "grep": min(grep_s),
+            "ours": min(ours_s), "rss": peak, "root": f"{root.get('signature')} "
+            f"(rank {root.get('rank')})"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", default="all", choices=("all", *PROFILES))
     parser.add_argument("--size-gb", type=float, default=1.0)
-    parser.add_argument("--path", default=str(HERE / "out" / "big.log"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args()
-    path = Path(args.path)
     size = int(args.size_gb * (1 << 30))
-    if not path.exists() or path.stat().st_size < size:
-        print(f"writing {path} ({args.size_gb} GB)...", flush=True)
-        write_log(path, size)
-    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm cache
-
     pattern = grep_pattern()
-    start = time.perf_counter()
-    grep = subprocess.run(["grep", "-E", "-c", pattern, str(path)], capture_output=True,
-                          text=True)
-    grep_s = time.perf_counter() - start
-
-    forensics = [sys.executable, "-m", "forensics", "analyze", "--format", "json", str(path)]
-    start = time.perf_counter()
-    proc = subprocess.run(forensics, capture_output=True, text=True)
-    ours_s = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    report = json.loads(proc.stdout)
-    gb = path.stat().st_size / (1 << 30)
-    print(f"file: {gb:.2f} GB, {len(pattern.split('|'))} keywords")
-    print(f"grep -E -c: {grep_s:.2f} s ({grep.stdout.strip()} matching lines)")
-    print(f"forensics analyze --format json: {ours_s:.2f} s, root cause "
-          f"{report['root_cause']['signature']} on rank {report['root_cause']['rank']}")
-    print(f"ratio forensics/grep: {ours_s / grep_s:.2f}x; forensics peak RSS: {peak_mb:.0f} MB "
-          "(largest child process)")
+    print(f"{len(pattern.split('|'))} catalog keywords; best of {args.repeat}\n")
+    print("| profile | input | grep -E | forensics analyze | ratio | peak RSS | root cause |")
+    print("|---|---|---|---|---|---|---|")
+    for profile in PROFILES if args.profile == "all" else (args.profile,):
+        path = Path(args.out) / f"{profile}-{args.size_gb:g}gb"
+        if not path.exists():
+            write_profile(profile, path.with_suffix(".tmp"), size)
+            path.with_suffix(".tmp").rename(path)
+        subprocess.run(["cat", *(map(str, path.rglob("*.log")) if path.is_dir()
+                                 else [str(path)])], stdout=subprocess.DEVNULL, check=True)
+        row = measure(profile, path, pattern, args.repeat)
+        print(f"| {row['profile']} | {row['gb']:.2f} GB | {row['grep']:.2f} s | "
+              f"{row['ours']:.2f} s | {row['ours'] / row['grep']:.2f}x | {row['rss']:.0f} MB | "
+              f"{row['root']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "worker-exit": ("exits with return code", "failed (exitcode", "ProcessFailure(",
                     "returned non-zero exit status", "died with <Signals."),
     "metrics": ("'epoch': ", "'train_runtime'", "'eval_loss'"),
-    "progress": ("it/s]", "s/it]"),
     "completion": ("exits successfully", "Training completed", "Model successfully saved"),
     "checkpoint": ("Saving model checkpoint to",),
     "ds-step": ("skipped=", "MaxMemAllocated="),

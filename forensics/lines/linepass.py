@@ -26,7 +26,8 @@ from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, segments
 from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.signals import signal_name, signal_of
-from forensics.metrics.shapes import checkpoint_saved, deepspeed_step, last_progress, parse_metrics
+from forensics.metrics.progress import ProgressTracker
+from forensics.metrics.shapes import checkpoint_saved, deepspeed_step, parse_metrics
 from forensics.metrics.table import TRAIN, MetricsTable, log_history_table, record_kind
 from forensics.model import (
     NO_ATTRIBUTION,
@@ -47,7 +48,6 @@ CONTEXT_LINES = 3
 CONTEXT_CHARS = 400
 TAIL_CHARS = 600
 MAX_LINES_PER_SIGNATURE = 500
-_METRICS_ONLY = frozenset({"metrics", "progress"})
 MAX_FACT_LINES = 200
 CUT_LINE_BYTES = 8192  # the longest last line read as a message cut short
 
@@ -112,8 +112,7 @@ class _LineReader:
         self.tokens: list[Token] = []
         self.failures: list[WorkerFailure] = []
         self.metrics = MetricsTable(source.name)
-        self.current_step: int | None = None
-        self.progress: dict[int, tuple[int, int]] = {}  # total -> (last n, times seen)
+        self.bars = ProgressTracker()
         self.completion: list[Evidence] = []
         self.tracebacks = TracebackWalker(source.name)
         self.block_walker: FailureBlockWalker | None = None
@@ -164,6 +163,7 @@ class _LineReader:
                 self.block_walker = FailureBlockWalker(self.source.name, line_no)
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, tags, signatures)
+        self.bars.finish_block(block, first_line)
 
     def cut_short(self, block: bytes, first_line: int) -> None:
         """The input's last line may be a message cut off before its end (a paste that
@@ -223,16 +223,13 @@ class _LineReader:
 
     def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
               tags: set[str], signatures: set[str]) -> None:
-        if "progress" in tags and self._progress(raw):
-            self.last_step_line = line_no
-        if not signatures and tags <= _METRICS_ONLY:
-            if "metrics" in tags:  # the hot path: a metrics dict, maybe behind a bar redraw
-                self._metrics(line_no, raw)
+        if not signatures and tags == {"metrics"}:  # the hot path: a metrics dict
+            self._metrics(line_no, raw, self.bars.step_at(block, block.find(b"{'", start, end)))
             return
         previous = None
         for seg in segments(raw):
             if "metrics" in tags and "{'" in seg.body:
-                self._metrics(line_no, seg.body)
+                self._metrics(line_no, seg.body, self.bars.step_at(block, end))
             if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
                 self.metrics.add(line_no, found[0], found[1], TRAIN)
             if "worker-exit" in tags:
@@ -293,24 +290,12 @@ class _LineReader:
             matched.append(SignatureMatch(signature_id, captures))
         return tuple(matched)
 
-    def _progress(self, raw: str) -> bool:
-        found = last_progress(raw)
-        if found is None:
-            return False
-        description, n, total = found
-        if description:  # the trainer's own bar has no description
-            return False
-        _, seen = self.progress.get(total, (0, 0))
-        self.progress[total] = (n, seen + 1)
-        self.current_step = n
-        return True
-
-    def _metrics(self, line_no: int, body: str) -> None:
+    def _metrics(self, line_no: int, body: str, step: int | None) -> None:
         values = parse_metrics(body)
         if not values:
             return
         kind = record_kind(values)
-        self.metrics.add(line_no, self.current_step, values, kind)
+        self.metrics.add(line_no, step, values, kind)
         if kind == TRAIN:
             self.last_step_line = line_no
 
@@ -387,13 +372,13 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
         tracebacks=[replace(tb, who=scanner.who(tb.who)) for tb in scanner.tracebacks.done],
         worker_failures=scanner.failures,
         metrics=scanner.metrics,
-        progress=scanner.progress,
+        progress=scanner.bars.bars,
         completion_lines=scanner.completion,
         tail=tail_lines,
         python_versions=scanner.tracebacks.python_versions,
         last_time=next((t for t in reversed(tail_times) if t), None)
         or next((t.who.time for t in reversed(scanner.tokens) if t.who.time), None),
-        last_step_line=scanner.last_step_line,
+        last_step_line=max(scanner.last_step_line, scanner.bars.last_line),
         checkpoint=scanner.checkpoint,
     )
 

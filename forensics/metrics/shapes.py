@@ -1,5 +1,5 @@
 """The metric shapes the line pass reads: a trainer's printed metrics dict, DeepSpeed's step
-and memory lines, tqdm progress bars (the step), and checkpoint saves."""
+and memory lines, and checkpoint saves (progress bars: `metrics.progress`)."""
 
 from __future__ import annotations
 
@@ -63,19 +63,3 @@ def parse_metrics(body: str) -> dict[str, float | None]:
         except ValueError:
             continue
     return values
-
-
-_PROGRESS = regex.compile(r"(?:^|\r|\s)(?P<desc>[^|\r]{0,60}?)\s*\d+%\|[^|\r]*\|\s*"
-                          r"(?P<n>\d+)/(?P<total>\d+) \[")
-
-
-def last_progress(raw: str) -> tuple[str, int, int] | None:
-    """The last progress-bar state on a line: (description, n, total)."""
-    bar = raw.rfind("%|")
-    if bar < 0:
-        return None
-    start = raw.rfind("\r", 0, bar) + 1
-    found = _PROGRESS.search(raw, start)
-    if found is None:
-        return None
-    return found["desc"].strip(), int(found["n"]), int(found["total"])
