@@ -72,6 +72,15 @@ def line_role(body: str, previous: str) -> LineRole:
     return LineRole.PLAIN
 
 
+def continues_warning(body: str, previous: str, following: str) -> bool:
+    """Whether a line is the second line of a Python warning's message: the line before is
+    the warning's `file:line: Category: message` header and the line after is the indented
+    source line the warning quotes (`RuntimeWarning: Failed to read commit hash:` then
+    `No module named 'vllm._version'`)."""
+    return (body[:1] not in " \t" and following[:1] in " \t"
+            and _WARNING_HEADER.match(previous) is not None)
+
+
 def exception_name(body: str) -> str | None:
     """The exception class a line (without its prefixes) reports, e.g. `torch.OutOfMemoryError`
     for `torch.OutOfMemoryError: CUDA out of memory`; None when it reports none."""

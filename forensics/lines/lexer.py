@@ -60,6 +60,9 @@ _PREFIX_RULES = [
     r"\[PID:(?P<pid>\d+)\] ",
     r"\[RANK:(?P<local_rank>\d+)\] ",
     r"\[Rank (?P<rank>-?\d+)\] ",
+    # a level word a tool prints before the exception it reports: "Error: RuntimeError: ..."
+    r"(?P<level>ERROR|Error|FATAL|Fatal)[:：] (?=(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*"
+    r"(?:Error|Exception|Interrupt|Exit):)",
     r"\[[\w.]+(?::\d+)?(?::\w+)?\] (?=\[|\S)",
     # any other short bracketed tag before the text, e.g. a run id
     r"\[[^\]\s][^\]]{0,78}\] (?=\S)",

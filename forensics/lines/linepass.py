@@ -19,6 +19,7 @@ from forensics.lines.blocks import (
     EVENT_KEYWORDS,
     FailureBlockWalker,
     TracebackWalker,
+    continues_warning,
     line_role,
     worker_exit,
 )
@@ -34,6 +35,7 @@ from forensics.model import (
     Attribution,
     Checkpoint,
     Evidence,
+    Level,
     LineRole,
     SignatureMatch,
     SourceInfo,
@@ -241,11 +243,15 @@ class _LineReader:
             if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
                 self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
                                              self.who(seg.who).time)
+            level = seg.level
             if signatures or "signal" in tags:
                 if previous is None and seg.body[:1] in " \t":  # only then can it be quoted
                     previous = _previous_body(block, start)
                 role = line_role(seg.body, previous or "")
                 matched = self._matching(signatures, seg, role, "signal" in tags)
+                if matched and continues_warning(seg.body, previous or _previous_body(block, start),
+                                                 _next_body(block, end)):
+                    level = Level.WARNING
             else:
                 role, matched = LineRole.PLAIN, ()
             previous = seg.body
@@ -257,7 +263,7 @@ class _LineReader:
             self.tokens.append(Token(
                 source=self.source.name, line=line_no, text=seg.text, body=seg.body,
                 tags=frozenset(tags), matches=matched, who=self.who(seg.who),
-                context_before=before, context_after=after, level=seg.level, role=role,
+                context_before=before, context_after=after, level=level, role=role,
             ))
 
     def _matching(self, candidates: set[str], seg: Segment, role: LineRole,
@@ -308,6 +314,16 @@ def _previous_body(block: bytes, start: int) -> str:
     return segments(block[begin:start - 1].decode("utf-8", "replace"))[-1].body
 
 
+def _next_body(block: bytes, end: int) -> str:
+    """The message body of the physical line after the one ending at `end` (empty at the
+    block's end)."""
+    if end >= len(block):
+        return ""
+    stop = block.find(b"\n", end + 1)
+    return segments(block[end + 1:stop if stop >= 0 else len(block)]
+                    .decode("utf-8", "replace"))[0].body
+
+
 def _context(block: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     before_start = start
     for _ in range(CONTEXT_LINES):
@@ -340,8 +356,10 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     tail = b""
     ends_with_newline = True
     pasted = b""
+    seen = 0
     for block in read_blocks(source, report):
-        pasted = normalize(block, small=lines == 0 and len(block) < PASTE_BYTES)
+        seen += len(block)
+        pasted = normalize(block, small=seen < PASTE_BYTES)
         scanner.scan_block(pasted, lines + 1)
         lines += block.count(b"\n")
         ends_with_newline = block.endswith(b"\n")

@@ -1,6 +1,7 @@
 """Logical lines from damaged pastes, before anything is matched: logs reach issue threads
 copied from terminals, boxed by rich/typer tracebacks and hard-wrapped at the terminal's
-width. This step strips the box drawing and joins wrapped rows back into one line. Line
+width, typed into editors that curl quotes (`‘evaluation_strategy’`). This step strips the
+box drawing, joins wrapped rows back into one line and straightens typographic quotes. Line
 numbers are kept: a joined row leaves an empty line behind, so evidence still points at the
 row the message started on. Both run only on inputs of paste size: a log a program wrote
 to a file is neither boxed by a terminal nor wrapped at its width."""
@@ -17,6 +18,8 @@ MIN_WIDTH = 60
 MAX_WIDTH = 400  # wider than any terminal a log is copied from
 MIN_FULL_ROWS = 3
 _VERTICAL = "│┃"
+_TYPOGRAPHIC_QUOTES = tuple((curly.encode(), straight.encode())
+                            for curly, straight in (("‘", "'"), ("’", "'"), ("“", '"'), ("”", '"')))
 _BOX_BYTES = ("│".encode(), "┃".encode())
 # a border row, with an optional title: ╭──── Traceback (most recent call last) ────╮
 _BORDER = re.compile(r"^\s*[╭╰┏┗┌└][─━]*\s?(?P<title>[^─━╮╯┓┛┐┘]*?)\s?[─━]*[╮╯┓┛┐┘]\s*$")
@@ -31,6 +34,9 @@ def normalize(block: bytes, small: bool) -> bytes:
     """The block with rich boxes stripped and (for paste-sized inputs) wrapped rows joined."""
     if not small:
         return block
+    for curly, straight in _TYPOGRAPHIC_QUOTES:
+        if curly in block:
+            block = block.replace(curly, straight)
     rows = block.decode("utf-8", "surrogateescape").split("\n")
     boxed = any(mark in block for mark in _BOX_BYTES)
     if boxed:
