@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forensics.inputs.sources import Source
 from forensics.lines.linepass import line_pass
-from forensics.metrics.shapes import parse_metrics
+from forensics.metrics.table import EVAL, TRAIN, MetricsTable
 
 
 def scan(text: str, plan):
@@ -103,16 +103,39 @@ def test_launcher_lines_become_worker_failures(plan):
     assert [(f.exitcode, f.local_rank) for f in failures] == [(-7, 1), (-9, 3)]
 
 
+def _printed(*bodies: str) -> MetricsTable:
+    table = MetricsTable("x")
+    table.add_printed(list(range(1, len(bodies) + 1)), [None] * len(bodies), list(bodies))
+    return table
+
+
 def test_metrics_in_every_printed_shape():
-    assert parse_metrics("{'loss': 0.0002, 'grad_norm': 0.0005825, 'learning_rate': 3.785e-06, "
-                         "'rewards/reward_fn/mean': 0.4647, 'epoch': 0.85}") == {
+    table = _printed("{'loss': 0.0002, 'grad_norm': 0.0005825, 'learning_rate': 3.785e-06, "
+                     "'rewards/reward_fn/mean': 0.4647, 'epoch': 0.85}",
+                     "{'loss': '2.345', 'grad_norm': '1.235e+04', 'epoch': '0.04'}",
+                     "{'loss': nan, 'kl': None, 'x': np.float64(1.5), 'n': inf, 'epoch': 1}")
+    assert table.row(0).values == {
         "loss": 0.0002, "grad_norm": 0.0005825, "learning_rate": 3.785e-06,
         "rewards/reward_fn/mean": 0.4647, "epoch": 0.85}
-    five = parse_metrics("{'loss': '2.345', 'grad_norm': '1.235e+04', 'epoch': '0.04'}")
-    assert five == {"loss": 2.345, "grad_norm": 12350.0, "epoch": 0.04}
-    odd = parse_metrics("{'loss': nan, 'kl': None, 'x': np.float64(1.5), 'n': inf, 'epoch': 1}")
+    assert table.row(1).values == {"loss": 2.345, "grad_norm": 12350.0, "epoch": 0.04}
+    odd = table.row(2).values
     assert odd["kl"] is None and odd["x"] == 1.5 and odd["n"] == float("inf")
     assert odd["loss"] != odd["loss"]  # nan
+
+
+def test_printed_records_keep_their_kind_and_order():
+    """Records parsed together: an evaluation stays an evaluation, the summary is kept
+    aside, a dict without one number is no record, and the last training line is told."""
+    table = MetricsTable("x")
+    last = table.add_printed(
+        [3, 5, 8, 9, 12], [10, 10, None, 20, 20],
+        ["{'loss': 1.5, 'epoch': 0.1}", "{'eval_loss': 1.7, 'epoch': 0.1}",
+         "{'note': 'warmup'}", "{'loss': 1.2, 'epoch': 0.2}",
+         "{'train_runtime': 99.0, 'train_loss': 1.3, 'epoch': 0.2}"])
+    assert list(table.lines) == [3, 5, 9] and list(table.steps) == [10.0, 10.0, 20.0]
+    assert [table.row(i).kind for i in range(3)] == [TRAIN, EVAL, TRAIN]
+    assert table.summary == {"train_runtime": 99.0, "train_loss": 1.3, "epoch": 0.2}
+    assert last == 9
 
 
 def test_completion_and_progress_are_tracked(plan):

@@ -28,8 +28,8 @@ from forensics.lines.lexer import Segment, segments
 from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.signals import signal_name, signal_of
 from forensics.metrics.progress import ProgressTracker
-from forensics.metrics.shapes import checkpoint_saved, deepspeed_step, parse_metrics
-from forensics.metrics.table import TRAIN, MetricsTable, log_history_table, record_kind
+from forensics.metrics.shapes import checkpoint_saved, deepspeed_step
+from forensics.metrics.table import TRAIN, MetricsTable, log_history_table
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,
@@ -51,6 +51,11 @@ CONTEXT_CHARS = 400
 TAIL_CHARS = 600
 MAX_LINES_PER_SIGNATURE = 500
 MAX_FACT_LINES = 200
+MEMO_LINES = 4096  # distinct lines whose analysis is remembered
+MEMO_LINE_CHARS = 2048
+PRINTED_BATCH = 4096  # metrics dicts parsed together
+_MATCH_TAGS = frozenset({"signal", "fact"})  # tags that need no event handling
+Captures = tuple[tuple[str, str], ...]
 CUT_LINE_BYTES = 8192  # the longest last line read as a message cut short
 
 
@@ -124,6 +129,8 @@ class _LineReader:
         self.replaced = 0
         self.last_step_line = 0
         self.checkpoint: Checkpoint | None = None
+        self._seen: dict[str, list[tuple[Segment, LineRole, dict[str, Captures]]]] = {}
+        self.printed: list[tuple[int, int | None, str]] = []  # metrics dicts not yet parsed
         self.default_who = Attribution(rank=source.rank, local_rank=source.local_rank,
                                        time=source.time)
 
@@ -166,6 +173,7 @@ class _LineReader:
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, tags, signatures)
         self.bars.finish_block(block, first_line)
+        self.flush_printed()
 
     def cut_short(self, block: bytes, first_line: int) -> None:
         """The input's last line may be a message cut off before its end (a paste that
@@ -226,35 +234,17 @@ class _LineReader:
     def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
               tags: set[str], signatures: set[str]) -> None:
         if not signatures and tags == {"metrics"}:  # the hot path: a metrics dict
-            self._metrics(line_no, raw, self.bars.step_at(block, block.find(b"{'", start, end)))
+            self._printed(line_no, raw, self.bars.step_at(block, block.find(b"{'", start, end)))
             return
-        previous = None
-        for seg in segments(raw):
-            if "metrics" in tags and "{'" in seg.body:
-                self._metrics(line_no, seg.body, self.bars.step_at(block, end))
-            if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
-                self.metrics.add(line_no, found[0], found[1], TRAIN)
-            if "worker-exit" in tags:
-                failure = worker_exit(self.source.name, line_no, seg)
-                if failure is not None:
-                    self.failures.append(failure)
-            if "completion" in tags:
-                self.completion.append(Evidence(self.source.name, line_no, seg.text))
-            if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
-                self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
-                                             self.who(seg.who).time)
+        events = bool(tags - _MATCH_TAGS)
+        for seg, role, found in self._analysed(block, start, raw, signatures, "signal" in tags):
+            if events:
+                self._events(tags, seg, line_no, end, block)
+            matched = self._within_budget(found)
             level = seg.level
-            if signatures or "signal" in tags:
-                if previous is None and seg.body[:1] in " \t":  # only then can it be quoted
-                    previous = _previous_body(block, start)
-                role = line_role(seg.body, previous or "")
-                matched = self._matching(signatures, seg, role, "signal" in tags)
-                if matched and continues_warning(seg.body, previous or _previous_body(block, start),
-                                                 _next_body(block, end)):
-                    level = Level.WARNING
-            else:
-                role, matched = LineRole.PLAIN, ()
-            previous = seg.body
+            if matched and continues_warning(seg.body, _previous_body(block, start),
+                                             _next_body(block, end)):
+                level = Level.WARNING
             fact = "fact" in tags and self.fact_lines < MAX_FACT_LINES
             if not matched and not fact:
                 continue
@@ -266,12 +256,56 @@ class _LineReader:
                 context_before=before, context_after=after, level=level, role=role,
             ))
 
-    def _matching(self, candidates: set[str], seg: Segment, role: LineRole,
-                  may_signal: bool) -> tuple[SignatureMatch, ...]:
+    def _events(self, tags: set[str], seg: Segment, line_no: int, end: int,
+                block: bytes) -> None:
+        """What the lexer's own line kinds say: metrics, steps, worker exits, completion,
+        checkpoints."""
+        if "metrics" in tags and "{'" in seg.body:
+            self._printed(line_no, seg.body, self.bars.step_at(block, end))
+        if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
+            self.flush_printed()
+            self.metrics.add(line_no, found[0], found[1], TRAIN)
+        if "worker-exit" in tags:
+            failure = worker_exit(self.source.name, line_no, seg)
+            if failure is not None:
+                self.failures.append(failure)
+        if "completion" in tags:
+            self.completion.append(Evidence(self.source.name, line_no, seg.text))
+        if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
+            self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
+                                         self.who(seg.who).time)
+
+    def _analysed(self, block: bytes, start: int, raw: str, signatures: set[str],
+                  may_signal: bool) -> list[tuple[Segment, LineRole, dict[str, Captures]]]:
+        """Each segment of a line with its role and the signatures that match it. A line
+        seen before gives the same answer (a warning printed every step is lexed and
+        matched once), unless it begins indented: then the line before decides its role."""
+        known = self._seen.get(raw)
+        if known is not None:
+            return known
+        analysed = []
+        previous = None
+        for seg in segments(raw):
+            if not (signatures or may_signal):
+                analysed.append((seg, LineRole.PLAIN, {}))
+                continue
+            if previous is None and seg.body[:1] in " \t":  # only then can it be quoted
+                previous = _previous_body(block, start)
+            role = line_role(seg.body, previous or "")
+            analysed.append((seg, role, self._found(signatures, seg, role, may_signal)))
+            previous = seg.body
+        if raw[:1] not in " \t" and len(raw) <= MEMO_LINE_CHARS:
+            if len(self._seen) >= MEMO_LINES:
+                self._seen.clear()
+            self._seen[raw] = analysed
+        return analysed
+
+    def _found(self, candidates: set[str], seg: Segment, role: LineRole,
+               may_signal: bool) -> dict[str, Captures]:
         """The candidate signatures whose patterns match where they may (each regex runs
         once here, its captures kept), and those that declare the fatal signal the line
-        reports; within the per-signature budget."""
-        found: dict[str, tuple[tuple[str, str], ...]] = {}
+        reports."""
+        found: dict[str, Captures] = {}
         for signature_id in sorted(candidates):
             signature = self.plan.signatures[signature_id]
             if role not in signature.roles:
@@ -286,6 +320,11 @@ class _LineReader:
                 captures = found.get(signature_id, ())
                 if not any(key == "signal" for key, _ in captures):
                     found[signature_id] = (*captures, ("signal", signal_name(number)))
+        return found
+
+    def _within_budget(self, found: dict[str, Captures]) -> tuple[SignatureMatch, ...]:
+        """The matches kept: at most MAX_LINES_PER_SIGNATURE lines per signature, the
+        rest counted."""
         matched = []
         for signature_id, captures in found.items():
             kept = self.kept_per_signature.get(signature_id, 0)
@@ -296,14 +335,21 @@ class _LineReader:
             matched.append(SignatureMatch(signature_id, captures))
         return tuple(matched)
 
-    def _metrics(self, line_no: int, body: str, step: int | None) -> None:
-        values = parse_metrics(body)
-        if not values:
+    def _printed(self, line_no: int, text: str, step: int | None) -> None:
+        """Queue a printed metrics dict; queued records are parsed together."""
+        self.printed.append((line_no, step, text[text.find("{'"):]))
+        if len(self.printed) >= PRINTED_BATCH:
+            self.flush_printed()
+
+    def flush_printed(self) -> None:
+        """Parse the queued metrics dicts in one pass (before any other record is added,
+        so that records stay in line order)."""
+        if not self.printed:
             return
-        kind = record_kind(values)
-        self.metrics.add(line_no, step, values, kind)
-        if kind == TRAIN:
-            self.last_step_line = line_no
+        lines, steps, bodies = zip(*self.printed, strict=True)
+        self.printed.clear()
+        last_train = self.metrics.add_printed(list(lines), list(steps), list(bodies))
+        self.last_step_line = max(self.last_step_line, last_train)
 
 
 def _previous_body(block: bytes, start: int) -> str:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_BAR = re.compile(rb"(?:^|\r|[ \t])([^|\r\n]{0,60}?)[ \t]*\d+%\|[^|\r\n]*\|[ \t]*(\d+)/(\d+) \[",
-                  re.M)
+_COUNT = re.compile(rb"[ \t]*(\d+)/(\d+) \[")  # after the bar's closing `|`
+_BREAKS = re.compile(rb"[\r\n]")
 _MARK = b"%|"
+_TOTAL = re.compile(rb"%\|[^|\r\n]*\|[ \t]*\d+/(\d+) \[")  # starts with the mark: found fast
 _LOOK_BACK = 32  # bars with a description skipped while looking for the trainer's own
 
 
@@ -73,23 +74,34 @@ class ProgressTracker:
         return sum(block.count(b"/%d [" % total) for total in self._described)
 
     def _discover(self, block: bytes) -> None:
-        """Parse every bar of a block that holds a total not met before. When the block
-        holds no new total after all (bars in a shape that is not counted), stop doing this
-        and rely on the bars parsed alone to meet new totals."""
-        new = {int(total): bool(desc.strip()) for desc, _, total in _BAR.findall(block)
-               if int(total) not in self._described}
-        self._described.update(new)
+        """Meet the totals of a block that holds one not met before (each new total's first
+        bar says whether it has a description). When the block holds no new total after all
+        (bars in a shape that is not counted), stop doing this and rely on the bars parsed
+        alone to meet new totals."""
+        new = {int(total) for total in set(_TOTAL.findall(block))} - self._described.keys()
+        for total in new:
+            first = block.find(b"/%d [" % total)
+            if self._parse(block, block.rfind(_MARK, 0, first)) is None:
+                self._described[total] = True  # not a bar the trainer draws: ignored
         self._discovering = bool(new)
 
     def _parse(self, block: bytes, mark: int) -> tuple[bool, int, int] | None:
-        """(described, n, total) of the bar whose `%|` is at `mark`."""
+        """(described, n, total) of the bar whose `%|` is at `mark`: its description is the
+        text between the segment's start (or the last `|` before the bar) and the
+        percentage."""
         if mark < 0:
             return None
-        start = max(block.rfind(b"\r", 0, mark), block.rfind(b"\n", 0, mark) + 1, 0)
-        found = _BAR.search(block, start, block.find(b"[", mark) + 1 or len(block))
+        start = max(block.rfind(b"\r", 0, mark), block.rfind(b"\n", 0, mark),
+                    block.rfind(b"|", 0, mark)) + 1
+        head = block[start:mark]
+        description = head.rstrip(b"0123456789")
+        close = block.find(b"|", mark + 2)
+        if len(description) == len(head) or close < 0 or _BREAKS.search(block, mark, close):
+            return None
+        found = _COUNT.match(block, close + 1)
         if found is None:
             return None
-        total = int(found[3])
-        described = bool(found[1].strip())
+        total = int(found[2])
+        described = bool(description.strip())
         self._described.setdefault(total, described)
-        return described, int(found[2]), total
+        return described, int(found[1]), total

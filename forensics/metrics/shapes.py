@@ -1,9 +1,8 @@
-"""The metric shapes the line pass reads: a trainer's printed metrics dict, DeepSpeed's step
-and memory lines, and checkpoint saves (progress bars: `metrics.progress`)."""
+"""The metric shapes the line pass reads one line at a time: DeepSpeed's step and memory lines,
+and checkpoint saves (printed metrics dicts: `MetricsTable.add_printed`; progress bars:
+`metrics.progress`)."""
 
 from __future__ import annotations
-
-import re
 
 import regex
 
@@ -36,30 +35,3 @@ def checkpoint_saved(body: str) -> tuple[str, int] | None:
     """(path, step) of a "Saving model checkpoint to .../checkpoint-N" line."""
     found = _CHECKPOINT.search(body)
     return (found["path"], int(found["step"])) if found else None
-
-
-# stdlib `re` is several times faster than `regex` for this simple, hot pattern
-_METRIC_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}]{1,64})")
-
-
-def parse_metrics(body: str) -> dict[str, float | None]:
-    """The numeric items of a trainer's printed metrics dict (4.x floats, 5.x quoted
-    strings, numpy reprs like `np.float64(1.5)`, nan/inf, None); other values are skipped."""
-    start = body.find("{'")
-    if start < 0:
-        return {}
-    values: dict[str, float | None] = {}
-    for key, raw in _METRIC_ITEM.findall(body, start):
-        raw = raw.strip()
-        if raw == "None":
-            values[key] = None
-            continue
-        if raw[:1] == "'":
-            raw = raw.strip("'")
-        elif raw.startswith("np."):
-            raw = raw[raw.find("(") + 1:].rstrip(")")
-        try:
-            values[key] = float(raw)
-        except ValueError:
-            continue
-    return values

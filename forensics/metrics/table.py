@@ -4,19 +4,59 @@
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import repeat
 
 TRAIN, EVAL, SUMMARY = 0, 1, 2
 KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
 PRESENT, NONE = 1, 2  # cell states: a number (finite or not), logged as None
+_SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
+_EVAL_PREFIXES = ("eval_", "eval/")
+_PRINTED_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}\n]{1,64})")  # one `'key': value` item
+_SKIP = object()
+MAX_SHAPES = 16  # key sequences remembered per source
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A printed dict's key sequence as one pattern, and where its cells go."""
+
+    pattern: re.Pattern[str]
+    columns: array
+    present: bytes
+    kind: int
+
+    @staticmethod
+    def of(keys: tuple[str, ...], kind: int, key_index: dict[str, int]) -> _Shape:
+        items = ", ".join(f"'{re.escape(key)}': '?([-+.\\w]{{1,64}})'?" for key in keys)
+        return _Shape(re.compile("\\{" + items + "\\}"),
+                      array("H", (key_index[key] for key in keys)), bytes([PRESENT]) * len(keys),
+                      kind)
+
+
+def printed_value(raw: str) -> float | object | None:
+    """A printed dict value that `float()` does not read: None, a quoted number (Transformers
+    5.x), a numpy repr (`np.float64(1.5)`); `_SKIP` for anything else."""
+    raw = raw.strip()
+    if raw == "None":
+        return None
+    if raw[:1] == "'":
+        raw = raw.strip("'")
+    elif raw.startswith("np."):
+        raw = raw[raw.find("(") + 1:].rstrip(")")
+    try:
+        return float(raw)
+    except ValueError:
+        return _SKIP
 
 def record_kind(values: dict[str, float | None]) -> int:
     """Whether a metrics dict is a training step, an evaluation or the final summary."""
-    if "train_runtime" in values or "train_loss" in values:
+    if not _SUMMARY_KEYS.isdisjoint(values):
         return SUMMARY
-    if any(key.startswith(("eval_", "eval/")) for key in values):
+    if any(key.startswith(_EVAL_PREFIXES) for key in values):
         return EVAL
     return TRAIN
 
@@ -49,6 +89,7 @@ class MetricsTable:
         self.cell_states = bytearray()
         self.summary: dict[str, float | None] | None = None
         self.max_steps: int | None = None
+        self._shapes: list[_Shape] = []
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -79,6 +120,60 @@ class MetricsTable:
             self.cell_keys.append(column)
             self.cell_values.append(math.nan if value is None else value)
             self.cell_states.append(NONE if value is None else PRESENT)
+
+    def add_printed(self, lines: list[int], steps: list[int | None], bodies: list[str]) -> int:
+        """Append the records of printed metrics dicts (`{'loss': 1.2, ...}` from `{'` on,
+        one per body). A run prints the same keys in the same order step after step, so each
+        key sequence met becomes one compiled pattern: a record of a known shape costs one
+        match, its numbers converted and its cells appended a column at a time. Other
+        records are read item by item. Returns the line of the last training record (0 if
+        none)."""
+        last_train = 0
+        for line, step, body in zip(lines, steps, bodies, strict=True):
+            kind = self._add_known_shape(line, step, body)
+            if kind is None:
+                kind = self._add_items(line, step, body)
+            if kind == TRAIN:
+                last_train = line
+        return last_train
+
+    def _add_known_shape(self, line: int, step: int | None, body: str) -> int | None:
+        for position, shape in enumerate(self._shapes):
+            found = shape.pattern.match(body)
+            if found is None:
+                continue
+            if position:  # the shape met last is tried first
+                self._shapes.insert(0, self._shapes.pop(position))
+            try:
+                numbers = list(map(float, found.groups()))
+            except ValueError:
+                return None  # a None or a numpy repr among them: read item by item
+            row = len(self.steps)
+            self.steps.append(math.nan if step is None else float(step))
+            self.lines.append(line)
+            self.kinds.append(shape.kind)
+            self.cell_rows.extend(repeat(row, len(numbers)))
+            self.cell_keys.extend(shape.columns)
+            self.cell_values.extend(numbers)
+            self.cell_states.extend(shape.present)
+            return shape.kind
+        return None
+
+    def _add_items(self, line: int, step: int | None, body: str) -> int | None:
+        """One record read item by item (and its key sequence learnt as a shape)."""
+        values: dict[str, float | None] = {}
+        for key, raw in _PRINTED_ITEM.findall(body):
+            value = printed_value(raw)
+            if value is not _SKIP:
+                values[key] = value
+        if not values:
+            return None
+        kind = record_kind(values)
+        self.add(line, step, values, kind)
+        if kind != SUMMARY and len(self._shapes) < MAX_SHAPES and \
+                self._key_index.keys() >= values.keys():
+            self._shapes.append(_Shape.of(tuple(values), kind, self._key_index))
+        return kind
 
     def row(self, index: int) -> Row:
         """One record back, as a dict of its logged values."""
