@@ -16,6 +16,7 @@ from forensics.diagnosis.findings import (
     bare_exceptions_went_on,
     group_findings,
     hits_of,
+    logged_exceptions_went_on,
     unexplained_death,
     waits_that_went_on,
 )
@@ -98,16 +99,17 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     hits = absorb_generic(hits_of(tokens, catalog, order), tracebacks)
     worker_failures = [w for lines in passes for w in lines.worker_failures]
     tails = {lines.info.name: lines.tail for lines in passes}
+    went_on = (waits_that_went_on(hits, tails, tracebacks)
+               | bare_exceptions_went_on(hits, tails, tracebacks)
+               | logged_exceptions_went_on(hits, tails))
     findings = group_findings(hits, _job_year(tokens, worker_failures),
-                              announced(tokens, tracebacks),
-                              waits_that_went_on(hits, tails, tracebacks)
-                              | bare_exceptions_went_on(hits, tails, tracebacks))
+                              announced(tokens, tracebacks), went_on)
     health = _health([lines.metrics for lines in passes])
     if health is not None:
         findings += health.unreported(catalog, {f.signature for f in findings})
     completed = any(lines.metrics.summary is not None or lines.completion_lines
                     for lines in passes)
-    findings += unexplained_death(findings, tracebacks, catalog, completed)
+    findings += unexplained_death(findings, tracebacks, catalog, completed, went_on)
     diagnosis = diagnose(findings, catalog, tracebacks, worker_failures,
                          health.anomalies if health else (), flight)
     root = diagnosis.root

@@ -11,6 +11,7 @@ import regex
 
 from forensics.catalog import Catalog, Signature
 from forensics.lines.blocks import TRACEBACK_START
+from forensics.lines.lexer import segments
 from forensics.model import Attribution, Evidence, Finding, Level, Token, Traceback
 from forensics.timeparse import to_epoch
 
@@ -145,6 +146,33 @@ def bare_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
                      and _QUOTED_FRAME.search(h.token.context_before[-1]))}
 
 
+def logged_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]]
+                              ) -> set[tuple[str, int]]:
+    """The catch-all's exception lines that a logger printed (`ERROR 08-18 ... ValueError:`,
+    its whole traceback behind the logger's prefix): the program caught the exception and
+    logged it. Such a line is how the run ended only while nothing but shutdown follows it:
+    above its file's last lines, or with a later last line that shows the program still at
+    work (an info line that is not about stopping, such as a server answering a request), the
+    program went on."""
+    first_of_tail = {source: tail[0].line for source, tail in tails.items() if tail}
+    went_on = set()
+    for hit in hits:
+        token = hit.token
+        if not hit.signature.generic or token.level not in _LOGGED_LEVELS:
+            continue
+        later = [e for e in tails.get(token.source, ()) if e.line > token.line]
+        if token.line < first_of_tail.get(token.source, 0) or any(
+                segments(e.text)[-1].level == Level.INFO and not _STOPPING.search(e.text)
+                for e in later):
+            went_on.add((token.source, token.line))
+    return went_on
+
+
+_LOGGED_LEVELS = frozenset({Level.ERROR, Level.WARNING, Level.INFO})
+_STOPPING = regex.compile(r"(?i)shut(?:ting)?\s?down|stopp|exit|terminat|abort|kill|"
+                          r"finished server process|cleanup|clean up")
+
+
 # the line above an exception that ends a traceback whose header was not kept: a frame
 # (`File "x.py", line 3`), the source it quotes, or its `^^^^` markers, all indented
 _QUOTED_FRAME = regex.compile(r'File "|(?:^|\]:)\s{2,}\S')
@@ -156,7 +184,7 @@ def group_findings(hits: list[Hit], year: int = 1970,
     """One finding per signature (a generic one: per exception type), in the order of each
     one's first hit. `year` completes timestamps that print none (glog); `announcing` lines
     may make a root whatever their level (see `announced`), `went_on` lines never do (see
-    `waits_that_went_on` and `bare_exceptions_went_on`)."""
+    `waits_that_went_on`, `bare_exceptions_went_on`, `logged_exceptions_went_on`)."""
     grouped: dict[tuple[str, str], list[Hit]] = defaultdict(list)
     for hit in sorted(hits, key=lambda h: h.order):
         kind = dict(hit.captures).get("exception_type", "") if hit.signature.generic else ""
@@ -225,14 +253,17 @@ def _evidence(token: Token) -> Evidence:
 
 
 def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
-                      catalog: Catalog, completed: bool = False) -> list[Finding]:
+                      catalog: Catalog, completed: bool = False,
+                      went_on: set[tuple[str, int]] = frozenset()) -> list[Finding]:
     """How a process visibly ended when no failure was found: the last uncaught traceback
     becomes the catch-all finding (its exception line is the evidence), so a run that died
     is never reported as `unknown`. Empty when a failure was found, the run said it
-    completed, or nothing died."""
+    completed, or nothing died (a traceback whose exception line the program went on past,
+    `went_on`, ended nothing)."""
     if completed or any(catalog.get(f.signature).is_failure(f.root_lines) for f in findings):
         return []
-    ended = [tb for tb in tracebacks if not tb.ignored]
+    ended = [tb for tb in tracebacks if not tb.ignored and not (
+        tb.final is not None and (tb.source, tb.final.line) in went_on)]
     # the catalog's catch-all for exceptions: the generic signature that captures their type
     catch_all = next((s for s in catalog.signatures if s.generic and any(
         "exception_type" in p.groupindex for p in s.patterns)), None)

@@ -39,11 +39,16 @@ _PREFIX_RULES = [
     r"\[(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?)\] ",
     # kernel uptime "[74889.644138] " (seconds since boot: shown, not comparable)
     r"\[\s*(?P<time>\d+\.\d{6})\] ",
+    # clock and a bracketed level letter (openpi, loguru-style): "01:06:35.612 [I] "
+    r"(?P<time>\d\d:\d\d:\d\d(?:\.\d+)?) \[(?P<glog>[DVIWEF])\] ",
     # bare clock "[11:41:59.064379] "
     r"\[(?P<time>\d\d:\d\d:\d\d(?:\.\d+)?)\] ",
     # ISO / logging timestamp at line start, optional " | LEVEL | where - "
     r"(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?(?:Z|[+-]\d\d:?\d\d)?) "
     r"(?:\|\s*(?P<level>\w+)\s*\|\s*\S+ - |- (?P<level>\w+) - (?:[\w.]+ - )?)?",
+    # vLLM / SGLang loggers: "ERROR 08-18 19:58:43 [serving_chat.py:203] "
+    r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<time>\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) "
+    r"\[[\w./-]+:\d+\] ",
     # "04/01/2024 19:13:45 - WARNING - __main__ - "
     r"(?P<time>\d\d/\d\d/\d{4} \d\d:\d\d:\d\d) - (?P<level>\w+) - [\w.]+ - ",
     # glog: "E0301 12:41:09.004000 4000 torch/x.py:869] " and "[E1218 20:27:21.42 File.cpp:629] "
@@ -73,16 +78,17 @@ LEVEL_WORDS = {"TRACE": Level.DEBUG, "DEBUG": Level.DEBUG, "INFO": Level.INFO,
                "NOTICE": Level.INFO, "WARN": Level.WARNING, "WARNING": Level.WARNING,
                "ERROR": Level.ERROR, "ERR": Level.ERROR, "CRITICAL": Level.FATAL,
                "FATAL": Level.FATAL}
-GLOG_LETTERS = {"V": Level.DEBUG, "I": Level.INFO, "W": Level.WARNING, "E": Level.ERROR,
-                "F": Level.FATAL}
-# the level a message body states at its start: NCCL INFO/WARN, `WARNING:root:`, vLLM's
+GLOG_LETTERS = {"D": Level.DEBUG, "V": Level.DEBUG, "I": Level.INFO, "W": Level.WARNING,
+                "E": Level.ERROR, "F": Level.FATAL}
+# the level a message body states at its start: NCCL INFO/WARN, `WARNING:root:`, uvicorn's
+# `INFO:     127.0.0.1 ...`, vLLM's
 # `INFO 03-01 12:00:01 ...`, `INFO - trl.x - `, `wandb: WARNING`,
 # `torch._dynamo.convert_frame: [WARNING]`,
 # and Python warnings (`x.py:3: UserWarning: ...`)
 _BODY_LEVEL = regex.compile(
     r"^(?:(?:[\w./-]+:\d+ )?NCCL (?P<level>INFO|WARN)\b"
     r"|(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)"
-    r"(?=:[\w.<]|\s+\d\d-\d\d |\s+\[| - [\w.]+ - )"
+    r"(?=:[\w.<]|:\s{2,}\S|\s+\d\d-\d\d |\s+\[| - [\w.]+ - )"
     r"|(?:wandb|swanlab|comet_ml|mlflow): (?P<level>DEBUG|INFO|WARNING|ERROR)\b"
     r"|[\w.]{1,120}: \[(?P<level>DEBUG|INFO|WARNING|ERROR)\]"
     r"|(?:\S{1,300}:\d+: )?(?P<warning>[A-Z]\w{0,40}Warning): )"

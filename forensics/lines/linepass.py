@@ -20,6 +20,7 @@ from forensics.lines.blocks import (
     FailureBlockWalker,
     TracebackWalker,
     continues_warning,
+    exception_name,
     line_role,
     worker_exit,
 )
@@ -186,6 +187,8 @@ class _LineReader:
         last = seg.text.rstrip()[-1:]
         if not (last.isalpha() or last == "_"):
             return  # cut mid-word; a number or a bracket may well be where it ends
+        if exception_name(seg.body) == seg.body.strip():
+            return  # a bare exception class ("AssertionError") is a whole line
         line_no = first_line + block.count(b"\n", 0, start)
         role = line_role(seg.body, "")
         known = next((t for t in self.tokens if t.line == line_no), None)

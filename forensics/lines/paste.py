@@ -1,7 +1,8 @@
 """Logical lines from damaged pastes, before anything is matched: logs reach issue threads
 copied from terminals, boxed by rich/typer tracebacks and hard-wrapped at the terminal's
-width, typed into editors that curl quotes (`‘evaluation_strategy’`). This step strips the
-box drawing, joins wrapped rows back into one line and straightens typographic quotes. Line
+width, typed into editors that curl quotes (`‘evaluation_strategy’`) or quoted back in bold
+(`**RuntimeError: ...**`). This step strips the box drawing, joins wrapped rows back into one
+line, straightens typographic quotes and drops bold around a whole message. Line
 numbers are kept: a joined row leaves an empty line behind, so evidence still points at the
 row the message started on. Both run only on inputs of paste size: a log a program wrote
 to a file is neither boxed by a terminal nor wrapped at its width."""
@@ -18,6 +19,7 @@ MIN_WIDTH = 60
 MAX_WIDTH = 400  # wider than any terminal a log is copied from
 MIN_FULL_ROWS = 3
 _VERTICAL = "│┃"
+_BOLD_LINE = re.compile(rb"(?m)^([^*\n]{0,80}?)\*\*(?=[^*\s])([^\n]*?[^*\s])\*\*[ \t]*$")
 _TYPOGRAPHIC_QUOTES = tuple((curly.encode(), straight.encode())
                             for curly, straight in (("‘", "'"), ("’", "'"), ("“", '"'), ("”", '"')))
 _BOX_BYTES = ("│".encode(), "┃".encode())
@@ -27,7 +29,10 @@ _ROW = re.compile(rf"^(?P<indent>\s*)[{_VERTICAL}] ?(?P<content>.*?) ?[{_VERTICA
 # a row that starts a new record rather than continuing a wrapped one
 _RECORD_START = re.compile(
     r"^(?:\[|\{'|\d{4}-\d\d-\d\d|\d\d/\d\d/\d{4}|[VIWEF]\d{4} |Traceback |\s*File \"|"
-    r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\b|NCCL )")
+    r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\b|NCCL |"
+    # a program that names itself first ("ssh: connect to host ...", "srun: error: ...")
+    r"(?:ssh|scp|nslookup|srun|sbatch|slurmstepd|bash|zsh|sh|mpirun|pdsh(?:@[\w.-]+)?|wandb"
+    r"|torchrun|deepspeed|accelerate|python[\d.]*): )")
 
 
 def normalize(block: bytes, small: bool) -> bytes:
@@ -37,6 +42,8 @@ def normalize(block: bytes, small: bool) -> bytes:
     for curly, straight in _TYPOGRAPHIC_QUOTES:
         if curly in block:
             block = block.replace(curly, straight)
+    if b"**" in block:  # Markdown bold around a message: "[rank0]: **RuntimeError: ...**"
+        block = _BOLD_LINE.sub(rb"\1\2", block)
     rows = block.decode("utf-8", "surrogateescape").split("\n")
     boxed = any(mark in block for mark in _BOX_BYTES)
     if boxed:

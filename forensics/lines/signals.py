@@ -1,6 +1,7 @@
 """Fatal signals in every spelling a log uses: launcher exit codes (`exitcode -9`,
 `exit code 137`), Python's `<Signals.SIGKILL: 9>`, shells (`Killed`, `Segmentation fault
-(core dumped)`), debuggers (`Program received signal SIGSEGV`), faulthandler, absl's failure
+(core dumped)`, macOS `Abort trap: 6`, zsh's `[1]  31148 abort  python x.py`), debuggers
+(`Program received signal SIGSEGV`), faulthandler, absl's failure
 handler, torch's DataLoader (`killed by signal: Bus error`) and "got signal: 15". One table
 maps numbers and names; catalog signatures declare the signals that mean them (`signals`)."""
 
@@ -14,13 +15,18 @@ from forensics.catalog import SIGNAL_NAMES
 SIGNALS = {number: name for name, number in SIGNAL_NAMES.items()}
 #: the words strsignal(3) and shells print for them
 DESCRIPTIONS = {"Hangup": 1, "Interrupt": 2, "Illegal instruction": 4, "Aborted": 6,
-                "Bus error": 7, "Bus": 7, "Floating point exception": 8, "Killed": 9,
-                "Segmentation fault": 11, "Terminated": 15}
+                "Abort trap": 6, "Bus error": 7, "Bus": 7, "Floating point exception": 8,
+                "Killed": 9, "Segmentation fault": 11, "Terminated": 15}
+#: zsh's job reports: "[1]    31148 abort      python lora.py", "zsh: killed     python x.py"
+ZSH_WORDS = {"hangup": 1, "interrupt": 2, "illegal hardware instruction": 4, "abort": 6,
+             "bus error": 7, "floating point exception": 8, "killed": 9,
+             "segmentation fault": 11, "terminated": 15}
 #: literals that flag a line for the grammar below (the line pass's prefilter)
 KEYWORDS = ("SIG", "signal", "Signal", "Killed", "core dumped", "exitcode", "exit code",
             "Exit code", "exit status", "return code", "returncode", "Segmentation fault",
             "Bus error", "Aborted", "Floating point exception", "Terminated", "Hangup",
-            "Illegal instruction")
+            "Illegal instruction", "Abort trap", "zsh: ", "abort  ", "killed  ",
+            "segmentation fault  ", "bus error  ")
 
 _NAME = r"SIG(?:HUP|INT|ILL|ABRT|BUS|FPE|KILL|SEGV|TERM)"
 _WORDS = "|".join(sorted((regex.escape(w) for w in DESCRIPTIONS), key=len, reverse=True))
@@ -40,10 +46,14 @@ _DEATH = regex.compile("|".join((
     r"(?:-(?P<negative>\d{1,2})\b|(?P<shell>1[2-5]\d)\b)",
 )))
 # a shell's own report: "bash: line 1: 12989 Killed  python train.py",
-# "Segmentation fault (core dumped)"
+# "Segmentation fault (core dumped)", macOS "./train.sh: line 1:  1108 Abort trap: 6  ..."
 _SHELL = regex.compile(
-    rf"^(?:[\w./-]+: line \d+: )?(?:\d+ )?(?P<word>{_WORDS})(?: \(core dumped\))?"
+    rf"^(?:[\w./-]+: line \d+:\s+)?(?:\d+\s+)?(?P<word>{_WORDS})(?: \(core dumped\)|: \d+)?"
     r"(?:\s{2,}\S.*)?\s*$"
+)
+_ZSH = regex.compile(
+    r"^(?:zsh: |\[\d+\]\s+[+-]?\s*\d+ )(?P<zsh>"
+    + "|".join(sorted(ZSH_WORDS, key=len, reverse=True)) + r")(?: \(core dumped\))?\s{2,}\S"
 )
 
 
@@ -57,10 +67,12 @@ def signal_of(body: str) -> int | None:
     """The fatal signal a line reports a process died of, or None."""
     if _HEDGE.search(body):
         return None
-    found = _SHELL.match(body.strip()) or _DEATH.search(body)
+    found = _SHELL.match(body.strip()) or _ZSH.match(body) or _DEATH.search(body)
     if found is None:
         return None
     groups = found.groupdict()
+    if groups.get("zsh"):
+        return ZSH_WORDS[groups["zsh"]]
     if groups.get("name"):
         return SIGNAL_NAMES[groups["name"]]
     if groups.get("word"):
