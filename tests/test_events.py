@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from forensics.inputs.sources import Source
 from forensics.lines.linepass import line_pass
+from forensics.metrics import table as table_module
 from forensics.metrics.table import EVAL, TRAIN, MetricsTable
 
 
@@ -145,3 +146,19 @@ def test_completion_and_progress_are_tracked(plan):
     result = scan(text, plan)
     assert result.metrics.summary is not None
     assert result.progress == {10: (5, 1)}
+
+
+def test_a_long_run_is_thinned_but_keeps_its_nan_and_its_count(monkeypatch):
+    """Past MAX_ROWS records a source keeps every k-th training record, every evaluation
+    and every record holding a NaN: memory stays bounded, the NaN onset is not lost."""
+    monkeypatch.setattr(table_module, "MAX_ROWS", 1000)
+    metrics = MetricsTable("x")
+    for i in range(5000):
+        metrics.add(i + 1, i, {"loss": float("nan") if i == 3333 else 1.0 / (i + 1)})
+        if i % 700 == 0:
+            metrics.add(i + 1, i, {"eval_loss": 0.5})
+    assert len(metrics) <= 1000 and metrics.stride > 1
+    assert metrics.count(TRAIN) == 5000 and metrics.count(EVAL) == 8
+    kept = [metrics.row(i) for i in range(len(metrics))]
+    assert any(row.step == 3333 and row.values["loss"] != row.values["loss"] for row in kept)
+    assert [row.step for row in kept] == sorted(row.step for row in kept)

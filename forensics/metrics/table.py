@@ -7,12 +7,16 @@ import math
 import re
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import repeat
+
+import numpy as np
 
 TRAIN, EVAL, SUMMARY = 0, 1, 2
 KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
 PRESENT, NONE = 1, 2  # cell states: a number (finite or not), logged as None
+MAX_ROWS = 200_000  # records per source; beyond, training records are thinned (see `_skipped`)
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
 _EVAL_PREFIXES = ("eval_", "eval/")
 _PRINTED_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}\n]{1,64})")  # one `'key': value` item
@@ -90,12 +94,16 @@ class MetricsTable:
         self.summary: dict[str, float | None] | None = None
         self.max_steps: int | None = None
         self._shapes: list[_Shape] = []
+        self.offered = 0  # training records logged (kept or not)
+        self.stride = 1  # 1: every record kept; k: every k-th (see `_skipped`)
 
     def __len__(self) -> int:
         return len(self.steps)
 
     def count(self, kind: int) -> int:
-        return self.kinds.count(kind)
+        """How many records of a kind were logged (training records left out by thinning
+        included)."""
+        return self.offered if kind == TRAIN else self.kinds.count(kind)
 
     def add(self, line: int, step: float | None, values: dict[str, float | None],
             kind: int | None = None) -> None:
@@ -103,6 +111,8 @@ class MetricsTable:
         kind = record_kind(values) if kind is None else kind
         if kind == SUMMARY:
             self.summary = values
+            return
+        if self._skipped(kind, values.values()):
             return
         row = len(self.steps)
         self.steps.append(math.nan if step is None else float(step))
@@ -148,6 +158,8 @@ class MetricsTable:
                 numbers = list(map(float, found.groups()))
             except ValueError:
                 return None  # a None or a numpy repr among them: read item by item
+            if self._skipped(shape.kind, numbers):
+                return shape.kind
             row = len(self.steps)
             self.steps.append(math.nan if step is None else float(step))
             self.lines.append(line)
@@ -174,6 +186,40 @@ class MetricsTable:
                 self._key_index.keys() >= values.keys():
             self._shapes.append(_Shape.of(tuple(values), kind, self._key_index))
         return kind
+
+    def _skipped(self, kind: int, values: Iterable[float | None]) -> bool:
+        """Whether a training record is left out to keep the table under MAX_ROWS: past
+        that size only every `stride`-th is kept, and every one that holds a NaN or an inf.
+        Also thins the table when it reaches MAX_ROWS."""
+        if len(self.steps) >= MAX_ROWS:
+            self._thin()
+        if kind != TRAIN:
+            return False
+        self.offered += 1
+        if self.stride == 1 or self.offered % self.stride == 0:
+            return False
+        return all(v is not None and math.isfinite(v) for v in values)
+
+    def _thin(self) -> None:
+        """Keep every other training record (and every evaluation, and every record with a
+        non-finite value); later records are kept at the doubled stride."""
+        kinds = np.frombuffer(self.kinds, dtype=np.int8)
+        rows = np.frombuffer(self.cell_rows, dtype=np.int32)
+        values = np.frombuffer(self.cell_values, dtype=np.float64)
+        states = np.frombuffer(self.cell_states, dtype=np.uint8)
+        keep = (np.arange(len(kinds)) % 2 == 0) | (kinds != TRAIN)
+        keep[rows[~np.isfinite(values) & (states == PRESENT)]] = True
+        renumbered = (np.cumsum(keep) - 1).astype(np.int32)
+        cells = keep[rows]
+        self.steps = array("d", np.frombuffer(self.steps, dtype=np.float64)[keep].tobytes())
+        self.lines = array("q", np.frombuffer(self.lines, dtype=np.int64)[keep].tobytes())
+        self.kinds = array("b", kinds[keep].tobytes())
+        self.cell_rows = array("i", renumbered[rows[cells]].tobytes())
+        self.cell_keys = array("H", np.frombuffer(self.cell_keys, dtype=np.uint16)[cells]
+                               .tobytes())
+        self.cell_values = array("d", values[cells].tobytes())
+        self.cell_states = bytearray(states[cells].tobytes())
+        self.stride *= 2
 
     def row(self, index: int) -> Row:
         """One record back, as a dict of its logged values."""
