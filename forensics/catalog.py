@@ -38,7 +38,8 @@ SIGNAL_NAMES = {"SIGHUP": 1, "SIGINT": 2, "SIGILL": 4, "SIGABRT": 6, "SIGBUS": 7
 VERDICTS = (Verdict.FAILED, Verdict.INTERRUPTED)
 #: named captures the diagnosis reads (any other named capture is a detail in the report);
 #: every capture whose name starts with `exitcode` is an exit status
-RESERVED_CAPTURES = ("exitcode", "node", "host", "time", "exception_type", "waiting")
+RESERVED_CAPTURES = ("exitcode", "node", "host", "time", "exception_type", "waiting",
+                     "nonfinite")
 _PLACEHOLDER = regex.compile(r"\{[^{}]*\}")
 _PLACEHOLDERS = {"{host}", "{time}"}
 

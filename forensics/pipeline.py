@@ -17,6 +17,7 @@ from forensics.diagnosis.findings import (
     group_findings,
     hits_of,
     logged_exceptions_went_on,
+    recovered_metrics_went_on,
     unexplained_death,
     waits_that_went_on,
 )
@@ -101,7 +102,8 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     tails = {lines.info.name: lines.tail for lines in passes}
     went_on = (waits_that_went_on(hits, tails, tracebacks)
                | bare_exceptions_went_on(hits, tails, tracebacks)
-               | logged_exceptions_went_on(hits, tails))
+               | logged_exceptions_went_on(hits, tails, tracebacks)
+               | recovered_metrics_went_on(hits, tails))
     findings = group_findings(hits, _job_year(tokens, worker_failures),
                               announced(tokens, tracebacks), went_on)
     health = _health([lines.metrics for lines in passes])

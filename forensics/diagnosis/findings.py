@@ -146,31 +146,67 @@ def bare_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
                      and _QUOTED_FRAME.search(h.token.context_before[-1]))}
 
 
-def logged_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]]
-                              ) -> set[tuple[str, int]]:
-    """The catch-all's exception lines that a logger printed (`ERROR 08-18 ... ValueError:`,
-    its whole traceback behind the logger's prefix): the program caught the exception and
-    logged it. Such a line is how the run ended only while nothing but shutdown follows it:
-    above its file's last lines, or with a later last line that shows the program still at
-    work (an info line that is not about stopping, such as a server answering a request), the
-    program went on."""
+def logged_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
+                              tracebacks: Iterable[Traceback]) -> set[tuple[str, int]]:
+    """The catch-all's exception lines that a logger printed: every line of the traceback
+    behind the logger's prefix (`ERROR 08-18 ... ValueError:`), or the traceback right
+    under a logger's error line (`logging.exception`: `[...][ERROR] - Failed to submit` and
+    its message, then the raw traceback). The program caught the exception and logged it.
+    Such a line is how the run ended only while nothing but shutdown follows it: above its
+    file's last lines, or with a later last line that shows the program still at work (an
+    info line that is not about stopping, or a progress bar), the program went on."""
     first_of_tail = {source: tail[0].line for source, tail in tails.items() if tail}
+    starts = {(tb.source, tb.final.line): tb.start_line for tb in tracebacks
+              if tb.final is not None}
     went_on = set()
     for hit in hits:
         token = hit.token
-        if not hit.signature.generic or token.level not in _LOGGED_LEVELS:
+        if not hit.signature.generic:
             continue
-        later = [e for e in tails.get(token.source, ()) if e.line > token.line]
+        tail = tails.get(token.source, ())
+        start = starts.get((token.source, token.line))
+        logged = token.level in _LOGGED_LEVELS or (start is not None and any(
+            start - LOGGED_GAP <= e.line < start and segments(e.text)[-1].level == Level.ERROR
+            for e in tail))
+        if not logged:
+            continue
         if token.line < first_of_tail.get(token.source, 0) or any(
-                segments(e.text)[-1].level == Level.INFO and not _STOPPING.search(e.text)
-                for e in later):
+                e.line > token.line and _at_work(e.text) for e in tail):
             went_on.add((token.source, token.line))
     return went_on
 
 
+def _at_work(text: str) -> bool:
+    """Whether a line shows a program still working: an info line not about stopping, or
+    a progress bar."""
+    if "%|" in text:
+        return True
+    return segments(text)[-1].level == Level.INFO and not _STOPPING.search(text)
+
+
+LOGGED_GAP = 8  # lines of a logged error's message above its traceback
 _LOGGED_LEVELS = frozenset({Level.ERROR, Level.WARNING, Level.INFO})
 _STOPPING = regex.compile(r"(?i)shut(?:ting)?\s?down|stopp|exit|terminat|abort|kill|"
                           r"finished server process|cleanup|clean up")
+
+
+def recovered_metrics_went_on(hits: list[Hit], tails: dict[str, list[Evidence]]
+                              ) -> set[tuple[str, int]]:
+    """Lines that report a metric as NaN or inf (the `nonfinite` capture names it) in a
+    file whose last lines report the same metric as a finite number again: the run
+    recovered (an early NaN before the first update, a skipped step), so the line is not
+    how it ended."""
+    went_on = set()
+    for hit in hits:
+        metric = dict(hit.captures).get("nonfinite")
+        if metric is None:
+            continue
+        finite = regex.compile(rf"(?:\b{regex.escape(metric)}\s*[=:]\s*|'{regex.escape(metric)}'"
+                               r": )'?[-+]?\d")
+        if any(e.line > hit.token.line and finite.search(e.text)
+               for e in tails.get(hit.token.source, ())):
+            went_on.add((hit.token.source, hit.token.line))
+    return went_on
 
 
 # the line above an exception that ends a traceback whose header was not kept: a frame
@@ -184,7 +220,8 @@ def group_findings(hits: list[Hit], year: int = 1970,
     """One finding per signature (a generic one: per exception type), in the order of each
     one's first hit. `year` completes timestamps that print none (glog); `announcing` lines
     may make a root whatever their level (see `announced`), `went_on` lines never do (see
-    `waits_that_went_on`, `bare_exceptions_went_on`, `logged_exceptions_went_on`)."""
+    `waits_that_went_on`, `bare_exceptions_went_on`, `logged_exceptions_went_on`,
+    `recovered_metrics_went_on`)."""
     grouped: dict[tuple[str, str], list[Hit]] = defaultdict(list)
     for hit in sorted(hits, key=lambda h: h.order):
         kind = dict(hit.captures).get("exception_type", "") if hit.signature.generic else ""

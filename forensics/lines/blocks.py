@@ -53,6 +53,11 @@ EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Fai
 # Python's warnings module: "x.py:34: UserWarning: ..." then the warn() call's source line
 _WARNING_HEADER = regex.compile(r"^\S.{0,300}?:\d+: [A-Z]\w{0,40}Warning: ")
 _RAISE = regex.compile(r"^\s*raise [A-Za-z_][\w.]*\(")
+# an indented import statement is code a frame quotes, even where ranks' tracebacks interleave
+# and the line above it is not its frame
+_IMPORT_STATEMENT = regex.compile(
+    r"^\s{2,}(?:from [\w.]+ import [\w., ()]+|import [\w.]+(?: as \w+)?)$")
+_RAISED = regex.compile(r"^\s*raise (?P<type>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\((?P<message>.*)$")
 _BOXED_SOURCE = regex.compile(r"^\s*(?:│\s*)?(?:❱\s*)?\d+\s*│")
 
 
@@ -62,7 +67,7 @@ def line_role(body: str, previous: str) -> LineRole:
     one with its message), an exception line, or plain output."""
     if _FRAME.match(body):
         return LineRole.FRAME
-    if _BOXED_SOURCE.match(body) or (body[:1] in " \t" and (
+    if _BOXED_SOURCE.match(body) or _IMPORT_STATEMENT.match(body) or (body[:1] in " \t" and (
             _FRAME.match(previous) or _WARNING_HEADER.match(previous))):
         # `raise X("message")` states the exception itself: a paste cut before the
         # exception line still says what was raised
@@ -79,6 +84,16 @@ def continues_warning(body: str, previous: str, following: str) -> bool:
     `No module named 'vllm._version'`)."""
     return (body[:1] not in " \t" and following[:1] in " \t"
             and _WARNING_HEADER.match(previous) is not None)
+
+
+def raised_exception(body: str) -> str | None:
+    """A `raise X("message` source line as the exception line it would print
+    (`X: message`), or None when the line raises nothing by name."""
+    found = _RAISED.match(body)
+    if found is None:
+        return None
+    message = found["message"].strip().lstrip("fbru").strip("'\"()")
+    return f"{found['type']}: {message}" if message else found["type"]
 
 
 def exception_name(body: str) -> str | None:

@@ -35,6 +35,9 @@ _PREFIX_RULES = [
     r"\[(?:default|trainer|worker)(?P<local_rank>\d+)\]: ?",
     # log-line-prefix template "[3]:"
     r"\[(?P<rank>\d+)\]: ?(?=\S)",
+    # Hydra's job logging (NeMo, verl, ...): "[2025-08-01 02:47:31,433][name][ERROR] - "
+    r"\[(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?)\]\[[\w.-]+\]"
+    r"\[(?P<level>\w+)\] - ",
     # axolotl / logging: "[2024-01-19 08:19:49,149] "
     r"\[(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?)\] ",
     # kernel uptime "[74889.644138] " (seconds since boot: shown, not comparable)

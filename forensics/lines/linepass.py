@@ -22,6 +22,7 @@ from forensics.lines.blocks import (
     continues_warning,
     exception_name,
     line_role,
+    raised_exception,
     worker_exit,
 )
 from forensics.lines.engine import Engine, Keyword, build_engine
@@ -193,9 +194,12 @@ class _LineReader:
         role = line_role(seg.body, "")
         known = next((t for t in self.tokens if t.line == line_no), None)
         have = {m.signature for m in known.matches} if known is not None else set()
+        raised = raised_exception(seg.body)
+        if raised is not None:  # cut inside `raise X("...`: it still says what was raised
+            role = LineRole.EXCEPTION
         matched = tuple(SignatureMatch(s.id, captures) for s in self.plan.signatures.values()
                         if role in s.roles and s.id not in have
-                        and (captures := s.search_cut(seg.body)) is not None)
+                        and (captures := _cut_captures(s, seg.body, raised)) is not None)
         if not matched:
             completed = completed_keyword(seg.body, self.plan.keywords)
             if completed is not None and completed not in have and role in \
@@ -353,6 +357,15 @@ class _LineReader:
         self.printed.clear()
         last_train = self.metrics.add_printed(list(lines), list(steps), list(bodies))
         self.last_step_line = max(self.last_step_line, last_train)
+
+
+def _cut_captures(signature: Signature, body: str,
+                  raised: str | None) -> tuple[tuple[str, str], ...] | None:
+    """A signature's captures on a last line cut short: the exception a cut `raise` line
+    names, read as its exception line, or the start of a message the line holds."""
+    if raised is not None and (found := signature.search(raised, raised)) is not None:
+        return tuple((k, v) for k, v in found.groupdict().items() if v is not None)
+    return signature.search_cut(body)
 
 
 def _previous_body(block: bytes, start: int) -> str:
