@@ -47,11 +47,12 @@ class HyperscanEngine:
 
     name = "hyperscan"
 
-    def __init__(self, keywords: list[Keyword]) -> None:
+    def __init__(self, keywords: list[Keyword], ids: list[int] | None = None) -> None:
         self._db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         flags = [(hyperscan.HS_FLAG_CASELESS if k.caseless else 0)
                  | (hyperscan.HS_FLAG_SINGLEMATCH if k.once else 0) for k in keywords]
-        self._db.compile(expressions=[k.text for k in keywords], ids=list(range(len(keywords))),
+        self._db.compile(expressions=[k.text for k in keywords],
+                         ids=list(range(len(keywords))) if ids is None else ids,
                          elements=len(keywords), flags=flags, literal=True)
         self._local = threading.local()  # a Hyperscan scratch serves one scan at a time
 
@@ -79,15 +80,17 @@ class PythonEngine:
 
     name = "python"
 
-    def __init__(self, keywords: list[Keyword]) -> None:
+    def __init__(self, keywords: list[Keyword], ids: list[int] | None = None) -> None:
+        ids = list(range(len(keywords))) if ids is None else ids
         alternatives = [
             (b"(?i:" + re.escape(k.text) + b")") if k.caseless else re.escape(k.text)
             for k in sorted(keywords, key=lambda k: -len(k.text))
         ]
         self._any = re.compile(b"|".join(alternatives)) if alternatives else None
-        self._exact = [(i, k.text) for i, k in enumerate(keywords) if not k.caseless]
-        self._folded = [(i, k.text.lower()) for i, k in enumerate(keywords) if k.caseless]
-        self._once = frozenset(i for i, k in enumerate(keywords) if k.once)
+        self._exact = [(i, k.text) for i, k in zip(ids, keywords, strict=True) if not k.caseless]
+        self._folded = [(i, k.text.lower()) for i, k in zip(ids, keywords, strict=True)
+                        if k.caseless]
+        self._once = frozenset(i for i, k in zip(ids, keywords, strict=True) if k.once)
 
     def scan(self, block: bytes) -> list[LineHit]:
         hits: list[LineHit] = []
@@ -143,12 +146,14 @@ def available_engines() -> list[str]:
     return ["hyperscan", "python"] if hyperscan is not None else ["python"]
 
 
-def build_engine(keywords: list[Keyword], name: str = "auto") -> Engine:
-    """The fastest engine available, or the one named."""
+def build_engine(keywords: list[Keyword], name: str = "auto",
+                 ids: list[int] | None = None) -> Engine:
+    """The fastest engine available, or the one named; `ids` are the numbers its matches
+    report for the keywords (default: their positions)."""
     if name == "auto":
         name = "hyperscan" if hyperscan is not None else "python"
     if name == "hyperscan":
         if hyperscan is None:
             raise RuntimeError("hyperscan is not installed")
-        return HyperscanEngine(keywords)
-    return PythonEngine(keywords)
+        return HyperscanEngine(keywords, ids)
+    return PythonEngine(keywords, ids)

@@ -46,9 +46,11 @@ _PREFIX_RULES = [
     r"(?P<time>\d\d:\d\d:\d\d(?:\.\d+)?) \[(?P<glog>[DVIWEF])\] ",
     # bare clock "[11:41:59.064379] "
     r"\[(?P<time>\d\d:\d\d:\d\d(?:\.\d+)?)\] ",
-    # ISO / logging timestamp at line start, optional " | LEVEL | where - "
+    # ISO / logging timestamp at line start, optional " | LEVEL | where - ", " - LEVEL - " or
+    # torchtitan's " - logger - LEVEL - "
     r"(?P<time>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?(?:Z|[+-]\d\d:?\d\d)?) "
-    r"(?:\|\s*(?P<level>\w+)\s*\|\s*\S+ - |- (?P<level>\w+) - (?:[\w.]+ - )?)?",
+    r"(?:\|\s*(?P<level>\w+)\s*\|\s*\S+ - |- (?P<level>\w+) - (?:[\w.]+ - )?"
+    r"|- [\w.]+ - (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) - )?",
     # vLLM / SGLang loggers: "ERROR 08-18 19:58:43 [serving_chat.py:203] "
     r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<time>\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) "
     r"\[[\w./-]+:\d+\] ",

@@ -71,6 +71,13 @@ class LinePlan:
     signatures: dict[str, Signature]
     signal_signatures: dict[int, tuple[str, ...]]  # fatal signal -> the signatures it means
     keywords: tuple[tuple[str, frozenset[str]], ...] = ()  # each keyword and its signatures
+    keyword_table: tuple[Keyword, ...] = ()  # what the engine was compiled from, by id
+
+    def without(self, muted: frozenset[int]) -> Engine:
+        """An engine of the same kind over every keyword but the `muted` ids (their ids
+        kept)."""
+        ids = [i for i in range(len(self.keyword_table)) if i not in muted]
+        return build_engine([self.keyword_table[i] for i in ids], self.engine.name, ids)
 
 
 def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
@@ -93,6 +100,7 @@ def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
         signal_signatures={number: tuple(s.id for s in catalog.signatures if number in s.signals)
                            for number in {n for s in catalog.signatures for n in s.signals}},
         keywords=tuple((text, frozenset(sigs)) for text, (sigs, _) in table if sigs),
+        keyword_table=tuple(keywords),
     )
 
 
@@ -132,6 +140,10 @@ class _LineReader:
         self.last_step_line = 0
         self.checkpoint: Checkpoint | None = None
         self._seen: dict[str, list[tuple[Segment, LineRole, dict[str, Captures]]]] = {}
+        self.engine = plan.engine
+        self._muted: frozenset[int] = frozenset()
+        self._muted_texts: tuple[bytes, ...] = ()
+        self._exhausted_since_block = False
         self.printed: list[tuple[int, int | None, str]] = []  # metrics dicts not yet parsed
         self.default_who = Attribution(rank=source.rank, local_rank=source.local_rank,
                                        time=source.time)
@@ -147,7 +159,7 @@ class _LineReader:
             host=who.host, pid=who.pid, time=who.time or self.default_who.time,
         )
 
-    def scan_block(self, block: bytes, first_line: int) -> None:
+    def scan_block(self, block: bytes, first_line: int, newlines: int) -> None:
         walked_until = block_walked_until = 0
         if self.tracebacks.active:
             walked_until = self._walk(block, 0, first_line, self.tracebacks.feed)
@@ -155,7 +167,11 @@ class _LineReader:
             block_walked_until = self._walk(block, 0, first_line, self._feed_block)
         line_no = first_line
         counted_to = 0
-        for start, end, ids in self.plan.engine.scan(block):
+        if self._exhausted_since_block:
+            self._mute_exhausted()
+        for keyword in self._muted_texts:  # lines of signatures past their budget: counted
+            self.dropped_lines += block.count(keyword)
+        for start, end, ids in self.engine.scan(block):
             line_no += block.count(b"\n", counted_to, start)
             counted_to = start
             tags: set[str] = set()
@@ -174,7 +190,7 @@ class _LineReader:
                 self.block_walker = FailureBlockWalker(self.source.name, line_no)
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, tags, signatures)
-        self.bars.finish_block(block, first_line)
+        self.bars.finish_block(block, first_line, newlines)
         self.flush_printed()
 
     def cut_short(self, block: bytes, first_line: int) -> None:
@@ -339,8 +355,25 @@ class _LineReader:
                 self.dropped_lines += 1
                 continue
             self.kept_per_signature[signature_id] = kept + 1
+            if kept + 1 == MAX_LINES_PER_SIGNATURE:
+                self._exhausted_since_block = True
             matched.append(SignatureMatch(signature_id, captures))
         return tuple(matched)
+
+    def _mute_exhausted(self) -> None:
+        """Stop flagging keywords that only signatures past their budget own (a warning
+        printed on every step): from the next block on the engine skips them and their
+        lines are only counted, so they cost no Python at all."""
+        self._exhausted_since_block = False
+        full = {s for s, kept in self.kept_per_signature.items()
+                if kept >= MAX_LINES_PER_SIGNATURE}
+        muted = frozenset(i for i, (sigs, tags) in enumerate(zip(
+            self.plan.keyword_signatures, self.plan.keyword_tags, strict=True))
+            if sigs and sigs <= full and not tags)
+        if muted and muted != self._muted:
+            self._muted = muted
+            self.engine = self.plan.without(muted)
+            self._muted_texts = tuple(self.plan.keyword_table[i].text for i in muted)
 
     def _printed(self, line_no: int, text: str, step: int | None) -> None:
         """Queue a printed metrics dict; queued records are parsed together."""
@@ -422,8 +455,9 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     for block in read_blocks(source, report):
         seen += len(block)
         pasted = normalize(block, small=seen < PASTE_BYTES)
-        scanner.scan_block(pasted, lines + 1)
-        lines += block.count(b"\n")
+        newlines = block.count(b"\n")
+        scanner.scan_block(pasted, lines + 1, newlines)
+        lines += newlines
         ends_with_newline = block.endswith(b"\n")
         tail = (tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES else block[-TAIL_BYTES:]
     scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)
@@ -444,8 +478,8 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
         notes.append(f"{source.name}: {scanner.replaced} flagged line(s) held invalid UTF-8 "
                      "(replaced with U+FFFD)")
     if scanner.dropped_lines:
-        notes.append(f"{source.name}: {scanner.dropped_lines} further matching lines were "
-                     f"counted past the first {MAX_LINES_PER_SIGNATURE} per signature")
+        notes.append(f"{source.name}: about {scanner.dropped_lines} further matching lines "
+                     f"were counted past the first {MAX_LINES_PER_SIGNATURE} per signature")
     return LinePass(
         info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems), tuple(notes)),
         tokens=scanner.tokens,

@@ -51,27 +51,30 @@ class ProgressTracker:
             end = mark
         return self._carried
 
-    def finish_block(self, block: bytes, first_line: int) -> None:
-        """Count this block's redraws per total and carry its last step to the next block."""
+    def finish_block(self, block: bytes, first_line: int, newlines: int) -> None:
+        """Count this block's redraws per total and carry its last step to the next block
+        (`newlines`: how many the block holds, for the line of its last bar)."""
         marks = block.count(_MARK)
         if marks:
-            if self._discovering and marks != self._known(block):
+            counts = self._counts(block)
+            if self._discovering and marks != sum(counts.values()):
                 self._discover(block)
-            for total, described in self._described.items():
-                needle = b"/%d [" % total
-                seen = 0 if described else block.count(needle)
-                if seen:
+                counts = self._counts(block)
+            for total, seen in counts.items():
+                if seen and not self._described[total]:
+                    needle = b"/%d [" % total
                     bar = self._parse(block, block.rfind(_MARK, 0, block.rfind(needle)))
                     last, before = self.bars.get(total, (0, 0))
                     self.bars[total] = (bar[1] if bar else last, before + seen)
             end_step = self.step_at(block, len(block))
             if self._cached[0] >= 0:
-                self.last_line = first_line + block.count(b"\n", 0, self._cached[0])
+                self.last_line = first_line + newlines - block.count(b"\n", self._cached[0])
             self._carried = end_step
         self._cached = (-1, None)
 
-    def _known(self, block: bytes) -> int:
-        return sum(block.count(b"/%d [" % total) for total in self._described)
+    def _counts(self, block: bytes) -> dict[int, int]:
+        """Redraws in the block of each total met so far."""
+        return {total: block.count(b"/%d [" % total) for total in self._described}
 
     def _discover(self, block: bytes) -> None:
         """Meet the totals of a block that holds one not met before (each new total's first
