@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 
-#: inputs above this size are log files, not pastes: no wrap detection (it is per-line work)
-PASTE_BYTES = 4 * 1024 * 1024
+#: inputs above this size are log files, not pastes: no wrap detection (it is per-line work,
+#: and a program's log of fixed-width lines repeated can pass for a wrapped screen). A GitHub
+#: comment holds at most 65,536 characters; a terminal's scrollback copy rarely 256 KiB.
+PASTE_BYTES = 256 * 1024
 #: the widths terminals wrap at; any other width needs several full rows to count
 COMMON_WIDTHS = frozenset({80, 100, 120, 132, 140, 160, 180, 200, 220, 240, 250})
 MIN_WIDTH = 60

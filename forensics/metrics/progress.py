@@ -32,24 +32,27 @@ class ProgressTracker:
     last_line: int = 0  # line number of the last undescribed bar
     _described: dict[int, bool] = field(default_factory=dict)  # every total met -> described
     _carried: int | None = None  # the step at the end of the previous block
-    _cached: tuple[int, int | None] = (-1, None)  # (offset of a bar, its step) in this block
+    _cached: tuple[int, int | None] = (-1, None)  # (offset of the last bar, its step) so far
+    _looked_to: int = 0  # offset up to which this block was searched for bars
     _discovering: bool = True
 
     def step_at(self, block: bytes, pos: int) -> int | None:
-        """The step shown by the last undescribed bar before `pos` (earlier blocks included)."""
+        """The step shown by the last undescribed bar before `pos` (earlier blocks included).
+        Records come in order, so only the bytes since the last question are searched."""
+        if pos < self._looked_to:  # out of order: start over from the block's start
+            self._looked_to, self._cached = 0, (-1, self._carried)
         end = pos
         for _ in range(_LOOK_BACK):
-            mark = block.rfind(_MARK, 0, end)
+            mark = block.rfind(_MARK, self._looked_to, end)
             if mark < 0:
                 break
-            if mark == self._cached[0]:
-                return self._cached[1]
             bar = self._parse(block, mark)
             if bar is not None and not bar[0]:
                 self._cached = (mark, bar[1])
-                return bar[1]
+                break
             end = mark
-        return self._carried
+        self._looked_to = pos
+        return self._cached[1]
 
     def finish_block(self, block: bytes, first_line: int, newlines: int) -> None:
         """Count this block's redraws per total and carry its last step to the next block
@@ -70,7 +73,7 @@ class ProgressTracker:
             if self._cached[0] >= 0:
                 self.last_line = first_line + newlines - block.count(b"\n", self._cached[0])
             self._carried = end_step
-        self._cached = (-1, None)
+        self._looked_to, self._cached = 0, (-1, self._carried)
 
     def _counts(self, block: bytes) -> dict[int, int]:
         """Redraws in the block of each total met so far."""
