@@ -22,7 +22,7 @@ Exit codes:
   2  usage error
   3  an input could not be read (fully), or a catalog did not load
 """
-@click.group(epilog=EXIT_CODES_HELP)
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="forensics")
 def cli() -> None:
     """Post-mortem analyzer for ML training runs: what killed the run, what it was doing,

@@ -80,3 +80,11 @@ def test_report_never_exceeds_limit(tmp_path):
     report = invoke("analyze", "--format", "md", str(log)).output
     assert len(report) <= 60_000
     assert "###" in report
+
+
+def test_every_command_takes_dash_h_like_dash_dash_help():
+    """`-h` is help, as in ruff, pytest and huggingface-cli, for the group and each command."""
+    for command in ((), ("analyze",), ("timeline",), ("scan",), ("patterns",),
+                    ("patterns", "list"), ("checkpoint",), ("memory",), ("flight",)):
+        short, long = invoke(*command, "-h"), invoke(*command, "--help")
+        assert short.exit_code == 0 and short.output == long.output, command
