@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forensics.catalog import Catalog, load_catalog, user_dirs
+from forensics.catalog import Catalog, builtin_dir, load_catalog, user_dirs
 from forensics.diagnosis.findings import (
     absorb_generic,
     announced,
@@ -74,9 +74,25 @@ def analyze(*paths: str | Path, patterns: tuple[str | Path, ...] = (), redact: b
     """Analyze log files, compressed logs, job folders (or `-` for stdin) as one job."""
     if not paths:
         raise InputError("no input given", "pass a log file, a job folder or -")
-    catalog = load_catalog(*user_dirs([str(p) for p in patterns]))
+    analyzer = _analyzer(tuple(user_dirs([str(p) for p in patterns])), engine)
     sources, problems = discover([str(p) for p in paths])
-    return Analyzer(catalog, engine).analyze_sources(sources, problems, redact)
+    return analyzer.analyze_sources(sources, problems, redact)
+
+
+_ANALYZERS: dict[tuple[object, ...], Analyzer] = {}
+
+
+def _analyzer(dirs: tuple[Path, ...], engine: str) -> Analyzer:
+    """An Analyzer for these catalog folders, reused while none of their files changed (a
+    program that analyzes job after job loads and compiles the catalog once)."""
+    files = sorted(f for root in (builtin_dir(), *dirs) if root.is_dir()
+                   for f in root.rglob("*.toml"))
+    key = (dirs, engine, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    if key not in _ANALYZERS:
+        if len(_ANALYZERS) >= 4:
+            _ANALYZERS.clear()
+        _ANALYZERS[key] = Analyzer(load_catalog(*dirs), engine)
+    return _ANALYZERS[key]
 
 
 def _artifacts(sources: list[Source]

@@ -94,6 +94,25 @@ def test_user_catalog_from_environment(tmp_path, monkeypatch):
     assert '"signature": "frobnicator"' in result.output
 
 
+def test_an_edited_user_catalog_is_read_again(tmp_path):
+    """`analyze` keeps the compiled catalog between calls, but not once a file changed."""
+    from forensics import analyze
+
+    path = _write(tmp_path / "mine", "custom", "frobnicator",
+                  MINIMAL.format(id="frobnicator", category="custom"))
+    log = tmp_path / "run.log"
+    log.write_text("step 1\nFROBNICATOR exploded at step 3\n")
+    first = analyze(log, patterns=(tmp_path / "mine",))
+    assert first.root_cause.finding.signature == "frobnicator"
+    path.write_text(path.read_text().replace("FROBNICATOR exploded", "FROBNICATOR melted")
+                    + "# edited\n")
+    log.write_text("step 1\nFROBNICATOR melted at step 3\n")
+    assert analyze(log, patterns=(tmp_path / "mine",)).root_cause.finding.signature \
+        == "frobnicator"
+    log.write_text("step 1\nFROBNICATOR exploded at step 3\n")
+    assert analyze(log, patterns=(tmp_path / "mine",)).root_cause is None
+
+
 def test_patterns_list_and_show():
     runner = CliRunner()
     listed = runner.invoke(cli, ["patterns", "list", "--format", "json"])
