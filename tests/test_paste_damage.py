@@ -132,3 +132,30 @@ def test_interleaved_ranks_on_one_line_are_read_apart():
     lines = line_pass(Source("<paste>", data=text.encode()), PLAN)
     oom = [t for t in lines.tokens if any(m.signature == "cuda-oom" for m in t.matches)]
     assert oom and oom[0].who.rank == 1
+
+
+def test_a_colour_code_after_the_cut_line_does_not_hide_it():
+    """A last line that is blank once its colour codes are removed is not the last line:
+    the cut message above it still names its failure (found by the property test)."""
+    assert "bf16-numpy" in signatures_in("TypeError: Got unsuppor\n\x1b[31m")
+
+
+def test_rows_a_program_ended_are_not_a_terminal_wrap():
+    """A row ending in a carriage return (CRLF), or one line repeated at the longest width,
+    is how a program wrote its log, not a screen wrapped at that width: nothing is joined
+    (both found by the property tests)."""
+    crlf = ("{'loss': 0.8791, 'grad_norm': 0.4272, 'learning_rate': 2.857e-06, 'epoch': 1.0}\r\n"
+            "    raise ChildFailedError(\n")
+    assert len(crlf.split("\n")[0]) == 80
+    assert normalize(crlf.encode(), small=True) == crlf.encode()
+    repeated = "W0616 00:40:12.118000 4026234 torch/distributed/run.py:793] \n" * 3 + "next\n"
+    assert wrap_width(repeated.split("\n")) is None
+
+
+def test_an_indented_row_under_a_full_row_is_a_line_of_its_own():
+    """A metrics dict that happens to be 80 characters long, then a traceback's source
+    line: not a wrapped row and its continuation (found by the property tests)."""
+    text = ("{'loss': 1.7857, 'grad_norm': 1.0289, 'learning_rate': 0.0001167, 'epoch': 0.03}\n"
+            "    raise ChildFailedError(\n")
+    assert len(text.split("\n")[0]) == 80
+    assert normalize(text.encode(), small=True) == text.encode()

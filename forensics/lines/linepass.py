@@ -26,7 +26,7 @@ from forensics.lines.blocks import (
     worker_exit,
 )
 from forensics.lines.engine import Engine, Keyword, build_engine
-from forensics.lines.lexer import Segment, segments
+from forensics.lines.lexer import Segment, clean, segments
 from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.signals import signal_name, signal_of
 from forensics.metrics.progress import ProgressTracker
@@ -59,6 +59,7 @@ PRINTED_BATCH = 4096  # metrics dicts parsed together
 _MATCH_TAGS = frozenset({"signal", "fact"})  # tags that need no event handling
 Captures = tuple[tuple[str, str], ...]
 CUT_LINE_BYTES = 8192  # the longest last line read as a message cut short
+BLANK_TAIL_LINES = 8  # blank last lines looked past for the last line with text
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,11 @@ class _LineReader:
         stops mid-word): signatures whose regex it begins get a partial match there."""
         end = len(block.rstrip(b"\r\n"))
         start = block.rfind(b"\n", 0, end) + 1
+        for _ in range(BLANK_TAIL_LINES):  # lines left blank once colour codes are gone
+            if start == 0 or clean(block[start:end].decode("utf-8", "replace")).strip():
+                break
+            end = len(block[:start].rstrip(b"\r\n"))
+            start = block.rfind(b"\n", 0, end) + 1
         if end - start > CUT_LINE_BYTES:
             return  # a message cut short is a line, not a megabyte of one
         seg = segments(block[start:end].decode("utf-8", "replace"))[-1]
@@ -450,16 +456,19 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     lines = 0
     tail = b""
     ends_with_newline = True
-    pasted = b""
+    pasted = previous = b""
     seen = 0
     for block in read_blocks(source, report):
         seen += len(block)
+        previous = pasted
         pasted = normalize(block, small=seen < PASTE_BYTES)
         newlines = block.count(b"\n")
         scanner.scan_block(pasted, lines + 1, newlines)
         lines += newlines
         ends_with_newline = block.endswith(b"\n")
         tail = (tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES else block[-TAIL_BYTES:]
+    if b"\n" not in pasted:  # the last line came as a block of its own: read it with the one before
+        pasted = previous + pasted
     scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)
     scanner.tracebacks.close_all()
     if scanner.block_walker is not None:

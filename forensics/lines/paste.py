@@ -82,14 +82,14 @@ def _unbox(rows: list[str]) -> list[str]:
 
 def wrap_width(rows: list[str]) -> int | None:
     """The width the rows were hard-wrapped at: no row is longer, and rows of exactly that
-    width occur (once is enough at a common terminal width, else several)."""
+    width occur (once is enough at a common terminal width, else several different ones)."""
     if any("\r" in row.rstrip("\r") or "%|" in row for row in rows):
         return None  # progress bars: a file a program wrote, not a terminal's screen
-    lengths = [len(row) for row in rows if row]
+    lengths = [len(row) for row in rows if row and not row.endswith("\r")]
     if not lengths:
         return None
     width = max(lengths)
-    full = lengths.count(width)
+    full = len({row for row in rows if len(row) == width})  # one line repeated is no wrap
     if (width < MIN_WIDTH or width > MAX_WIDTH
             or (width not in COMMON_WIDTHS and full < MIN_FULL_ROWS)):
         return None
@@ -117,10 +117,13 @@ def _join_full_rows(rows: list[str], width: int, padded: bool) -> list[str]:
 def _glue(row: str, nxt: str, width: int, padded: bool) -> str | None:
     """How `row` continues on `nxt`: "" (cut mid-word), " " (wrapped at a space), or None
     (`nxt` is a line of its own)."""
-    if not nxt.strip() or _RECORD_START.match(nxt) or nxt[:3] == row[:3]:
-        return None  # a row of its own: empty, a new record, or another row of the same kind
+    if not nxt.strip() or _RECORD_START.match(nxt) or nxt[:3] == row[:3] or row.endswith("\r"):
+        return None  # a row of its own: empty, a new record, another row of the same kind,
+        # or a row a program ended (CRLF): a terminal's wrap leaves no carriage return
     if len(row) == width and not (padded and row.endswith(" ")):
-        return ""
+        # an indented row is a line of its own (a frame, quoted source); a cut leaves at
+        # most the one space it fell on
+        return None if nxt.startswith("  ") and not padded else ""
     if padded and row.strip():
         words = nxt.split()
         if len(row.rstrip()) + 1 + len(words[0]) > width:
