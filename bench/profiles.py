@@ -54,63 +54,67 @@ def _record(step: int, total: int, rng: random.Random) -> str:
                 "epoch": round(step / total, 4)})
 
 
-def _quiet(rng: random.Random) -> Iterator[str]:
-    step, total = 0, 200_000
+def _redraw_and_record(step: int, total: int, rng: random.Random) -> str:
+    """A trainer's metrics dict printed behind its bar's last redraw."""
+    return f"\r{_bar(step, total)}\r{' ' * 40}\r{_record(step, total, rng)}"
+
+
+def _noise_then_step(noise: Callable[[], str], total: int,
+                     rng: random.Random) -> Iterator[str]:
+    """2,000 noise lines, then one training step's redraw and record; forever."""
+    step = 0
     while True:
-        lines = []
-        for _ in range(2000):
-            dev = rng.randrange(8)
-            template = QUIET_NOISE[0 if rng.random() < 0.6 else rng.randrange(len(QUIET_NOISE))]
-            lines.append(template.format(pid=4000 + dev, tid=4100 + dev, dev=dev,
-                                         nxt=(dev + 1) % 8, ch=rng.randrange(32),
-                                         m=rng.randrange(10)))
+        yield from (noise() for _ in range(2000))
         step += 1
-        lines.append(f"\r{_bar(step, total)}\r{' ' * 40}\r{_record(step, total, rng)}")
-        yield "\n".join(lines) + "\n"
+        yield _redraw_and_record(step, total, rng)
+
+
+def _quiet(rng: random.Random) -> Iterator[str]:
+    def noise() -> str:
+        dev = rng.randrange(8)
+        template = QUIET_NOISE[0 if rng.random() < 0.6 else rng.randrange(len(QUIET_NOISE))]
+        return template.format(pid=4000 + dev, tid=4100 + dev, dev=dev, nxt=(dev + 1) % 8,
+                               ch=rng.randrange(32), m=rng.randrange(10))
+    return _noise_then_step(noise, 200_000, rng)
 
 
 def _progress(rng: random.Random) -> Iterator[str]:
     step, total = 0, 5_000_000
     while True:
-        lines = []
-        for _ in range(1000):
-            step += 1
-            if rng.random() < 0.2:  # a line that holds several redraws
-                lines.append("\r" + "\r".join(_bar(step + k, total) for k in range(3)))
-                step += 2
-            else:
-                lines.append(_bar(step, total))
-            if step % 10 == 0:
-                lines.append(_record(step, total, rng))
-        yield "\n".join(lines) + "\n"
+        step += 1
+        if rng.random() < 0.2:  # a line that holds several redraws
+            yield "\r" + "\r".join(_bar(step + k, total) for k in range(3))
+            step += 2
+        else:
+            yield _bar(step, total)
+        if step % 10 == 0:
+            yield _record(step, total, rng)
 
 
 def _metrics(rng: random.Random) -> Iterator[str]:
-    step, total = 0, 5_000_000
+    step = 0
     while True:
-        lines = []
-        for _ in range(1000):
-            step += 1
-            lines.append(f"\r{_bar(step, total)}\r{' ' * 40}\r{_record(step, total, rng)}")
-        yield "\n".join(lines) + "\n"
+        step += 1
+        yield _redraw_and_record(step, 5_000_000, rng)
 
 
 def _nccl(rng: random.Random) -> Iterator[str]:
-    step, total = 0, 200_000
+    def noise() -> str:
+        rank = rng.randrange(64)
+        node, dev = divmod(rank, 8)
+        template = NCCL_NOISE[rng.randrange(len(NCCL_NOISE))]
+        return template.format(
+            node=node, pid=4000 + dev, tid=4100 + dev, dev=dev, rank=rank,
+            nxt=(rank + 1) % 64, nxt_dev=(dev + 1) % 8, peer=(rank + 8) % 64,
+            ch=rng.randrange(32), ch2=rng.randrange(2), nic=rng.randrange(4),
+            comm=0x55555da97ba0 + rank, bus=hex(0x1b + dev)[2:])
+    return _noise_then_step(noise, 200_000, rng)
+
+
+def _chunks(lines: Iterator[str], per_chunk: int = 2000) -> Iterator[str]:
+    """Lines joined into chunks of text to write."""
     while True:
-        lines = []
-        for _ in range(2000):
-            rank = rng.randrange(64)
-            node, dev = divmod(rank, 8)
-            template = NCCL_NOISE[rng.randrange(len(NCCL_NOISE))]
-            lines.append(template.format(
-                node=node, pid=4000 + dev, tid=4100 + dev, dev=dev, rank=rank,
-                nxt=(rank + 1) % 64, nxt_dev=(dev + 1) % 8, peer=(rank + 8) % 64,
-                ch=rng.randrange(32), ch2=rng.randrange(2), nic=rng.randrange(4),
-                comm=0x55555da97ba0 + rank, bus=hex(0x1b + dev)[2:]))
-        step += 1
-        lines.append(f"\r{_bar(step, total)}\r{' ' * 40}\r{_record(step, total, rng)}")
-        yield "\n".join(lines) + "\n"
+        yield "".join(next(lines) + "\n" for _ in range(per_chunk))
 
 
 GENERATORS: dict[str, Callable[[random.Random], Iterator[str]]] = {
@@ -134,7 +138,7 @@ def write_profile(name: str, path: Path, size: int) -> None:
     """Write profile `name` at `path` (a file, or for `tree` a folder) of about `size` bytes."""
     rng = random.Random(1)
     if name != "tree":
-        _fill(path, GENERATORS[name](rng), size, ENDING.read_text(encoding="utf-8"))
+        _fill(path, _chunks(GENERATORS[name](rng)), size, ENDING.read_text(encoding="utf-8"))
         return
     _write_tree(path, size, rng)
 
@@ -147,9 +151,9 @@ def _write_tree(path: Path, size: int, rng: random.Random) -> None:
     for rank in range(ranks):
         folder = path / "attempt_0" / str(rank)
         stdout = _metrics(rng) if rank == 0 else _progress(rng)
-        _fill(folder / "stdout.log", stdout, per_file, "")
+        _fill(folder / "stdout.log", _chunks(stdout), per_file, "")
         ending = oom if rank == 2 else (
             f"[E302 11:12:14.883411201 ProcessGroupNCCL.cpp:632] [Rank {rank}] Watchdog caught "
             "collective operation timeout: WorkNCCL(SeqNum=8871, OpType=ALLREDUCE, NumelIn=1, "
             "NumelOut=1, Timeout(ms)=600000) ran for 600034 milliseconds before timing out.\n")
-        _fill(folder / "stderr.log", _nccl(rng), per_file, ending)
+        _fill(folder / "stderr.log", _chunks(_nccl(rng)), per_file, ending)

@@ -87,7 +87,7 @@ def _analyzer(dirs: tuple[Path, ...], engine: str) -> Analyzer:
     program that analyzes job after job loads and compiles the catalog once)."""
     files = sorted(f for root in (builtin_dir(), *dirs) if root.is_dir()
                    for f in root.rglob("*.toml"))
-    key = (dirs, engine, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    key = (dirs, engine, tuple((str(f), (st := f.stat()).st_mtime_ns, st.st_size) for f in files))
     if key not in _ANALYZERS:
         if len(_ANALYZERS) >= 4:
             _ANALYZERS.clear()

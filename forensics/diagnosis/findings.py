@@ -155,33 +155,33 @@ def logged_exceptions_went_on(hits: list[Hit], tails: dict[str, list[Evidence]],
     Such a line is how the run ended only while nothing but shutdown follows it: above its
     file's last lines, or with a later last line that shows the program still at work (an
     info line that is not about stopping, or a progress bar), the program went on."""
-    first_of_tail = {source: tail[0].line for source, tail in tails.items() if tail}
     starts = {(tb.source, tb.final.line): tb.start_line for tb in tracebacks
               if tb.final is not None}
+    lexed: dict[str, list[tuple[int, Level, bool]]] = {}  # each tail read once per source
     went_on = set()
     for hit in hits:
         token = hit.token
         if not hit.signature.generic:
             continue
-        tail = tails.get(token.source, ())
+        if token.source not in lexed:
+            lexed[token.source] = [(e.line, *_level_and_work(e.text))
+                                   for e in tails.get(token.source, ())]
+        tail = lexed[token.source]
         start = starts.get((token.source, token.line))
         logged = token.level in _LOGGED_LEVELS or (start is not None and any(
-            start - LOGGED_GAP <= e.line < start and segments(e.text)[-1].level == Level.ERROR
-            for e in tail))
-        if not logged:
-            continue
-        if token.line < first_of_tail.get(token.source, 0) or any(
-                e.line > token.line and _at_work(e.text) for e in tail):
+            start - LOGGED_GAP <= line < start and level == Level.ERROR
+            for line, level, _ in tail))
+        if logged and ((tail and token.line < tail[0][0])
+                       or any(line > token.line and at_work for line, _, at_work in tail)):
             went_on.add((token.source, token.line))
     return went_on
 
 
-def _at_work(text: str) -> bool:
-    """Whether a line shows a program still working: an info line not about stopping, or
-    a progress bar."""
-    if "%|" in text:
-        return True
-    return segments(text)[-1].level == Level.INFO and not _STOPPING.search(text)
+def _level_and_work(text: str) -> tuple[Level, bool]:
+    """A line's level, and whether it shows a program still working: an info line not
+    about stopping, or a progress bar."""
+    level = segments(text)[-1].level
+    return level, "%|" in text or (level == Level.INFO and not _STOPPING.search(text))
 
 
 LOGGED_GAP = 8  # lines of a logged error's message above its traceback
@@ -197,12 +197,15 @@ def recovered_metrics_went_on(hits: list[Hit], tails: dict[str, list[Evidence]]
     recovered (an early NaN before the first update, a skipped step), so the line is not
     how it ended."""
     went_on = set()
+    finite_patterns: dict[str, regex.Pattern[str]] = {}
     for hit in hits:
         metric = dict(hit.captures).get("nonfinite")
         if metric is None:
             continue
-        finite = regex.compile(rf"(?:\b{regex.escape(metric)}\s*[=:]\s*|'{regex.escape(metric)}'"
-                               r": )'?[-+]?\d")
+        if metric not in finite_patterns:
+            name = regex.escape(metric)
+            finite_patterns[metric] = regex.compile(rf"(?:\b{name}\s*[=:]\s*|'{name}': )'?[-+]?\d")
+        finite = finite_patterns[metric]
         if any(e.line > hit.token.line and finite.search(e.text)
                for e in tails.get(hit.token.source, ())):
             went_on.add((hit.token.source, hit.token.line))

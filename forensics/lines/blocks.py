@@ -52,7 +52,6 @@ EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Fai
 # a rich/typer traceback box's source line: "│ ❱ 123 │     code │", "│   120 │   code │"
 # Python's warnings module: "x.py:34: UserWarning: ..." then the warn() call's source line
 _WARNING_HEADER = regex.compile(r"^\S.{0,300}?:\d+: [A-Z]\w{0,40}Warning: ")
-_RAISE = regex.compile(r"^\s*raise [A-Za-z_][\w.]*\(")
 # an indented import statement is code a frame quotes, even where ranks' tracebacks interleave
 # and the line above it is not its frame
 _IMPORT_STATEMENT = regex.compile(
@@ -71,7 +70,7 @@ def line_role(body: str, previous: str) -> LineRole:
             _FRAME.match(previous) or _WARNING_HEADER.match(previous))):
         # `raise X("message")` states the exception itself: a paste cut before the
         # exception line still says what was raised
-        return LineRole.EXCEPTION if _RAISE.match(body) else LineRole.SOURCE
+        return LineRole.EXCEPTION if _RAISED.match(body) else LineRole.SOURCE
     if exception_name(body) is not None:
         return LineRole.EXCEPTION
     return LineRole.PLAIN
