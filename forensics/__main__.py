@@ -1,3 +1,62 @@
-from forensics.cli import main
+"""`forensics` and `python -m forensics`: the command, where Ctrl-C at any moment (even while
+the command is still loading) exits 130 with one line, never a traceback."""
 
-main()
+from __future__ import annotations
+
+import signal
+import sys
+
+INTERRUPTED = 130
+_interrupted = False
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Remember the Ctrl-C, then interrupt as Python would. The flag matters when the
+    KeyboardInterrupt lands in a finalizer, where Python prints and drops it."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _remember(signum: int, frame: object) -> None:
+    global _interrupted
+    _interrupted = True
+
+
+def _run() -> int:
+    """The command's exit code. click would answer Ctrl-C with `Aborted!` and exit 1, so it
+    runs outside click's standalone mode and its usage errors are shown here."""
+    import click
+
+    from forensics.cli import cli
+
+    try:
+        code = cli.main(prog_name="forensics", standalone_mode=False)
+    except click.exceptions.Abort as err:
+        raise KeyboardInterrupt from err
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        code = _run()
+    except KeyboardInterrupt:
+        code = None
+    finally:  # from here on a Ctrl-C is only remembered: the exit below says 130
+        signal.signal(signal.SIGINT, _remember)
+    if code is None or (_interrupted and code != INTERRUPTED):
+        sys.stderr.write("forensics: interrupted\n")
+        code = INTERRUPTED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -101,8 +101,9 @@ class Signature:
         message cut off at the end of a paste, its keyword perhaps cut too): at least
         CUT_MATCH_CHARS of it, holding some of the pattern's own words (not only what its
         wildcards match)."""
+        limit = MATCH_SECONDS if len(body) > LONG_LINE_CHARS else None
         for pattern in self.patterns:
-            found = pattern.search(body, partial=True)
+            found = pattern.search(body, partial=True, timeout=limit)
             if found is None or found.end() - found.start() < CUT_MATCH_CHARS:
                 continue
             if found.partial and open_ended(pattern, body, found.start()):
@@ -188,11 +189,20 @@ CUT_MATCH_CHARS = 12
 CUT_KEYWORD_CHARS = 8
 
 
+#: a line longer than this is matched under a time limit (a user's regex that backtracks)
+LONG_LINE_CHARS = 4096
+#: the limit: a search past it raises TimeoutError (the catalog's own regexes take
+#: milliseconds on 64 KiB lines; `forensics patterns check` times them)
+MATCH_SECONDS = 0.1
+
+
 def search_line(pattern: regex.Pattern[str], text: str, body: str) -> regex.Match[str] | None:
-    """One pattern on a line: its body (prefixes stripped) first, then its whole text."""
-    found = pattern.search(body)
+    """One pattern on a line: its body (prefixes stripped) first, then its whole text. On a
+    line longer than LONG_LINE_CHARS, a search past MATCH_SECONDS raises TimeoutError."""
+    limit = MATCH_SECONDS if len(text) > LONG_LINE_CHARS else None
+    found = pattern.search(body, timeout=limit)
     if found is None and body is not text:
-        found = pattern.search(text)
+        found = pattern.search(text, timeout=limit)
     return found
 
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
 from forensics.cli_artifacts import checkpoint, flight, memory
-from forensics.cli_common import fail, patterns_option, user_catalog, write
+from forensics.cli_common import (
+    check_output,
+    fail,
+    limits_options,
+    patterns_option,
+    read_limits,
+    user_catalog,
+    warn,
+    write,
+    write_file,
+)
 from forensics.cli_patterns import patterns
+from forensics.cli_scan import scan
 from forensics.errors import ExitCode, ForensicsError
 from forensics.version import __version__
 
@@ -40,18 +50,21 @@ def cli() -> None:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when a failure is diagnosed.")
 @click.option("--engine", type=click.Choice(["auto", "hyperscan", "python"]), default="auto",
               show_default=True, help="Keyword scanner to use.")
+@limits_options
 def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
             pattern_dirs: tuple[str, ...], no_redact: bool, exit_zero: bool,
-            engine: str) -> None:
+            engine: str, max_gib: float, max_ratio: float) -> None:
     """Diagnose one job from its logs: PATH is a log file, a compressed log, a job folder or
     - for stdin. Several paths are one job (the ranks' files of one run)."""
     from forensics.inputs.sources import discover
     from forensics.pipeline import Analyzer
     from forensics.report import render
 
+    check_output(output)
     catalog = user_catalog(pattern_dirs)
     try:
-        sources, problems = discover(paths)
+        sources, problems = discover(paths, read_limits(max_gib, max_ratio))
+        check_output(output, (source.path for source in sources))
         analysis = Analyzer(catalog, engine).analyze_sources(sources, problems, not no_redact)
     except ForensicsError as err:
         fail(err)
@@ -59,10 +72,10 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
     on_terminal = output is None and sys.stdout.isatty()
     fmt = fmt or ("text" if on_terminal else "md")
     width = os.get_terminal_size().columns if on_terminal else 120
-    write(render(analysis, fmt, width, color=on_terminal), output)
+    write(render(analysis, fmt, width, color=on_terminal), output, keep_secrets=no_redact)
     problems = [p for source in analysis.sources for p in source.problems]
     for problem in problems:
-        click.echo(f"forensics: {problem}", err=True)
+        warn(problem)
     if problems:
         sys.exit(int(ExitCode.INPUT))
     sys.exit(int(ExitCode.FAILURE_FOUND if analysis.failed and not exit_zero else ExitCode.OK))
@@ -74,7 +87,9 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
               show_default=True, help="Export format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE (required for parquet).")
-def timeline(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
+@limits_options
+def timeline(paths: tuple[str, ...], fmt: str, output: str | None, max_gib: float,
+             max_ratio: float) -> None:
     """Export the run's metrics (one row per logged step, train and eval rows marked) from
     logs, job folders, trainer_state.json or W&B run folders."""
     from forensics.inputs.sources import discover
@@ -82,65 +97,29 @@ def timeline(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
 
     if fmt == "parquet" and output is None:
         raise click.UsageError("--format parquet needs -o FILE")
+    check_output(output)
     try:
-        sources, problems = discover(paths)
-        text = export_timeline(sources, fmt, output)
+        sources, problems = discover(paths, read_limits(max_gib, max_ratio))
+        check_output(output, (source.path for source in sources))
+        exported, unread = export_timeline(sources, fmt)
     except ForensicsError as err:
         fail(err)
         return
+    problems += unread
     for problem in problems:
-        click.echo(f"forensics: {problem}", err=True)
-    if text is None:
-        click.echo("forensics: no metrics found in these inputs", err=True)
+        warn(problem)
+    if exported is None:
+        warn("no metrics found in these inputs")
         sys.exit(int(ExitCode.INPUT))
-    if output is None:
-        click.echo(text, nl=False)
+    if isinstance(exported, bytes):
+        write_file(exported, output)  # type: ignore[arg-type]
+    else:
+        write(exported, output)
     sys.exit(int(ExitCode.INPUT if problems else ExitCode.OK))
 
 
-@cli.command(epilog="""\b
-Exit codes: 0 no job failed; 1 some job failed; 2 usage error; 3 a root could not be read;
-130 interrupted (the finished rows are kept).""")
-@click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out", default="forensics-scan", show_default=True,
-              type=click.Path(file_okay=False),
-              help="Folder for jobs.parquet and findings.parquet.")
-@click.option("--jobs", "workers", type=click.IntRange(1), default=None,
-              help="Worker processes (default: the machine's cores).")
-@click.option("--scheduler", help="Address of a Dask distributed scheduler to run on.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json", "text"]),
-              help="Summary format (default: text on a terminal, md when piped).")
-@click.option("--full", is_flag=True, help="Re-analyze every job, ignoring the cache.")
-@patterns_option
-def scan(roots: tuple[str, ...], out: str, workers: int | None, scheduler: str | None,
-         fmt: str | None, full: bool, pattern_dirs: tuple[str, ...]) -> None:
-    """Analyze every job folder under ROOT (SLURM outputs, torchrun --log-dir runs, axolotl
-    output folders, wandb runs) into a Parquet dataset, and summarize the fleet."""
-    from forensics.fleet.run import ScanInterrupted, scan_fleet
-
-    try:
-        text, failed, problems = scan_fleet(list(roots), Path(out), workers or os.cpu_count()
-                                            or 1, scheduler, full, pattern_dirs,
-                                            fmt or ("text" if sys.stdout.isatty() else "md"),
-                                            show_progress=sys.stderr.isatty())
-    except ScanInterrupted as err:
-        click.echo(f"forensics: {err}", err=True)
-        sys.exit(130)
-    except ForensicsError as err:
-        fail(err)
-        return
-    click.echo(text, nl=False)
-    for problem in problems:
-        click.echo(f"forensics: {problem}", err=True)
-    sys.exit(int(ExitCode.FAILURE_FOUND if failed else ExitCode.OK))
-
-
+cli.add_command(scan)
 cli.add_command(checkpoint)
 cli.add_command(memory)
 cli.add_command(flight)
 cli.add_command(patterns)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="forensics")

@@ -7,8 +7,20 @@ from pathlib import Path
 
 import click
 
-from forensics.cli_common import fail
-from forensics.errors import ExitCode, ForensicsError
+from forensics.cli_common import fail, warn, write
+from forensics.errors import ExitCode, ForensicsError, InputError
+from forensics.redact import redact
+from forensics.text import scrub
+
+
+def _finish(problems: list[str], failed: bool) -> None:
+    """One stderr line per input that could not be read, then the exit code: 3 when there
+    was one, else 1 when a failure was found."""
+    for problem in problems:
+        warn(problem)
+    if problems:
+        sys.exit(int(ExitCode.INPUT))
+    sys.exit(int(ExitCode.FAILURE_FOUND if failed else ExitCode.OK))
 
 
 @click.command()
@@ -21,24 +33,31 @@ from forensics.errors import ExitCode, ForensicsError
 def checkpoint(first: str, second: str | None, device: str, fmt: str) -> None:
     """Check a checkpoint (safetensors, pytorch_model*.bin, .pt, a sharded index or a
     folder) for NaN/Inf, tensor by tensor in model order; with SECOND, which tensors changed
-    most between the two. Exit 1 when a tensor holds NaN/Inf."""
-    from forensics.artifacts.checkpoint import relative_changes, tensor_stats
+    most between the two. Exit 1 when a tensor holds NaN/Inf, 3 when a file is unreadable
+    (the others are still reported)."""
+    from forensics.artifacts.checkpoint import read_checkpoint, relative_changes
     from forensics.report.artifacts import checkpoint_json, render_changes, render_checkpoint
 
     try:
-        stats = list(tensor_stats(Path(first), device))
-        changes = relative_changes(Path(first), Path(second)) if second else None
+        stats, problems = read_checkpoint(Path(first), device)
     except ForensicsError as err:
         fail(err)
         return
+    changes = None
+    if second:
+        try:
+            changes = relative_changes(Path(first), Path(second))
+        except ForensicsError as err:
+            problems.append(str(err))
+    stats, changes = scrub(redact(stats)), scrub(redact(changes))
     if fmt == "json":
-        click.echo(checkpoint_json(stats, changes), nl=False)
-    else:
-        click.echo(render_checkpoint(first, stats), nl=False)
+        write(checkpoint_json(stats, changes))
+    elif stats or not problems:
+        text = render_checkpoint(first, stats)
         if changes is not None:
-            click.echo("\n" + render_changes(first, second, changes), nl=False)
-    bad = any(not s.finite for s in stats)
-    sys.exit(int(ExitCode.FAILURE_FOUND if bad else ExitCode.OK))
+            text += "\n" + render_changes(first, second, changes)
+        write(text)
+    _finish(problems, any(not s.finite for s in stats))
 
 
 @click.command()
@@ -47,12 +66,11 @@ def memory(snapshot: str) -> None:
     """Read a CUDA allocator snapshot (torch.cuda.memory._dump_snapshot): reserved vs
     allocated, fragmentation, the largest live allocations by Python stack, the failed
     request. Plain-data unpickling only; PyTorch is not needed."""
-    from forensics.artifacts.memory import analyze_snapshot
-    from forensics.artifacts.restricted import load_plain
+    from forensics.artifacts.memory import read_snapshot
     from forensics.report.artifacts import render_memory
 
     try:
-        click.echo(render_memory(analyze_snapshot(load_plain(snapshot))), nl=False)
+        write(render_memory(scrub(redact(read_snapshot(snapshot)))))
     except ForensicsError as err:
         fail(err)
 
@@ -61,14 +79,18 @@ def memory(snapshot: str) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 def flight(paths: tuple[str, ...]) -> None:
     """Read NCCL Flight Recorder dumps (one file per rank, or their folder): the first
-    collective where ranks disagree or never arrived. Exit 1 when one is found."""
-    from forensics.artifacts.flight import dump_files, flight_record, load_dumps
+    collective where ranks disagree or never arrived. Exit 1 when one is found, 3 when a
+    dump is unreadable (the others are still compared)."""
+    from forensics.artifacts.flight import dump_files, flight_record, read_dumps
     from forensics.report.artifacts import render_flight
 
-    try:
-        record = flight_record(load_dumps(dump_files(paths)))
-    except ForensicsError as err:
-        fail(err)
+    files = dump_files(paths)
+    if not files:
+        fail(InputError(f"{', '.join(paths)}: no Flight Recorder dumps (files named like "
+                        "nccl_trace_rank_0)"))
         return
-    click.echo(render_flight(record), nl=False)
-    sys.exit(int(ExitCode.FAILURE_FOUND if record.mismatch else ExitCode.OK))
+    dumps, problems = read_dumps(files)
+    record = flight_record(dumps) if dumps else None
+    if record is not None:
+        write(render_flight(scrub(redact(record))))
+    _finish(problems, record is not None and record.mismatch is not None)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
-from forensics.errors import CatalogError, ForensicsError
+from forensics.errors import CatalogError, ForensicsError, UsageError
+from forensics.files import replacing
+from forensics.redact import redact_text
+from forensics.text import term_safe
 
 patterns_option = click.option("--patterns", "pattern_dirs", multiple=True,
                                type=click.Path(file_okay=False),
@@ -15,20 +20,83 @@ patterns_option = click.option("--patterns", "pattern_dirs", multiple=True,
                                     "FORENSICS_PATTERNS.")
 
 
+def limits_options(command):
+    """`--max-decompressed` and `--max-ratio`: how far a compressed log is expanded."""
+    command = click.option("--max-ratio", type=click.FloatRange(min=1), default=1000,
+                           show_default=True,
+                           help="Stop expanding a compressed log past this many bytes out "
+                                "per byte in (a decompression bomb).")(command)
+    return click.option("--max-decompressed", "max_gib", type=click.FloatRange(min=0),
+                        default=20, show_default=True, metavar="GIB",
+                        help="Stop expanding a compressed log past this many GiB.")(command)
+
+
+def read_limits(max_gib: float, max_ratio: float):
+    """The `ReadLimits` the two options ask for."""
+    from forensics.inputs.sources import GIB, ReadLimits
+
+    return ReadLimits(max_bytes=int(max_gib * GIB), max_ratio=max_ratio)
+
+
 def fail(err: ForensicsError) -> None:
     """Print the error (and a catalog's problems) and exit with its code."""
-    click.echo(f"forensics: error: {err}", err=True)
+    warn(f"error: {err}")
     for problem in err.problems if isinstance(err, CatalogError) else ():
-        click.echo(problem, err=True)
+        click.echo(term_safe(redact_text(problem)), err=True)
     sys.exit(int(err.exit_code))
 
 
-def write(text: str, output: str | None) -> None:
-    """Print `text`, or write it to `output`."""
+def warn(message: str) -> None:
+    """`forensics: message` on stderr, its secrets masked and terminal controls dropped (a
+    message may quote a path or a line)."""
+    click.echo(term_safe(redact_text(f"forensics: {message}")), err=True)
+
+
+def check_output(output: str | None, inputs: Iterable[Path | None] = ()) -> None:
+    """A usage error (exit 2) when `-o FILE` cannot be written as asked: its folder does not
+    exist, it is a folder, or it is one of the inputs (forensics never writes over a log)."""
+    if output is None:
+        return
+    target = Path(output)
+    if target.is_dir():
+        fail(UsageError(f"-o {output}: is a folder"))
+    if not target.parent.is_dir():
+        fail(UsageError(f"-o {output}: the folder {target.parent} does not exist"))
+    if not target.exists():
+        return
+    for path in inputs:
+        if path is not None and _same_file(path, target):
+            fail(UsageError(f"-o {output}: is one of the inputs; forensics never writes "
+                            "over a log"))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write(text: str, output: str | None = None, keep_secrets: bool = False) -> None:
+    """Print `text`, or write it to `output` (atomically). Every command's text output goes
+    through here, so this is where its secrets are masked, whatever produced the text
+    (`keep_secrets`: `analyze --no-redact`)."""
+    if not keep_secrets:
+        text = redact_text(text)
     if output is None:
         click.echo(text, nl=False)
-    else:
-        Path(output).write_text(text, encoding="utf-8")
+        return
+    write_file(text.encode("utf-8"), output)
+
+
+def write_file(data: bytes, output: str) -> None:
+    """Write `data` to `output` atomically (a reader never sees half a file); a folder that
+    cannot be written is a usage error. The caller has masked its secrets."""
+    try:
+        with replacing(Path(output)) as temporary:
+            temporary.write_bytes(data)
+    except OSError as err:
+        fail(UsageError(f"-o {output}: {err.strerror or err}"))
 
 
 def user_catalog(pattern_dirs: tuple[str, ...]):

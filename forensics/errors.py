@@ -32,6 +32,12 @@ class ForensicsError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class UsageError(ForensicsError):
+    """A command line that cannot be carried out as given (exit code 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InputError(ForensicsError):
     """A path that cannot be read as a log."""
 

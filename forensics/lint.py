@@ -5,6 +5,8 @@ diagnosis reads must hold what it expects in every example that sets them."""
 
 from __future__ import annotations
 
+import time
+
 import regex
 
 from forensics.catalog import ANY, KILLS_A_RANK, Catalog, Signature, search_line
@@ -18,6 +20,13 @@ from forensics.metrics.health import anomaly_kinds
 from forensics.model import Token
 from forensics.timeparse import to_epoch
 
+#: the adversarial line every regex must get through quickly (see `backtracking_problems`)
+ADVERSARIAL_CHARS = 64 * 1024
+#: a regex slower than this on an adversarial line is reported, whatever its growth ...
+SLOW_SECONDS = 1.0
+#: ... and so is one slower than this whose time grows faster than the line's length
+WATCHED_SECONDS = 0.05
+_WILDCARD_GAP = regex.compile(r"(?<!\\)(?<!\[[^\]]*)\.[*+]\??")
 MIN_EXAMPLES = 2
 MIN_COUNTEREXAMPLES = 1
 _WHOLE_NUMBER = regex.compile(r"^[+-]?\d+$")
@@ -71,6 +80,7 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
         announcing: set[tuple[int, int]] = set()
         hits = _example_problems(signature, by_id, plans, problems, announcing)
         problems += regex_problems(signature, hits)
+        problems += backtracking_problems(signature)
         problems += level_problems(signature, hits, announcing)
         for index, counter in enumerate(signature.counterexamples):
             for name, plan in plans.items():
@@ -149,6 +159,65 @@ def level_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]
             f"cause (root_levels: {', '.join(str(v) for v in signature.root_levels)})"
             for (index, line, _), token in hits.items()
             if token.level not in signature.root_levels and (index, line) not in announcing]
+
+
+def unbounded_gaps(source: str) -> list[str]:
+    """The `.*` / `.+` wildcards of a regex that more pattern follows: each start of the
+    phrase before one scans to the end of the line and back, so a line repeating that phrase
+    costs time quadratic in its length. A bounded gap (`.{0,500}?`) costs a constant."""
+    gaps = []
+    for found in _WILDCARD_GAP.finditer(source):
+        rest = source[found.end():].lstrip(")?$")
+        if rest and not rest.startswith("|"):
+            gaps.append(found.group())
+    return gaps
+
+
+def adversarial_lines(signature: Signature, size: int = ADVERSARIAL_CHARS) -> list[str]:
+    """Lines built to make a backtracking regex slow: each keyword and the start and whole of
+    each example, repeated to `size`, and followed by `size` letters or spaces (a phrase that
+    begins a match over and over, or once, with the end never coming)."""
+    seeds = list(signature.keywords)
+    for example in signature.examples[:2]:
+        line = example.strip().splitlines()[-1] if example.strip() else example
+        seeds += [line[: max(1, len(line) // 2)], line]
+    lines = []
+    for seed in seeds:
+        lines += [(seed * (size // len(seed) + 1))[:size], seed + "a" * size + "!",
+                  seed + " " * size + "!"]
+    return lines
+
+
+def _seconds(pattern: regex.Pattern[str], line: str) -> float:
+    start = time.perf_counter()
+    try:
+        pattern.search(line, timeout=SLOW_SECONDS)
+    except TimeoutError:
+        return SLOW_SECONDS
+    return time.perf_counter() - start
+
+
+def backtracking_problems(signature: Signature) -> list[str]:
+    """Regexes that could take seconds on one long line: an unbounded wildcard in the middle
+    of a pattern, or, timed on `adversarial_lines` (best of 3), a search over SLOW_SECONDS,
+    or over WATCHED_SECONDS and growing more than linearly (timed on a quarter of the line)."""
+    problems = []
+    for key in ("patterns", "corroborating_lines"):
+        for number, pattern in enumerate(getattr(signature, key)):
+            where = f"{signature.path}: {key}[{number}]"
+            problems += [f"{where}: unbounded `{gap}` before more pattern; bound it "
+                         f"(`.{{0,500}}?`)" for gap in unbounded_gaps(pattern.pattern)]
+            for line in adversarial_lines(signature):
+                if _seconds(pattern, line) < WATCHED_SECONDS:
+                    continue
+                # best of 3 of each, so that a busy machine does not make a regex look slow
+                seconds = min(_seconds(pattern, line) for _ in range(3))
+                quarter = min(_seconds(pattern, line[: len(line) // 4]) for _ in range(3))
+                if seconds >= SLOW_SECONDS or seconds > 8 * max(quarter, 1e-4):
+                    problems.append(f"{where}: took {seconds:.2f} s on a {len(line)}-character "
+                                    f"line starting {line[:40]!r} (catastrophic backtracking)")
+                    break
+    return problems
 
 
 def regex_problems(signature: Signature, hits: dict[tuple[int, int, str], Token]) -> list[str]:

@@ -41,7 +41,7 @@ from forensics.model import (
     Verdict,
     WorkerFailure,
 )
-from forensics.redact import redact
+from forensics.redact import redact, redact_frame
 from forensics.timeparse import to_epoch, year_of
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     health = _health([lines.metrics for lines in passes])
     if health is not None:
         findings += health.unreported(catalog, {f.signature for f in findings})
-    completed = any(lines.metrics.summary is not None or lines.completion_lines
+    completed = any(lines.metrics.summary is not None or lines.completion is not None
                     for lines in passes)
     findings += unexplained_death(findings, tracebacks, catalog, completed, went_on)
     diagnosis = diagnose(findings, catalog, tracebacks, worker_failures,
@@ -152,24 +152,24 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     )
 
 
-def export_timeline(sources: list[Source], fmt: str, output: str | None) -> str | None:
-    """`forensics timeline`: the text to print (csv, md), or "" after writing Parquet, or
-    None when the inputs hold no metrics."""
+def export_timeline(sources: list[Source], fmt: str) -> tuple[str | bytes | None, list[str]]:
+    """`forensics timeline`: the text to print or write (csv, md), the bytes of a Parquet
+    file, or None when the inputs hold no metrics; and what went wrong reading them. The
+    exported frame is redacted as it is made, so every format starts from the same rows."""
     from forensics.metrics.timeline import build_timeline, render_table
 
     plan = compile_plan(load_catalog())
-    timeline = build_timeline([line_pass(source, plan).metrics for source in sources])
+    passes = [line_pass(source, plan) for source in sources]
+    problems = [problem for lines in passes for problem in lines.info.problems]
+    timeline = build_timeline([lines.metrics for lines in passes])
     if timeline is None:
-        return None
+        return None, problems
     frame = timeline.frame.reset_index()
     frame["kind"] = frame["kind"].astype(str)
+    frame = redact_frame(frame)
     if fmt == "parquet":
-        frame.to_parquet(Path(output), index=False)  # type: ignore[arg-type]
-        return ""
-    text = render_table(frame) if fmt == "md" else frame.to_csv(index=False)
-    if output is not None:
-        Path(output).write_text(text, encoding="utf-8")
-    return text
+        return frame.to_parquet(None, index=False), problems
+    return (render_table(frame) if fmt == "md" else frame.to_csv(index=False)), problems
 
 
 def _health(tables: list[MetricsTable]) -> Health | None:

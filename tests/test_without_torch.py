@@ -26,7 +26,7 @@ def test_suite_passes_without_torch():
 
 def test_torch_features_say_how_to_enable_them(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from forensics.cli import main\n"
+            "from forensics.__main__ import main\n"
             f"sys.argv = ['forensics', 'checkpoint', {str(tmp_path / 'model.bin')!r}]\n"
             "main()\n")
     (tmp_path / "model.bin").write_bytes(b"PK\x03\x04not really")

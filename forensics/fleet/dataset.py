@@ -4,6 +4,7 @@ and renamed into place; earlier rows are reused by fingerprint."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +12,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from forensics.files import temporary_beside
 from forensics.fleet.discover import Job
+from forensics.inputs.sources import printable_name
 from forensics.model import Analysis
+from forensics.redact import redact
 
 JOBS_FILE, FINDINGS_FILE = "jobs.parquet", "findings.parquet"
 BATCH = 256
@@ -80,21 +84,44 @@ def job_rows(job: Job, analysis: Analysis, base: dict) -> JobResult:
     return JobResult(row, findings)
 
 
+def _storable(value: object) -> object:
+    """A cell Parquet can hold: text from file names that are not UTF-8 made printable."""
+    if isinstance(value, str):
+        return printable_name(value)
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+MACHINE_COLUMNS = frozenset({"fingerprint", "catalog_version", "analyzer_version", "scanned_at"})
+
+
+def _stored(row: dict) -> dict:
+    """A row as it is written: every text cell redacted but the machine-made ones (a new
+    column is redacted without asking), then made storable."""
+    redacted = redact({k: v for k, v in row.items() if k not in MACHINE_COLUMNS})
+    return {k: _storable(redacted.get(k, v)) for k, v in row.items()}
+
+
 class DatasetWriter:
-    """Parquet written in batches to temporary files, renamed into place on close, so an
-    interrupted scan keeps everything finished so far and never leaves a torn file."""
+    """Parquet written in batches to temporary files of this process, renamed into place on
+    close, so an interrupted scan keeps everything finished so far, never leaves a torn file,
+    and two scans into one folder do not write into each other's files."""
 
     def __init__(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
         self.jobs: list[dict] = []
         self.findings: list[dict] = []
-        self._job_writer = pq.ParquetWriter(out / f"{JOBS_FILE}.tmp", JOB_SCHEMA)
-        self._finding_writer = pq.ParquetWriter(out / f"{FINDINGS_FILE}.tmp", FINDING_SCHEMA)
+        self._temporaries = {name: temporary_beside(out / name)
+                             for name in (JOBS_FILE, FINDINGS_FILE)}
+        self._job_writer = pq.ParquetWriter(self._temporaries[JOBS_FILE], JOB_SCHEMA)
+        self._finding_writer = pq.ParquetWriter(self._temporaries[FINDINGS_FILE],
+                                                FINDING_SCHEMA)
 
     def add(self, result: JobResult) -> None:
-        self.jobs.append(result.row)
-        self.findings += result.findings
+        self.jobs.append(_stored(result.row))
+        self.findings += [_stored(f) for f in result.findings]
         if len(self.jobs) >= BATCH:
             self.flush()
 
@@ -108,28 +135,56 @@ class DatasetWriter:
             self.findings = []
 
     def close(self) -> None:
-        self.flush()
-        self._job_writer.close()
-        self._finding_writer.close()
-        for name in (JOBS_FILE, FINDINGS_FILE):
-            os.replace(self.out / f"{name}.tmp", self.out / name)
+        """Write what is left and move both files into place."""
+        try:
+            self.flush()
+            self._job_writer.close()
+            self._finding_writer.close()
+        except BaseException:
+            self.abort()
+            raise
+        for name, temporary in self._temporaries.items():
+            os.replace(temporary, self.out / name)
+
+    def abort(self) -> None:
+        """Remove the temporary files (the scan failed; earlier results stay as they were)."""
+        for writer in (self._job_writer, self._finding_writer):
+            with contextlib.suppress(Exception):  # a writer that already failed
+                writer.close()
+        for temporary in self._temporaries.values():
+            temporary.unlink(missing_ok=True)
 
 
-def cached_rows(out: Path) -> dict[str, JobResult]:
-    """Earlier rows by fingerprint (read in batches; only the rows are kept)."""
+def cached_rows(out: Path, problems: list[str] | None = None) -> dict[str, JobResult]:
+    """Earlier rows by fingerprint. A cache that is not exactly this version's dataset (a
+    column missing or of another type, a torn file) is not trusted: every job is analyzed
+    again, and `problems` says why."""
     jobs_path, findings_path = out / JOBS_FILE, out / FINDINGS_FILE
     if not jobs_path.is_file():
         return {}
     try:
-        rows = pq.read_table(jobs_path).to_pylist()
-        findings = pq.read_table(findings_path).to_pylist() if findings_path.is_file() else []
-    except (OSError, pa.ArrowException):
+        jobs = pq.read_table(jobs_path)
+        found = pq.read_table(findings_path) if findings_path.is_file() else None
+    except (OSError, pa.ArrowException) as err:
+        _distrust(problems, jobs_path, f"not readable Parquet ({err})")
         return {}
+    for path, table, schema in ((jobs_path, jobs, JOB_SCHEMA),
+                                (findings_path, found, FINDING_SCHEMA)):
+        if table is not None and not table.schema.equals(schema):
+            _distrust(problems, path, "its columns are not this version's")
+            return {}
+    rows = jobs.to_pylist()
+    findings = found.to_pylist() if found is not None else []
     by_job: dict[tuple[str, str], list[dict]] = {}
     for finding in findings:
         by_job.setdefault((finding["path"], finding["job_id"]), []).append(finding)
     return {row["fingerprint"]: JobResult(row, by_job.get((row["path"], row["job_id"]), []))
             for row in rows if row.get("fingerprint") and row.get("verdict") != "error"}
+
+
+def _distrust(problems: list[str] | None, path: Path, why: str) -> None:
+    if problems is not None:
+        problems.append(f"{path}: cache not used, {why}; every job is analyzed again")
 
 
 def read_jobs(out: Path) -> list[dict]:

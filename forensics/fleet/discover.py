@@ -40,7 +40,7 @@ class Job:
                 info = os.stat(path)
             except OSError:
                 continue
-            digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+            digest.update(os.fsencode(path) + f"\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
         return digest.hexdigest()[:32]
 
 

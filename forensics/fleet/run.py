@@ -13,15 +13,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from forensics.catalog import load_catalog, user_dirs
+from forensics.errors import UsageError
 from forensics.fleet.dataset import DatasetWriter, JobResult, cached_rows, job_rows, read_jobs
 from forensics.fleet.discover import Job, discover_jobs
 from forensics.fleet.summary import summarize
-from forensics.inputs.sources import discover
+from forensics.inputs.sources import ReadLimits, discover
 from forensics.pipeline import Analyzer
 from forensics.report.fleet import render_fleet
+from forensics.text import scrub
 from forensics.version import __version__
 
 IN_FLIGHT_PER_WORKER = 4
+SCHEDULER_TIMEOUT = "10s"
 
 
 class ScanInterrupted(Exception):
@@ -38,7 +41,8 @@ def _analyzer(pattern_dirs: tuple[str, ...]) -> Analyzer:
     return _ANALYZERS[pattern_dirs]
 
 
-def analyze_job(job: Job, pattern_dirs: tuple[str, ...], fingerprint: str) -> JobResult:
+def analyze_job(job: Job, pattern_dirs: tuple[str, ...], fingerprint: str,
+                limits: ReadLimits | None = None) -> JobResult:
     """Exactly `forensics analyze` of the job's inputs, as rows. A job that cannot be
     analyzed becomes a row with its error; it never stops the scan."""
     base = {"job_id": job.job_id, "path": job.path, "layout": job.layout,
@@ -47,7 +51,7 @@ def analyze_job(job: Job, pattern_dirs: tuple[str, ...], fingerprint: str) -> Jo
     try:
         analyzer = _analyzer(pattern_dirs)
         base["catalog_version"] = analyzer.catalog.digest
-        sources, problems = discover(list(job.inputs))
+        sources, problems = discover(list(job.inputs), limits)
         analysis = analyzer.analyze_sources(sources, problems)
     except Exception as err:
         return JobResult({**base, "verdict": "error", "error": f"{type(err).__name__}: {err}"})
@@ -66,13 +70,14 @@ class ScanTotals:
 
 def run_scan(roots: list[str], out: Path, workers: int = 1, scheduler: str | None = None,
              full: bool = False, pattern_dirs: tuple[str, ...] = (),
-             progress: Callable[[int, int], None] | None = None) -> ScanTotals:
+             progress: Callable[[int, int], None] | None = None,
+             limits: ReadLimits | None = None) -> ScanTotals:
     """Discover the jobs under `roots`, analyze the new or changed ones, write the dataset."""
     found = discover_jobs(*roots)
     report = ScanTotals(jobs=len(found.jobs), problems=found.problems)
     catalog = load_catalog(*user_dirs(pattern_dirs))
     versions = f"{__version__}/{catalog.digest}"
-    cache = {} if full else cached_rows(out)
+    cache = {} if full else cached_rows(out, report.problems)
     writer = DatasetWriter(out)
     todo: list[tuple[Job, str]] = []
     try:
@@ -86,7 +91,7 @@ def run_scan(roots: list[str], out: Path, workers: int = 1, scheduler: str | Non
         done = report.reused
         if progress:
             progress(done, report.jobs)
-        for result in _execute(todo, workers, scheduler, pattern_dirs):
+        for result in _execute(todo, workers, scheduler, (pattern_dirs, limits)):
             writer.add(result)
             report.analyzed += 1
             done += 1
@@ -96,19 +101,26 @@ def run_scan(roots: list[str], out: Path, workers: int = 1, scheduler: str | Non
         writer.close()
         raise ScanInterrupted(f"interrupted after {report.analyzed} new jobs; "
                               f"{report.analyzed + report.reused} rows kept in {out}") from err
+    except BaseException:
+        writer.abort()
+        raise
     writer.close()
     return report
 
 
+Settings = tuple[tuple[str, ...], ReadLimits | None]  # the catalog folders and read limits
+
+
 def _execute(todo: list[tuple[Job, str]], workers: int, scheduler: str | None,
-             pattern_dirs: tuple[str, ...]) -> Iterator[JobResult]:
+             settings: Settings) -> Iterator[JobResult]:
+    pattern_dirs, limits = settings
     if scheduler:
-        yield from _dask(todo, scheduler, pattern_dirs)
+        yield from _dask(todo, scheduler, settings)
     elif workers <= 1 or len(todo) <= 1:
         for job, fingerprint in todo:
-            yield analyze_job(job, pattern_dirs, fingerprint)
+            yield analyze_job(job, pattern_dirs, fingerprint, limits)
     else:
-        yield from _pool(todo, workers, pattern_dirs)
+        yield from _pool(todo, workers, settings)
 
 
 def _ignore_interrupts() -> None:
@@ -117,7 +129,7 @@ def _ignore_interrupts() -> None:
 
 
 def _pool(todo: list[tuple[Job, str]], workers: int,
-          pattern_dirs: tuple[str, ...]) -> Iterator[JobResult]:
+          settings: Settings) -> Iterator[JobResult]:
     """A local process pool with a bounded number of jobs in flight (memory flat in N)."""
     pending = iter(todo)
     with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts) as pool:
@@ -128,7 +140,8 @@ def _pool(todo: list[tuple[Job, str]], workers: int,
                     item = next(pending, None)
                     if item is None:
                         break
-                    running.add(pool.submit(analyze_job, item[0], pattern_dirs, item[1]))
+                    running.add(pool.submit(analyze_job, item[0], settings[0], item[1],
+                                            settings[1]))
                 if not running:
                     return
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
@@ -140,22 +153,26 @@ def _pool(todo: list[tuple[Job, str]], workers: int,
 
 
 def _dask(todo: list[tuple[Job, str]], address: str,
-          pattern_dirs: tuple[str, ...]) -> Iterator[JobResult]:
+          settings: Settings) -> Iterator[JobResult]:
     """The same work on an existing Dask distributed cluster."""
     try:
         from distributed import Client, as_completed
     except ImportError as err:
-        raise RuntimeError("--scheduler needs Dask: pip install 'forensics[dask]'") from err
-    with Client(address) as client:
-        futures = [client.submit(analyze_job, job, pattern_dirs, fp, pure=False)
+        raise UsageError("--scheduler needs Dask: pip install 'forensics[dask]'") from err
+    try:
+        client = Client(address, timeout=SCHEDULER_TIMEOUT)
+    except Exception as err:  # OSError, TimeoutError, ValueError for a malformed address
+        raise UsageError(f"--scheduler {address}: cannot reach it ({err})") from err
+    with client:
+        futures = [client.submit(analyze_job, job, settings[0], fp, settings[1], pure=False)
                    for job, fp in todo]
         for future in as_completed(futures):
             yield future.result()
 
 
 def scan_fleet(roots: list[str], out: Path, workers: int, scheduler: str | None, full: bool,
-               pattern_dirs: tuple[str, ...], fmt: str,
-               show_progress: bool = False) -> tuple[str, bool, list[str]]:
+               pattern_dirs: tuple[str, ...], fmt: str, show_progress: bool = False,
+               limits: ReadLimits | None = None) -> tuple[str, bool, list[str]]:
     """`forensics scan`: run the scan, summarize the dataset and render the summary in
     `fmt` (md, json, text). Returns (text, whether any job failed, problems)."""
     if show_progress:
@@ -164,15 +181,16 @@ def scan_fleet(roots: list[str], out: Path, workers: int, scheduler: str | None,
         with Progress(transient=True) as bar:
             task = bar.add_task("scanning jobs", total=None)
             totals = run_scan(roots, out, workers, scheduler, full, pattern_dirs,
-                              lambda done, total: bar.update(task, completed=done, total=total))
+                              lambda done, total: bar.update(task, completed=done, total=total),
+                              limits)
     else:
-        totals = run_scan(roots, out, workers, scheduler, full, pattern_dirs)
+        totals = run_scan(roots, out, workers, scheduler, full, pattern_dirs, limits=limits)
     summary = summarize(read_jobs(out))
     failed = bool(summary.verdicts.get("failed"))
     if fmt == "json":
         data = {**summary.to_dict(), "analyzed": totals.analyzed, "reused": totals.reused,
                 "out": str(out)}
-        return json.dumps(data, indent=2) + "\n", failed, totals.problems
+        return json.dumps(scrub(data), indent=2) + "\n", failed, totals.problems
     text = render_fleet(summary, totals.analyzed, totals.reused, str(out))
     if fmt == "text":
         from rich.console import Console

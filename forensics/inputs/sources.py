@@ -12,9 +12,10 @@ import io
 import json
 import lzma
 import os
+import stat
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +35,10 @@ TAIL_BYTES = 64 * 1024
 COMPRESSED_PIECE = 64 * 1024
 SNIFF_BYTES = 8192
 
+GIB = 1024 ** 3
+MAX_DECOMPRESSED = 20 * GIB
+MAX_RATIO = 1000
+RATIO_AFTER = 64 * 1024 * 1024  # below this much output, any ratio is fine
 JSON_LIMIT = 256 * 1024 * 1024
 ERROR_JSON_LIMIT = 8 * 1024 * 1024
 _MAGIC = (
@@ -42,6 +47,17 @@ _MAGIC = (
     (b"\xfd7zXZ\x00", "xz"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """How far a compressed input is expanded: at most `max_bytes` of output, and, past
+    `ratio_after` bytes, at most `max_ratio` times the compressed bytes read (a
+    decompression bomb stops early)."""
+
+    max_bytes: int = MAX_DECOMPRESSED
+    max_ratio: float = MAX_RATIO
+    ratio_after: int = RATIO_AFTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,18 @@ class Source:
     local_rank: int | None = None
     time: str | None = None
     content: str = "log"  # log | trainer-state | wandb-summary | checkpoint | flight-dump | ...
+    limits: ReadLimits = ReadLimits()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", printable_name(self.name))
+
+
+def printable_name(name: str) -> str:
+    """A file name as text every output can hold: bytes that are not UTF-8 (which Python
+    keeps as lone surrogates) are written as `\\xff`."""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -66,21 +94,26 @@ class ReadStatus:
     long_lines: int = 0
 
 
-def discover(paths: tuple[str, ...] | list[str]) -> tuple[list[Source], list[str]]:
+def discover(paths: tuple[str, ...] | list[str],
+             limits: ReadLimits | None = None) -> tuple[list[Source], list[str]]:
     """Turn command-line paths into sources; returns (sources, problems).
 
-    A file is taken whatever its name; a folder contributes the log files under it; `-` is
-    stdin. A path that does not exist raises InputError.
+    A file is taken whatever its name (a symlink named on the command line is followed); a
+    folder contributes the regular log files under it (symlinks inside are not followed);
+    `-` is stdin. A path that does not exist is a problem, and the rest is still read;
+    InputError only when none of the paths exists.
     """
     sources: list[Source] = []
     problems: list[str] = []
+    missing = []
     for raw in paths:
         if raw == "-":
             sources.append(Source("<stdin>"))
             continue
         path = Path(raw)
         if not path.exists():
-            raise InputError(f"{raw}: no such file or folder")
+            missing.append(f"{raw}: no such file or folder")
+            continue
         if path.is_dir():
             found = _logs_in_folder(path, problems)
             if not found:
@@ -91,7 +124,11 @@ def discover(paths: tuple[str, ...] | list[str]) -> tuple[list[Source], list[str
                 problems.append(f"{raw}: looks like binary data, not a text log; "
                                 "scanned anyway")
             sources.append(_source(str(path), path, problems))
-    return sources, problems
+    if missing and len(missing) == len(paths):
+        raise InputError("; ".join(missing))
+    if limits is not None:
+        sources = [replace(source, limits=limits) for source in sources]
+    return sources, missing + problems
 
 
 def _source(name: str, path: Path, problems: list[str]) -> Source:
@@ -115,6 +152,11 @@ def _source(name: str, path: Path, problems: list[str]) -> Source:
     return Source(name, path, rank=rank, local_rank=local_rank)
 
 
+# what an error file with no text in it is read as: one blank line, so that it is not also
+# reported as an empty file
+NOTHING_READ = b"\n"
+
+
 def _error_json(name: str, path: Path, local_rank: int | None, problems: list[str]) -> Source:
     """torchelastic's error file: the failing worker's own traceback and its time."""
     try:
@@ -122,25 +164,30 @@ def _error_json(name: str, path: Path, local_rank: int | None, problems: list[st
             raw = fh.read(ERROR_JSON_LIMIT + 1)
         if len(raw) > ERROR_JSON_LIMIT:
             raise ValueError("larger than 8 MiB")
-        data = json.loads(raw.decode("utf-8", "replace"))
+        data = json.loads(raw.decode("utf-8", "replace"), parse_int=_json_int)
+    except RecursionError:
+        problems.append(f"{name}: not a readable torchelastic error file (nested too deeply)")
+        return Source(name, data=NOTHING_READ, rank=local_rank, local_rank=local_rank)
     except (OSError, ValueError) as err:
         problems.append(f"{name}: not a readable torchelastic error file ({err})")
-        return Source(name, data=b"", rank=local_rank, local_rank=local_rank)
+        return Source(name, data=NOTHING_READ, rank=local_rank, local_rank=local_rank)
+    # only strings are taken from it: any other value may be nested too deep to print
     message = data.get("message", data) if isinstance(data, dict) else data
     text, stamp = "", data.get("timestamp") if isinstance(data, dict) else None
     if isinstance(message, dict):
-        extra = message.get("extraInfo") or {}
-        text = str(extra.get("py_callstack") or "")
+        extra = message.get("extraInfo")
+        extra = extra if isinstance(extra, dict) else {}
+        text = callstack if isinstance(callstack := extra.get("py_callstack"), str) else ""
         stamp = extra.get("timestamp", stamp)
         if not text.strip():
-            text = str(message.get("message") or "")
+            text = inner if isinstance(inner := message.get("message"), str) else ""
     elif isinstance(message, str):
         text = message
     time = None
-    if stamp is not None and str(stamp).isdigit():
-        time = datetime.fromtimestamp(int(stamp)).isoformat(sep="_")
-    return Source(name, data=text.encode("utf-8"), rank=local_rank, local_rank=local_rank,
-                  time=time)
+    if isinstance(stamp, int | str) and (digits := str(stamp)).isdecimal() and len(digits) < 12:
+        time = datetime.fromtimestamp(int(digits)).isoformat(sep="_")
+    return Source(name, data=text.encode("utf-8") or NOTHING_READ, rank=local_rank,
+                  local_rank=local_rank, time=time)
 
 
 def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
@@ -151,6 +198,7 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
 
     for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
         dirs.sort()
+        files = [name for name in files if _regular(Path(folder) / name)]
         checkpoints = sorted((step, name) for name in dirs
                              if (step := checkpoint_step(name)) is not None)
         for _, name in checkpoints:
@@ -175,14 +223,20 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
             if not is_log_name(name):
                 continue
             path = Path(folder) / name
-            if not path.is_file():
-                continue
             if _looks_binary(path):
                 problems.append(f"{path}: skipped, looks like binary data")
                 continue
             name = str(path.relative_to(root.parent)) if root.parent != root else str(path)
             found.append(_source(name, path, problems))
     return found
+
+
+def _regular(path: Path) -> bool:
+    """A regular file, not a symlink, FIFO or device (those are never opened in a folder)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def read_json(source: Source, report: ReadStatus) -> object | None:
@@ -194,10 +248,20 @@ def read_json(source: Source, report: ReadStatus) -> object | None:
         if len(raw) > JSON_LIMIT:
             raise ValueError("larger than 256 MiB")
         report.bytes_read = len(raw)
-        return json.loads(raw.decode("utf-8", "replace"))
+        return json.loads(raw.decode("utf-8", "replace"), parse_int=_json_int)
+    except RecursionError:
+        report.problems.append(f"{source.name}: not readable JSON (nested too deeply)")
+        return None
     except (OSError, ValueError) as err:
         report.problems.append(f"{source.name}: not readable JSON ({err})")
         return None
+
+
+def _json_int(digits: str) -> int | None:
+    """A JSON integer; one past 64 bits is read as null: no step, count or time is that
+    large, and Python would not turn it into a float."""
+    value = int(digits) if len(digits) <= 21 else None
+    return value if value is not None and -(1 << 63) <= value < 1 << 63 else None
 
 
 def _looks_binary(path: Path) -> bool:
@@ -264,14 +328,19 @@ def read_blocks(source: Source, report: ReadStatus,
                 block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
     """Yield the source's bytes in blocks that end at a newline.
 
-    Read errors after the start (a truncated archive, an I/O error) end the stream and are
+    A file that cannot be opened yields nothing; read errors after the start (a truncated
+    archive, an I/O error) and a decompression past `source.limits` end the stream. Each is
     recorded in `report.problems`; what was read before is still yielded.
     """
-    raw = _open_raw(source)
+    try:
+        raw = _open_raw(source)
+    except InputError as err:
+        report.problems.append(str(err))
+        return
     try:
         stream, codec = _decompressing(raw)
         pending = b""
-        for chunk in _chunks(stream, codec, block_size, source.name, report):
+        for chunk in _chunks(stream, codec, block_size, source, report, raw):
             report.bytes_read += len(chunk)
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
@@ -292,20 +361,45 @@ def read_blocks(source: Source, report: ReadStatus,
             raw.close()
 
 
-def _chunks(stream: BinaryIO, codec: str | None, block_size: int, name: str,
-            report: ReadStatus) -> Iterator[bytes]:
+def _past_limits(limits: ReadLimits, expanded: int, raw: BinaryIO) -> str | None:
+    """Why decompression must stop here, or None: past the byte budget, or expanding more
+    than `max_ratio` times the compressed bytes read so far."""
+    if expanded > limits.max_bytes:
+        return (f"decompressed past {limits.max_bytes / GIB:g} GiB "
+                "(--max-decompressed raises the limit)")
+    if expanded < limits.ratio_after:
+        return None
+    try:
+        consumed = max(raw.tell(), 1)
+    except (OSError, ValueError):
+        return None  # a pipe: only the byte budget applies
+    if expanded > consumed * limits.max_ratio:
+        return (f"expands more than {limits.max_ratio:g}:1, like a decompression bomb "
+                "(--max-ratio raises the limit)")
+    return None
+
+
+def _chunks(stream: BinaryIO, codec: str | None, block_size: int, source: Source,
+            report: ReadStatus, raw: BinaryIO) -> Iterator[bytes]:
     """Read `block_size` pieces; compressed streams are read in small pieces so that a
-    truncated archive loses at most one piece."""
+    truncated archive loses at most one piece, and stop at the source's limits."""
     piece = block_size if codec is None else COMPRESSED_PIECE
     buffer = bytearray()
+    expanded = 0
     while True:
         try:
             chunk = stream.read(piece)
         except Exception as err:  # EOFError, OSError, lzma.LZMAError, zstd.ZstdError
             what = f"{codec} data" if codec else "file"
-            report.problems.append(f"{name}: truncated or corrupt {what} ({err}); "
+            report.problems.append(f"{source.name}: truncated or corrupt {what} ({err}); "
                                    "analyzed what could be read")
             chunk = b""
+        if codec is not None and chunk:
+            expanded += len(chunk)
+            if (stop := _past_limits(source.limits, expanded, raw)) is not None:
+                report.problems.append(f"{source.name}: {stop}; analyzed the first "
+                                       f"{expanded // 2**20} MiB")
+                chunk = b""
         if not chunk:
             if buffer:
                 yield bytes(buffer)

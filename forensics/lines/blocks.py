@@ -149,6 +149,18 @@ class _OpenTraceback:
     announced_type: str | None = None  # the exception an IPython header names
 
 
+MAX_KEPT = 10_000  # tracebacks or worker exits kept per source: the first ones and the last
+
+
+def keep_bounded(items: list, item: object, limit: int = MAX_KEPT) -> None:
+    """Append `item`, keeping memory flat on a log that repeats it endlessly: past `limit`,
+    the newest replaces the previous newest (the first ones and the last one are kept)."""
+    if len(items) < limit:
+        items.append(item)
+    else:
+        items[-1] = item
+
+
 class TracebackWalker:
     """Follows the lines after a `Traceback (most recent call last):` header until every
     traceback it opened (one per line prefix, so interleaved ranks stay apart) has ended."""
@@ -173,6 +185,8 @@ class TracebackWalker:
             self._feed_segment(line_no, segment)
         if self._seen > MAX_TRACEBACK_LINES or self._idle > MAX_IDLE_LINES:
             self.close_all()
+        if not self.open:
+            self._seen = 0  # the budget is per run of open tracebacks, not per file
         return self.active
 
     def _feed_segment(self, line_no: int, seg: Segment) -> None:
@@ -229,7 +243,7 @@ class TracebackWalker:
         last = next(reversed(list(_FLAT_EXCEPTION.finditer(body, header.end()))), None)
         parts = () if last is None else (
             ExceptionPart(last["type"], body[last.end():].strip(), line_no),)
-        self.done.append(Traceback(
+        keep_bounded(self.done, Traceback(
             source=self.source, start_line=line_no, end_line=line_no, key=_prefix_key(seg),
             who=seg.who, parts=parts, ignored=seg.level in LOGGED_LEVELS, cut=not parts))
         return True
@@ -265,7 +279,7 @@ class TracebackWalker:
         current = self.open.pop(key)
         if current.announced_type and not current.parts:  # cut: the header named it
             current.parts.append(ExceptionPart(current.announced_type, "", current.start_line))
-        self.done.append(Traceback(
+        keep_bounded(self.done, Traceback(
             source=self.source, start_line=current.start_line, end_line=current.last_line,
             key=key, who=current.who, parts=tuple(current.parts),
             packages=tuple(sorted(current.packages)), ignored=current.ignored,
@@ -324,7 +338,7 @@ class FailureBlockWalker:
         if code is None:
             return
         rank = _RANK_FIELD.match(fields.get("rank", ""))
-        self.failures.append(WorkerFailure(
+        keep_bounded(self.failures, WorkerFailure(
             source=self.source, line=self._entry_line, exitcode=int(code["code"]),
             rank=int(rank["rank"]) if rank else None,
             local_rank=int(rank["local"]) if rank and rank["local"] else None,
@@ -342,7 +356,8 @@ class FailureBlockWalker:
 _WORKER_EXIT = (
     regex.compile(r"failed \(exitcode: (?P<code>-?\d+)\) local_rank: (?P<local>\d+) "
                   r"\(pid: (?P<pid>\d+)\)"),
-    regex.compile(r"(?:--local_rank=(?P<local>\d+).*)?exits with return code = (?P<code>-?\d+)"),
+    regex.compile(r"(?:--local_rank=(?P<local>\d+).{0,500}?)?"
+                  r"exits with return code = (?P<code>-?\d+)"),
     regex.compile(r"ProcessFailure\(local_rank=(?P<local>\d+), pid=(?P<pid>\d+), "
                   r"exitcode=(?P<code>-?\d+)"),
     regex.compile(r"returned non-zero exit status (?P<code>\d+)"),

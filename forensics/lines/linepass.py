@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from forensics.catalog import Catalog, Signature, completed_keyword
+from forensics.catalog import LONG_LINE_CHARS, Catalog, Signature, completed_keyword
 from forensics.inputs.layouts import checkpoint_step
 from forensics.inputs.sources import (
     TAIL_BYTES,
@@ -21,6 +21,7 @@ from forensics.lines.blocks import (
     TracebackWalker,
     continues_warning,
     exception_name,
+    keep_bounded,
     line_role,
     raised_exception,
     worker_exit,
@@ -52,6 +53,8 @@ CONTEXT_LINES = 3
 CONTEXT_CHARS = 400
 TAIL_CHARS = 600
 MAX_LINES_PER_SIGNATURE = 500
+#: long lines on which a signature's regex may run out of time before it skips long lines
+MAX_SLOW_LINES = 8
 MAX_FACT_LINES = 200
 MEMO_LINES = 4096  # distinct lines whose analysis is remembered
 MEMO_LINE_CHARS = 2048
@@ -115,7 +118,7 @@ class LinePass:
     worker_failures: list[WorkerFailure]
     metrics: MetricsTable
     progress: dict[int, tuple[int, int]]
-    completion_lines: list[Evidence]
+    completion: Evidence | None  # the last line that says the run finished
     tail: list[Evidence]
     python_versions: set[str]
     last_time: str | None = None
@@ -131,10 +134,11 @@ class _LineReader:
         self.failures: list[WorkerFailure] = []
         self.metrics = MetricsTable(source.name)
         self.bars = ProgressTracker()
-        self.completion: list[Evidence] = []
+        self.completion: Evidence | None = None
         self.tracebacks = TracebackWalker(source.name)
         self.block_walker: FailureBlockWalker | None = None
         self.kept_per_signature: dict[str, int] = {}
+        self.slow_lines: dict[str, int] = {}  # long lines a signature's regex timed out on
         self.dropped_lines = 0
         self.fact_lines = 0
         self.replaced = 0
@@ -243,7 +247,8 @@ class _LineReader:
         assert self.block_walker is not None
         if self.block_walker.feed(line_no, raw):
             return True
-        self.failures.extend(self.block_walker.failures)
+        for failure in self.block_walker.failures:
+            keep_bounded(self.failures, failure)
         self.block_walker = None
         return False
 
@@ -297,9 +302,9 @@ class _LineReader:
         if "worker-exit" in tags:
             failure = worker_exit(self.source.name, line_no, seg)
             if failure is not None:
-                self.failures.append(failure)
+                keep_bounded(self.failures, failure)
         if "completion" in tags:
-            self.completion.append(Evidence(self.source.name, line_no, seg.text))
+            self.completion = Evidence(self.source.name, line_no, seg.text)
         if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
             self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
                                          self.who(seg.who).time)
@@ -339,7 +344,14 @@ class _LineReader:
             signature = self.plan.signatures[signature_id]
             if role not in signature.roles:
                 continue
-            hit = signature.search(seg.text, seg.body)
+            if self.slow_lines.get(signature_id, 0) >= MAX_SLOW_LINES and \
+                    len(seg.text) > LONG_LINE_CHARS:
+                continue
+            try:
+                hit = signature.search(seg.text, seg.body)
+            except TimeoutError:
+                self.slow_lines[signature_id] = self.slow_lines.get(signature_id, 0) + 1
+                continue
             if hit is not None:
                 found[signature_id] = tuple((k, v) for k, v in hit.groupdict().items()
                                             if v is not None)
@@ -402,9 +414,12 @@ def _cut_captures(signature: Signature, body: str,
                   raised: str | None) -> tuple[tuple[str, str], ...] | None:
     """A signature's captures on a last line cut short: the exception a cut `raise` line
     names, read as its exception line, or the start of a message the line holds."""
-    if raised is not None and (found := signature.search(raised, raised)) is not None:
-        return tuple((k, v) for k, v in found.groupdict().items() if v is not None)
-    return signature.search_cut(body)
+    try:
+        if raised is not None and (found := signature.search(raised, raised)) is not None:
+            return tuple((k, v) for k, v in found.groupdict().items() if v is not None)
+        return signature.search_cut(body)
+    except TimeoutError:  # a user's regex that backtracks on a long last line
+        return None
 
 
 def _previous_body(block: bytes, start: int) -> str:
@@ -473,7 +488,8 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     scanner.tracebacks.close_all()
     if scanner.block_walker is not None:
         scanner.block_walker.close()
-        scanner.failures.extend(scanner.block_walker.failures)
+        for failure in scanner.block_walker.failures:
+            keep_bounded(scanner.failures, failure)
     if not ends_with_newline:
         lines += 1
     problems = list(report.problems)
@@ -482,21 +498,15 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     if report.long_lines:
         problems.append(f"{source.name}: a line longer than 16 MiB was scanned in pieces")
     tail_lines, tail_times = _tail(source.name, tail, lines)
-    notes = []
-    if scanner.replaced:
-        notes.append(f"{source.name}: {scanner.replaced} flagged line(s) held invalid UTF-8 "
-                     "(replaced with U+FFFD)")
-    if scanner.dropped_lines:
-        notes.append(f"{source.name}: about {scanner.dropped_lines} further matching lines "
-                     f"were counted past the first {MAX_LINES_PER_SIGNATURE} per signature")
     return LinePass(
-        info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems), tuple(notes)),
+        info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems),
+                        _notes(source.name, scanner)),
         tokens=scanner.tokens,
         tracebacks=[replace(tb, who=scanner.who(tb.who)) for tb in scanner.tracebacks.done],
         worker_failures=scanner.failures,
         metrics=scanner.metrics,
         progress=scanner.bars.bars,
-        completion_lines=scanner.completion,
+        completion=scanner.completion,
         tail=tail_lines,
         python_versions=scanner.tracebacks.python_versions,
         last_time=next((t for t in reversed(tail_times) if t), None)
@@ -509,7 +519,7 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
 def _empty_scan(source: Source) -> LinePass:
     return LinePass(
         info=SourceInfo(source.name, 0, 0), tokens=[], tracebacks=[], worker_failures=[],
-        metrics=MetricsTable(source.name), progress={}, completion_lines=[], tail=[],
+        metrics=MetricsTable(source.name), progress={}, completion=None, tail=[],
         python_versions=set(),
     )
 
@@ -534,8 +544,24 @@ def _scan_artifact(source: Source) -> LinePass:
     return LinePass(
         info=SourceInfo(source.name, report.bytes_read, 0, tuple(report.problems)),
         tokens=[], tracebacks=[], worker_failures=[], metrics=metrics, progress={},
-        completion_lines=[], tail=[], python_versions=set(), checkpoint=checkpoint,
+        completion=None, tail=[], python_versions=set(), checkpoint=checkpoint,
     )
+
+
+def _notes(name: str, scanner: _LineReader) -> tuple[str, ...]:
+    """What the report should say about how a source was read (nothing went wrong)."""
+    notes = []
+    if scanner.replaced:
+        notes.append(f"{name}: {scanner.replaced} flagged line(s) held invalid UTF-8 "
+                     "(replaced with U+FFFD)")
+    for signature_id, count in sorted(scanner.slow_lines.items()):
+        notes.append(f"{name}: {signature_id}'s regex ran out of time on {count} long "
+                     f"line(s); they were not matched by it"
+                     + (" (nor were the later long lines)" if count >= MAX_SLOW_LINES else ""))
+    if scanner.dropped_lines:
+        notes.append(f"{name}: about {scanner.dropped_lines} further matching lines "
+                     f"were counted past the first {MAX_LINES_PER_SIGNATURE} per signature")
+    return tuple(notes)
 
 
 def _tail(source: str, data: bytes, total_lines: int) -> tuple[list[Evidence], list[str | None]]:

@@ -4,19 +4,22 @@ apart. Imported only when a job has metrics (pandas is a heavy import)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
 
 from forensics.metrics.names import column as metric_column
 from forensics.metrics.table import KIND_NAMES, PRESENT, TRAIN, MetricsTable
+from forensics.text import md_text
 
 
 @dataclass(frozen=True)
 class Timeline:
     """`frame`: one row per record (index `step`; columns `kind`, `source`, `line` and one per
-    metric, as logged: NaN where not logged, and NaN/inf where logged so); `nonfinite`: which
-    cells were logged as NaN or Inf. `train` and `eval` hold finite values only."""
+    metric, as logged: NaN where not logged, and NaN/inf where logged so; a metric the log
+    named like one of those four is `logged_<name>`); `nonfinite`: which cells were logged as
+    NaN or Inf. `train` and `eval` hold finite values only."""
 
     frame: pd.DataFrame
     nonfinite: pd.DataFrame
@@ -37,7 +40,15 @@ class Timeline:
 
     @property
     def metric_columns(self) -> list[str]:
-        return [c for c in self.frame.columns if c not in ("kind", "source", "line")]
+        return [c for c in self.frame.columns if c not in BOOKKEEPING]
+
+
+BOOKKEEPING = ("kind", "source", "line")
+
+
+def _metric_column(key: str) -> str:
+    """The frame column of a logged key: never one of the frame's own names."""
+    return f"logged_{key}" if key in (*BOOKKEEPING, "step") else key
 
 
 def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,7 +70,7 @@ def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
         data[rows[mine]] = np.where(present[mine], cells[mine], np.nan)
         flags = np.zeros(len(steps), dtype=bool)
         flags[rows[mine]] = present[mine] & ~np.isfinite(cells[mine])
-        values[key], bad[key] = data, flags
+        values[_metric_column(key)], bad[_metric_column(key)] = data, flags
     index = pd.Index(steps.astype(np.int64), name="step")
     frame = pd.DataFrame(values, index=index)
     frame.insert(0, "line", np.frombuffer(table.lines, dtype=np.int64))
@@ -156,10 +167,12 @@ def chart_series(timeline: Timeline, mode: str) -> Series:
 
 def render_table(frame) -> str:
     """A timeline frame as a Markdown table (`forensics timeline --format md`)."""
-    columns = [str(c) for c in frame.columns]
+    columns = [md_text(c) for c in frame.columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    text = cache(md_text)  # log text (a source's name) as a Markdown cell, once each
     for row in frame.itertuples(index=False):
         cells = ["" if isinstance(v, float) and v != v else
-                 (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in row]
+                 f"{v:.6g}" if isinstance(v, float) else
+                 text(v) if isinstance(v, str) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,8 @@
 """Report: an `Analysis` (or a fleet summary, the catalog, an artifact) in, text out. The
 job report has one renderer per format behind `render()`: Markdown for GitHub issues, JSON
-for tools (`Analysis.to_dict()`), and the rich terminal view."""
+for tools (`Analysis.to_dict()`), and the rich terminal view. Each renderer starts from
+`forensics.text.scrub` (strings clipped, terminal controls gone) and writes every value from
+the analysis into Markdown through `forensics.text` (`md_text`, `md_code`, `md_fence`)."""
 
 from __future__ import annotations
 

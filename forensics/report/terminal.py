@@ -1,5 +1,6 @@
-"""The rich terminal view. Log text is always printed as plain Text: rich would read
-`[rank0]` or `[c10d]` as markup and drop them."""
+"""The rich terminal view. It renders a `scrub`bed analysis (every string clipped, no
+terminal control or bidi override left), and log text is always printed as plain Text: rich
+would read `[rank0]` or `[c10d]` as markup and drop them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rich.text import Text
 
 from forensics.model import Analysis, Evidence, Finding, Role, RootCause
 from forensics.report.artifacts import artifact_sections
-from forensics.text import rank_list
+from forensics.text import rank_list, scrub
 
 _STYLE = {"failed": "bold red", "completed": "bold green", "interrupted": "bold yellow",
           "unknown": "bold"}
@@ -29,6 +30,7 @@ def render_text(analysis: Analysis, width: int = 120, color: bool = False) -> st
 
 def render_terminal(analysis: Analysis, console: Console) -> None:
     """Print the analysis to a terminal."""
+    analysis = scrub(analysis)
     console.print(_headline(analysis))
     if analysis.root_cause is not None:
         console.print(_root_panel(analysis.root_cause))
@@ -86,7 +88,7 @@ def _findings_table(others: list[Finding]) -> Table:
     for column in ("role", "signature", "lines", "ranks", "first seen"):
         table.add_column(column)
     for f in others:
-        table.add_row(str(f.role), f.signature, str(f.count), rank_list(f.ranks) or "-",
+        table.add_row(str(f.role), Text(f.signature), str(f.count), rank_list(f.ranks) or "-",
                       Text(f"{f.first.source}:{f.first.line}"))
     return table
 

@@ -1,11 +1,13 @@
 """The Markdown "Timeline" section: how far the run got, the logged steps around the
-failure with anomalies marked, a Mermaid chart GitHub renders, and the anomaly list."""
+failure with anomalies marked, a Mermaid chart GitHub renders, and the anomaly list. Values
+from the log (metric names, the checkpoint path, times) go in through `forensics.text`."""
 
 from __future__ import annotations
 
 import math
 
 from forensics.model import Analysis, Anomaly
+from forensics.text import md_code, md_fence, md_text, one_line
 from forensics.timeparse import to_epoch, year_of
 
 
@@ -24,9 +26,9 @@ def render_timeline(analysis: Analysis) -> str:
     parts = ["### Timeline", "; ".join(facts) + "."]
     checkpoint = timeline.last_checkpoint
     if checkpoint is not None:
-        line = f"Last checkpoint saved: `{checkpoint.path}` (step {checkpoint.step})"
+        line = f"Last checkpoint saved: {md_code(checkpoint.path)} (step {checkpoint.step})"
         if checkpoint.time:
-            line += f" at {checkpoint.time}"
+            line += f" at {md_text(checkpoint.time)}"
         gap = _gap(checkpoint.time, analysis)
         line += f", {gap} before the failure" if gap else ""
         if timeline.last_step is not None and timeline.last_step > checkpoint.step:
@@ -36,7 +38,7 @@ def render_timeline(analysis: Analysis) -> str:
     if timeline.rows:
         parts.append(_table(analysis))
     elif timeline.last_metrics:
-        parts.append("Last metrics: " + ", ".join(f"{k} = {number(v)}"
+        parts.append("Last metrics: " + ", ".join(f"{md_text(k)} = {number(v)}"
                                                   for k, v in timeline.last_metrics) + ".")
     chart = _chart(analysis)
     if chart:
@@ -64,16 +66,17 @@ def _table(analysis: Analysis) -> str:
     for anomaly in analysis.anomalies:
         for step, _ in rows:
             if anomaly.step <= step <= max(anomaly.step, anomaly.end_step):
-                marks.setdefault(step, []).append(f"{anomaly.kind} `{anomaly.metric}`")
+                marks.setdefault(step, []).append(
+                    f"{anomaly.kind} {md_code(anomaly.metric, in_table=True)}")
     root = analysis.root_cause
     failure_step = root.finding.step if root is not None else None
-    head = "| step | " + " | ".join(f"`{c}`" for c in columns) + " | |"
+    head = "| step | " + " | ".join(md_code(c, in_table=True) for c in columns) + " | |"
     lines = [head, "|---" * (len(columns) + 2) + "|"]
     for step, values in rows:
         by_name = dict(values)
         flags = list(dict.fromkeys(marks.get(step, [])))
         if failure_step == step:
-            flags.insert(0, f"**{root.finding.signature}**")
+            flags.insert(0, f"**{md_text(root.finding.signature)}**")
         mark = ("⚠ " + ", ".join(flags)) if flags else ""
         lines.append(f"| {step} | " + " | ".join(number(by_name.get(c)) for c in columns)
                      + f" | {mark} |")
@@ -89,19 +92,25 @@ def _chart(analysis: Analysis) -> str:
         bottom = max(0.0, low - pad) if low >= 0 else low - pad
         xs = ", ".join(str(step) for step, _ in points)
         ys = ", ".join(f"{v:.6g}" for v in values)
-        blocks.append("```mermaid\nxychart-beta\n"
-                      f'    title "{metric} by step"\n'
-                      f"    x-axis [{xs}]\n"
-                      f'    y-axis "{metric}" {bottom:.6g} --> {high + pad:.6g}\n'
-                      f"    line [{ys}]\n```")
+        label = _label(metric)
+        blocks.append(md_fence("xychart-beta\n"
+                               f'    title "{label} by step"\n'
+                               f"    x-axis [{xs}]\n"
+                               f'    y-axis "{label}" {bottom:.6g} --> {high + pad:.6g}\n'
+                               f"    line [{ys}]", "mermaid"))
     return "\n\n".join(blocks)
+
+
+def _label(metric: str) -> str:
+    """A metric name as a Mermaid string: one line, no double quote to end it early."""
+    return one_line(metric).replace('"', "'")[:80]
 
 
 def _anomalies(anomalies: tuple[Anomaly, ...]) -> str:
     lines = ["Unhealthy metrics:", ""]
     for a in anomalies:
         steps = f"step {a.step}" if a.end_step == a.step else f"steps {a.step}-{a.end_step}"
-        lines.append(f"- **{a.kind}** of `{a.metric}` at {steps}: {number(a.value)} "
+        lines.append(f"- **{a.kind}** of {md_code(a.metric)} at {steps}: {number(a.value)} "
                      f"(healthy: {a.healthy}). {a.advice}")
     return "\n".join(lines)
 
