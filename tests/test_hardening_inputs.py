@@ -448,6 +448,40 @@ def test_every_signature_gets_through_its_adversarial_lines_in_time():
     assert slow == []
 
 
+@pytest.mark.parametrize("signature_id", ["bf16-numpy", "hub-unreachable",
+                                          "host-memory-high", "nccl-timeout"])
+def test_one_megabyte_lines_take_linear_time(signature_id):
+    catalog = load_catalog()
+    plan = compile_plan(catalog)
+    signature = next(s for s in catalog.signatures if s.id == signature_id)
+    for line in adversarial_lines(signature, 1024 * 1024)[-6:]:
+        start = time.perf_counter()
+        example_pass(line, plan)
+        assert time.perf_counter() - start < 10, line[:40]
+
+
+def test_a_log_that_invents_a_metric_name_every_line(tmp_path):
+    log = tmp_path / "names.log"
+    log.write_text("".join(f"{{'loss': {i}.5, 'k{i}': 2.0, 'epoch': 0.1}}\n"
+                           for i in range(3000)))
+    result = invoke("analyze", "--format", "md", str(log))
+    no_traceback(result)
+    assert "the metrics name over 1024 different things; the timeline keeps the 1024" in \
+        result.output
+    exported = invoke("timeline", "--format", "csv", str(log)).output.splitlines()
+    assert len(exported) == 3001 and len(exported[0].split(",")) == 4 + 1024
+
+
+def test_progress_bars_whose_total_changes_every_line(tmp_path):
+    log = tmp_path / "bars.log"
+    log.write_text("".join(f" 5%|▌         | {i}/{1000 + i} [00:01<00:10,  1.00it/s]\n"
+                           for i in range(100_000)) + OOM)
+    start = time.perf_counter()
+    result = invoke("analyze", "--format", "md", str(log))
+    assert time.perf_counter() - start < 30
+    assert "cuda-oom" in result.output
+
+
 def test_a_user_regex_that_backtracks_cannot_hang_a_run(tmp_path):
     patterns = tmp_path / "patterns" / "python"
     patterns.mkdir(parents=True)
@@ -495,6 +529,9 @@ def _hostile_logs(folder: Path) -> dict[str, Path]:
     logs["tracebacks"].write_text(("Traceback (most recent call last):\n  File \"a.py\", "
                                    "line 1, in f\nValueError: x\n") * 60_000)
     logs["one line"].write_text("RuntimeError: CUDA error: " + "x" * 40_000_000 + "\n")
+    logs["metric names"] = folder / "names.log"
+    logs["metric names"].write_text("".join(f"{{'loss': 1.0, 'k{i}': 2.0, 'epoch': 0.1}}\n"
+                                            for i in range(100_000)))
     return logs
 
 

@@ -558,6 +558,12 @@ def _notes(name: str, scanner: _LineReader) -> tuple[str, ...]:
         notes.append(f"{name}: {signature_id}'s regex ran out of time on {count} long "
                      f"line(s); they were not matched by it"
                      + (" (nor were the later long lines)" if count >= MAX_SLOW_LINES else ""))
+    table = scanner.metrics
+    left_out = len(table.keys) - len(table.columns()) if len(table.keys) else 0
+    if table.ignored_keys or left_out:
+        named = f"over {len(table.keys)}" if table.ignored_keys else str(len(table.keys))
+        notes.append(f"{name}: the metrics name {named} different things; the timeline keeps "
+                     f"the {len(table.keys) - left_out} logged most often")
     if scanner.dropped_lines:
         notes.append(f"{name}: about {scanner.dropped_lines} further matching lines "
                      f"were counted past the first {MAX_LINES_PER_SIGNATURE} per signature")

@@ -21,6 +21,7 @@ _BREAKS = re.compile(rb"[\r\n]")
 _MARK = b"%|"
 _TOTAL = re.compile(rb"%\|[^|\r\n]*\|[ \t]*\d+/(\d+) \[")  # starts with the mark: found fast
 _LOOK_BACK = 32  # bars with a description skipped while looking for the trainer's own
+MAX_TOTALS = 64  # totals tracked per source; each costs a byte search per block
 
 
 @dataclass
@@ -85,6 +86,9 @@ class ProgressTracker:
         (bars in a shape that is not counted), stop doing this and rely on the bars parsed
         alone to meet new totals."""
         new = {int(total) for total in set(_TOTAL.findall(block))} - self._described.keys()
+        room = MAX_TOTALS - len(self._described)
+        if len(new) > room:  # bars whose total changes every line: not a trainer's
+            new = set(sorted(new)[:max(room, 0)])
         for total in new:
             first = block.find(b"/%d [" % total)
             if self._parse(block, block.rfind(_MARK, 0, first)) is None:
@@ -109,5 +113,8 @@ class ProgressTracker:
             return None
         total = int(found[2])
         described = bool(description.strip())
-        self._described.setdefault(total, described)
+        if total not in self._described:
+            if len(self._described) >= MAX_TOTALS:
+                return None
+            self._described[total] = described
         return described, int(found[1]), total

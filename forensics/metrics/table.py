@@ -16,12 +16,14 @@ import numpy as np
 TRAIN, EVAL, SUMMARY = 0, 1, 2
 KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
 PRESENT, NONE = 1, 2  # cell states: a number (finite or not), logged as None
-MAX_ROWS = 200_000  # records per source; beyond, training records are thinned (see `_skipped`)
+MAX_ROWS = 100_000  # records per source; beyond, training records are thinned (see `_skipped`)
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
 _EVAL_PREFIXES = ("eval_", "eval/")
 _PRINTED_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}\n]{1,64})")  # one `'key': value` item
 _SKIP = object()
 MAX_SHAPES = 16  # key sequences remembered per source
+MAX_KEYS = 1024  # metric names per source; a log that invents more is not a trainer's
+MAX_CELLS = 6_000_000  # records x metric names of the dense timeline of one source
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,20 @@ class MetricsTable:
         self._shapes: list[_Shape] = []
         self.offered = 0  # training records logged (kept or not)
         self.stride = 1  # 1: every record kept; k: every k-th (see `_skipped`)
+        self.ignored_keys = 0  # cells of metric names past MAX_KEYS
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    def columns(self) -> list[int]:
+        """The metric names the timeline gets: all of them, or, when records x names would
+        pass MAX_CELLS, the most often logged ones that fit (in their first-seen order)."""
+        fit = MAX_CELLS // max(len(self.steps), 1)
+        if len(self.keys) <= fit:
+            return list(range(len(self.keys)))
+        counts = np.bincount(np.frombuffer(self.cell_keys, dtype=np.uint16),
+                             minlength=len(self.keys))
+        return sorted(int(k) for k in np.argsort(-counts, kind="stable")[:max(fit, 1)])
 
     def count(self, kind: int) -> int:
         """How many records of a kind were logged (training records left out by thinning
@@ -122,7 +135,8 @@ class MetricsTable:
         for key, value in values.items():
             column = index.get(key)
             if column is None:
-                if len(self.keys) >= 65535:
+                if len(self.keys) >= MAX_KEYS:
+                    self.ignored_keys += 1
                     continue  # a pathological log with endless distinct keys
                 column = index[key] = len(self.keys)
                 self.keys.append(key)

@@ -64,7 +64,8 @@ def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
     cells = np.frombuffer(table.cell_values, dtype=np.float64)
     present = np.frombuffer(bytes(table.cell_states), dtype=np.uint8) == PRESENT
     values, bad = {}, {}
-    for column, key in enumerate(table.keys):
+    for column in table.columns():
+        key = table.keys[column]
         mine = keys == column
         data = np.full(len(steps), np.nan)
         data[rows[mine]] = np.where(present[mine], cells[mine], np.nan)
