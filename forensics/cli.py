@@ -11,6 +11,7 @@ import click
 from forensics.cli_artifacts import checkpoint, flight, memory
 from forensics.cli_common import (
     check_output,
+    exit_codes,
     fail,
     limits_options,
     patterns_option,
@@ -23,23 +24,26 @@ from forensics.cli_common import (
 from forensics.cli_patterns import patterns
 from forensics.cli_scan import scan
 from forensics.errors import ExitCode, ForensicsError
+from forensics.model import Verdict
 from forensics.version import __version__
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0  no failure found
-  1  a failure was diagnosed (known or unknown cause); --exit-zero turns it into 0
-  2  usage error
-  3  an input could not be read (fully), or a catalog did not load
-"""
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+ANALYZE_EXIT_CODES = exit_codes(
+    ok="the run completed, or nothing in it died",
+    failure="the run failed or was interrupted (--exit-zero: 0)",
+    input="an input could not be read (fully), or a catalog did not load")
+TIMELINE_EXIT_CODES = exit_codes(
+    ok="exported", input="no metrics in the inputs, or an input could not be read (fully)")
+
+
+@click.group(epilog="Each command's --help lists its exit codes.",
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="forensics")
 def cli() -> None:
     """Post-mortem analyzer for ML training runs: what killed the run, what it was doing,
     and what to change."""
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(epilog=ANALYZE_EXIT_CODES)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "text"]),
               help="Report format (default: text on a terminal, md when piped).")
@@ -78,10 +82,11 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
         warn(problem)
     if problems:
         sys.exit(int(ExitCode.INPUT))
-    sys.exit(int(ExitCode.FAILURE_FOUND if analysis.failed and not exit_zero else ExitCode.OK))
+    finished = analysis.verdict not in (Verdict.FAILED, Verdict.INTERRUPTED)
+    sys.exit(int(ExitCode.OK if finished or exit_zero else ExitCode.FAILURE_FOUND))
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+@cli.command(epilog=TIMELINE_EXIT_CODES)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "md"]), default="csv",
               show_default=True, help="Export format.")

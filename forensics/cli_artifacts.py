@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from forensics.cli_common import fail, warn, write
+from forensics.cli_common import existing, exit_codes, fail, warn, write
 from forensics.errors import ExitCode, ForensicsError, InputError
 from forensics.redact import redact
 from forensics.text import scrub
@@ -23,9 +23,11 @@ def _finish(problems: list[str], failed: bool) -> None:
     sys.exit(int(ExitCode.FAILURE_FOUND if failed else ExitCode.OK))
 
 
-@click.command()
-@click.argument("first", type=click.Path(exists=True))
-@click.argument("second", required=False, type=click.Path(exists=True))
+@click.command(epilog=exit_codes(
+    ok="every tensor is finite", failure="a tensor holds NaN/Inf",
+    input="a file could not be read (the others are still reported)"))
+@click.argument("first")
+@click.argument("second", required=False)
 @click.option("--device", default="cpu", show_default=True,
               help="Where to reduce tensors (cuda needs PyTorch and a GPU).")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md",
@@ -37,6 +39,8 @@ def checkpoint(first: str, second: str | None, device: str, fmt: str) -> None:
     (the others are still reported)."""
     from forensics.artifacts.checkpoint import read_checkpoint, relative_changes
     from forensics.report.artifacts import checkpoint_json, render_changes, render_checkpoint
+
+    existing([first, *([second] if second else [])])
 
     try:
         stats, problems = read_checkpoint(Path(first), device)
@@ -60,8 +64,8 @@ def checkpoint(first: str, second: str | None, device: str, fmt: str) -> None:
     _finish(problems, any(not s.finite for s in stats))
 
 
-@click.command()
-@click.argument("snapshot", type=click.Path(exists=True, dir_okay=False))
+@click.command(epilog=exit_codes(ok="read", input="the snapshot could not be read"))
+@click.argument("snapshot")
 def memory(snapshot: str) -> None:
     """Read a CUDA allocator snapshot (torch.cuda.memory._dump_snapshot): reserved vs
     allocated, fragmentation, the largest live allocations by Python stack, the failed
@@ -69,20 +73,26 @@ def memory(snapshot: str) -> None:
     from forensics.artifacts.memory import read_snapshot
     from forensics.report.artifacts import render_memory
 
+    existing([snapshot])
+
     try:
         write(render_memory(scrub(redact(read_snapshot(snapshot)))))
     except ForensicsError as err:
         fail(err)
 
 
-@click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.command(epilog=exit_codes(
+    ok="the ranks agree", failure="a collective where ranks disagree or never arrived",
+    input="no dump, or a dump could not be read (the others are still compared)"))
+@click.argument("paths", nargs=-1, required=True)
 def flight(paths: tuple[str, ...]) -> None:
     """Read NCCL Flight Recorder dumps (one file per rank, or their folder): the first
     collective where ranks disagree or never arrived. Exit 1 when one is found, 3 when a
     dump is unreadable (the others are still compared)."""
     from forensics.artifacts.flight import dump_files, flight_record, read_dumps
     from forensics.report.artifacts import render_flight
+
+    existing(paths)
 
     files = dump_files(paths)
     if not files:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from forensics.errors import CatalogError, ForensicsError, UsageError
+from forensics.errors import CatalogError, ForensicsError, InputError, UsageError
 from forensics.files import replacing
 from forensics.redact import redact_text
 from forensics.text import term_safe
@@ -18,6 +18,34 @@ patterns_option = click.option("--patterns", "pattern_dirs", multiple=True,
                                type=click.Path(file_okay=False),
                                help="Extra signature folder (repeatable); also "
                                     "FORENSICS_PATTERNS.")
+
+
+def exit_codes(**meanings: str) -> str:
+    """A command's help epilog: its own exit codes (`ok=`, `failure=`, `input=`), and the
+    two every command shares (2 usage error, 130 interrupted)."""
+    rows = [("0", meanings["ok"])]
+    if "failure" in meanings:
+        rows.append(("1", meanings["failure"]))
+    rows.append(("2", meanings.get("usage", "usage error")))
+    if "input" in meanings:
+        rows.append(("3", meanings["input"]))
+    rows.append(("130", "interrupted (Ctrl-C)"))
+    return "\b\nExit codes:\n" + "".join(f"  {code:<4} {text}\n" for code, text in rows)
+
+
+def existing(paths: Iterable[str]) -> None:
+    """InputError (exit 3) for a path that does not exist."""
+    for path in paths:
+        if path != "-" and not os.path.lexists(path):
+            fail(InputError(f"{path}: no such file or folder"))
+
+
+def exists_as_folders(paths: Iterable[str]) -> None:
+    """InputError (exit 3) for a path that does not exist or is not a folder."""
+    for path in paths:
+        existing([path])
+        if not os.path.isdir(path):
+            fail(InputError(f"{path}: not a folder"))
 
 
 def limits_options(command):

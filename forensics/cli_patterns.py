@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 
 import click
 
-from forensics.cli_common import patterns_option, user_catalog
-from forensics.errors import ExitCode
+from forensics.cli_common import exit_codes, fail, patterns_option, user_catalog
+from forensics.errors import ExitCode, UsageError
+
+LIST_EXIT_CODES = exit_codes(ok="listed", input="a catalog did not load")
+SHOW_EXIT_CODES = exit_codes(ok="shown", usage="usage error, or no such signature",
+                             input="a catalog did not load")
+CHECK_EXIT_CODES = exit_codes(ok="the catalog is clean",
+                              input="a problem was found, or a catalog did not load")
+
+
+def did_you_mean(wrong: str, ids: list[str]) -> str | None:
+    """The signature id `wrong` most likely meant (`cuda_oom`, `CUDA-OOM`, `cuda-om` ->
+    `cuda-oom`), or None when none is close."""
+    wanted = wrong.strip().lower().replace("_", "-").replace(" ", "-")
+    if wanted in ids:
+        return wanted
+    close = difflib.get_close_matches(wanted, ids, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 @click.group()
@@ -15,18 +32,22 @@ def patterns() -> None:
     """List, show and lint the signature catalog."""
 
 
-@patterns.command("list")
+@patterns.command("list", epilog=LIST_EXIT_CODES)
 @patterns_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-def patterns_list(pattern_dirs: tuple[str, ...], fmt: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "lines", "json"]),
+              help="table on a terminal; lines (`id<TAB>title`, one per line, nothing cut) "
+                   "when piped; json for scripts.")
+def patterns_list(pattern_dirs: tuple[str, ...], fmt: str | None) -> None:
     """List every signature."""
-    from forensics.report.docs import catalog_json, catalog_table
+    from forensics.report.docs import catalog_json, catalog_lines, catalog_table
 
     catalog = user_catalog(pattern_dirs)
-    click.echo(catalog_json(catalog) if fmt == "json" else catalog_table(catalog), nl=False)
+    fmt = fmt or ("table" if sys.stdout.isatty() else "lines")
+    render = {"json": catalog_json, "lines": catalog_lines, "table": catalog_table}[fmt]
+    click.echo(render(catalog), nl=False)
 
 
-@patterns.command("show")
+@patterns.command("show", epilog=SHOW_EXIT_CODES)
 @click.argument("signature_id")
 @patterns_option
 def patterns_show(signature_id: str, pattern_dirs: tuple[str, ...]) -> None:
@@ -35,9 +56,10 @@ def patterns_show(signature_id: str, pattern_dirs: tuple[str, ...]) -> None:
     try:
         signature = catalog.get(signature_id)
     except KeyError:
-        click.echo(f"forensics: error: no signature {signature_id!r} "
-                   "(see `forensics patterns list`)", err=True)
-        sys.exit(int(ExitCode.USAGE))
+        close = did_you_mean(signature_id, [s.id for s in catalog.signatures])
+        hint = f"did you mean {close!r}?" if close else "see `forensics patterns list`"
+        fail(UsageError(f"no signature {signature_id!r}; {hint}"))
+        return
     from rich.console import Console
     from rich.markdown import Markdown
 
@@ -46,7 +68,7 @@ def patterns_show(signature_id: str, pattern_dirs: tuple[str, ...]) -> None:
     Console().print(Markdown(signature_markdown(signature)))
 
 
-@patterns.command("check")
+@patterns.command("check", epilog=CHECK_EXIT_CODES)
 @patterns_option
 def patterns_check(pattern_dirs: tuple[str, ...]) -> None:
     """Lint the catalog; prints `path: field: reason` lines and exits 3 on any problem."""

@@ -8,14 +8,24 @@ from pathlib import Path
 
 import click
 
-from forensics.cli_common import fail, limits_options, patterns_option, read_limits, warn, write
+from forensics.cli_common import (
+    exists_as_folders,
+    exit_codes,
+    fail,
+    limits_options,
+    patterns_option,
+    read_limits,
+    warn,
+    write,
+)
 from forensics.errors import ExitCode, ForensicsError
 
 
-@click.command(epilog="""\b
-Exit codes: 0 no job failed; 1 some job failed; 2 usage error; 3 a root could not be read;
-130 interrupted (the finished rows are kept).""")
-@click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.command(epilog=exit_codes(
+    ok="no job failed", failure="some job failed",
+    usage="usage error (an unreachable --scheduler too)",
+    input="a root could not be read; Ctrl-C (130) keeps the finished rows"))
+@click.argument("roots", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", "out", default="forensics-scan", show_default=True,
               type=click.Path(file_okay=False),
               help="Folder for jobs.parquet and findings.parquet.")
@@ -34,6 +44,7 @@ def scan(roots: tuple[str, ...], out: str, workers: int | None, scheduler: str |
     output folders, wandb runs) into a Parquet dataset, and summarize the fleet."""
     from forensics.fleet.run import ScanInterrupted, scan_fleet
 
+    exists_as_folders(roots)
     try:
         text, failed, problems = scan_fleet(list(roots), Path(out), workers or os.cpu_count()
                                             or 1, scheduler, full, pattern_dirs,

@@ -58,7 +58,7 @@ def no_traceback(result) -> None:
 def test_a_metric_named_like_a_timeline_column(tmp_path, key):
     log = tmp_path / "train.log"
     log.write_text("".join(f"{{'loss': {1.0 - i / 10}, '{key}': 3.0, 'epoch': 0.{i}}}\n"
-                           for i in range(1, 4)))
+                           for i in range(1, 4)) + "{'train_runtime': 9.5, 'epoch': 1.0}\n")
     result = invoke("analyze", "--format", "md", str(log))
     no_traceback(result)
     assert result.exit_code == 0
@@ -360,6 +360,7 @@ def test_a_symlinked_file_in_a_job_folder_is_never_read(tmp_path):
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
     _jobs(tmp_path / "root", 2)
     monkeypatch.setattr(fleet_run, "SCHEDULER_TIMEOUT", "1s")
     for address in ("tcp://127.0.0.1:9", "not an address"):

@@ -23,7 +23,7 @@ _PRINTED_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}\n]{1,64})")  # one `'key':
 _SKIP = object()
 MAX_SHAPES = 16  # key sequences remembered per source
 MAX_KEYS = 1024  # metric names per source; a log that invents more is not a trainer's
-MAX_CELLS = 6_000_000  # records x metric names of the dense timeline of one source
+MAX_CELLS = 4_000_000  # records x metric names of the dense timeline of one source
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,11 @@ def catalog_json(catalog: Catalog) -> str:
     return json.dumps(scrub(rows), indent=2) + "\n"
 
 
+def catalog_lines(catalog: Catalog) -> str:
+    """Every signature as `id<TAB>title`, one per line, nothing cut (for pipes and grep)."""
+    return "".join(f"{term_safe(s.id)}\t{term_safe(s.title)}\n" for s in catalog.signatures)
+
+
 def catalog_table(catalog: Catalog, width: int | None = None) -> str:
     """Every signature as a table for the terminal."""
     import io
