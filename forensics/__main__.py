@@ -47,11 +47,15 @@ def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_interrupt)
     try:
-        code = _run()
-    except KeyboardInterrupt:
-        code = None
-    finally:  # from here on a Ctrl-C is only remembered: the exit below says 130
+        try:
+            code = _run()
+        except KeyboardInterrupt:
+            code = None
+        finally:  # from here on a Ctrl-C is only remembered: the exit below says 130
+            signal.signal(signal.SIGINT, _remember)
+    except KeyboardInterrupt:  # it came while the handler was being replaced
         signal.signal(signal.SIGINT, _remember)
+        code = None
     if code is None or (_interrupted and code != INTERRUPTED):
         sys.stderr.write("forensics: interrupted\n")
         code = INTERRUPTED

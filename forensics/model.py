@@ -390,30 +390,112 @@ class Analysis:
         }
 
 
-@dataclass
+FLEET_SCHEMA_VERSION = 2  # the shape of FleetSummary.to_dict() (`scan --format json`)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A job as the fleet summary names it: its id and its main log file."""
+
+    job_id: str
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "path": self.path}
+
+
+@dataclass(frozen=True)
+class JobList:
+    """Some jobs of a scan: how many, and the first few of them by path."""
+
+    jobs: int = 0
+    listed: tuple[JobRef, ...] = ()
+
+    @property
+    def more(self) -> int:
+        """The jobs not listed."""
+        return self.jobs - len(self.listed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"jobs": self.jobs, "listed": [j.to_dict() for j in self.listed],
+                "more": self.more}
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One root cause of the failed jobs, and which jobs it ended."""
+
+    signature: str
+    category: str
+    jobs: JobList
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"signature": self.signature, "category": self.category, **self.jobs.to_dict()}
+
+
+@dataclass(frozen=True)
+class Group:
+    """The jobs of one user or one partition: how many, how many failed, and of what."""
+
+    name: str
+    jobs: int
+    failed: int
+    causes: tuple[tuple[str, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "jobs": self.jobs, "failed": self.failed,
+                "causes": [{"signature": s, "jobs": n} for s, n in self.causes]}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """The jobs by one label (user, partition), over the jobs where it is known."""
+
+    label: str
+    groups: tuple[Group, ...] = ()
+    more: int = 0  # groups not shown
+    known: int = 0  # jobs whose label is known
+
+    def to_dict(self, jobs: int) -> dict[str, Any]:
+        return {"known": self.known, "unknown": jobs - self.known,
+                "groups": [g.to_dict() for g in self.groups], "more": self.more}
+
+
+@dataclass(frozen=True)
 class FleetSummary:
-    """Figures over all the jobs of a scan (`forensics scan`'s summary)."""
+    """Figures over all the jobs of a scan (`forensics scan`'s summary); every list in it is
+    capped, so its size does not grow with the number of jobs."""
 
     jobs: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     failure_rate: float = 0.0
-    by_signature: list[tuple[str, str, int]] = field(default_factory=list)
-    by_category: list[tuple[str, int]] = field(default_factory=list)
-    suspect_hosts: list[dict] = field(default_factory=list)
-    unknown_clusters: list[dict] = field(default_factory=list)
-    fixes: list[tuple[str, int]] = field(default_factory=list)
+    by_signature: tuple[Cause, ...] = ()
+    other_causes: JobList = JobList()  # the failed jobs of the causes not in by_signature
+    by_category: tuple[tuple[str, int], ...] = ()
+    job_lists: dict[str, JobList] = field(default_factory=dict)  # by section, see to_dict
+    by_user: Breakdown = Breakdown("user")
+    by_partition: Breakdown = Breakdown("partition")
+    hosts_known: int = 0  # jobs with at least one host known
+    suspect_hosts: tuple[dict, ...] = ()
+    unknown_clusters: tuple[dict, ...] = ()
+    fixes: tuple[tuple[str, int], ...] = ()
     errors: int = 0
     suspect_rule: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as plain data (`forensics scan --format json`)."""
+        """The summary as plain data (`forensics scan --format json`; README documents it)."""
         return {
+            "schema_version": FLEET_SCHEMA_VERSION,
             "jobs": self.jobs, "verdicts": self.verdicts, "failure_rate": self.failure_rate,
-            "by_signature": [{"signature": s, "category": c, "jobs": n}
-                             for s, c, n in self.by_signature],
+            "by_signature": [c.to_dict() for c in self.by_signature],
+            "other_causes": self.other_causes.to_dict(),
             "by_category": [{"category": c, "jobs": n} for c, n in self.by_category],
-            "suspect_hosts": self.suspect_hosts, "suspect_rule": self.suspect_rule,
-            "unknown_clusters": self.unknown_clusters,
+            "job_lists": {k: v.to_dict() for k, v in self.job_lists.items()},
+            "by_user": self.by_user.to_dict(self.jobs),
+            "by_partition": self.by_partition.to_dict(self.jobs),
+            "host_coverage": {"known": self.hosts_known, "jobs": self.jobs},
+            "suspect_hosts": list(self.suspect_hosts), "suspect_rule": self.suspect_rule,
+            "unknown_clusters": list(self.unknown_clusters),
             "fixes": [{"fix": f, "jobs": n} for f, n in self.fixes], "errors": self.errors,
         }
 

@@ -62,7 +62,8 @@ OUR_HEADINGS = re.compile(
     r"forensics(?: scan)?: .+|Root cause: .+|Also found|Ranks|What to change|Timeline"
     r"|Environment \(from the log\)|Input problems|NCCL Flight Recorder|CUDA memory snapshot.*"
     r"|Failures by root cause|Suspect nodes|Failures no signature knows \(clustered\)"
-    r"|Most frequent fixes")
+    r"|Most frequent fixes|Failures by (?:user|partition)|Completed with unhealthy metrics"
+    r"|Interrupted|Ending unknown|Could not be analyzed")
 GFM = MarkdownIt("commonmark").enable("table").enable("strikethrough")
 
 

@@ -76,11 +76,32 @@ def test_dataset_schema_contents_and_cache(tmp_path):
     assert rows["none_abc"]["rank"] == 1
     assert rows["axolotl-out"]["verdict"] == "completed"
     assert rows["zz9"]["exception_type"] == "ValueError"
+    # `path` is each job's main log; `log_files` every file it read
+    slurm, run = tmp_path / "root" / "slurm", tmp_path / "root" / "tr" / "none_abc"
+    wandb = tmp_path / "root" / "exp" / "wandb" / "run-20250101_120000-zz9"
+    assert {job: (r["path"], r["log_files"]) for job, r in rows.items()} == {
+        "1001": (f"{slurm}/slurm-1001.out", [f"{slurm}/slurm-1001.err", f"{slurm}/slurm-1001.out"]),
+        "1002": (f"{slurm}/train-1002.out", [f"{slurm}/train-1002.out"]),
+        "none_abc": (f"{run}/attempt_0/0/stderr.log",
+                     [f"{run}/attempt_0/0/stderr.log", f"{run}/attempt_0/1/stderr.log"]),
+        "axolotl-out": (f"{tmp_path}/root/axolotl-out/debug.log",
+                        [f"{tmp_path}/root/axolotl-out/debug.log"]),
+        "zz9": (f"{wandb}/files/output.log", [f"{wandb}/files/output.log"]),
+    }
+    findings = pq.read_table(out / "findings.parquet").to_pylist()
+    assert {(f["job_id"], f["path"]) for f in findings} == {
+        (job, rows[job]["path"]) for job in ("1001", "1002", "none_abc", "zz9")}
     second = run_scan([str(tmp_path / "root")], out)
     assert (second.analyzed, second.reused) == (0, 5)
     (tmp_path / "root" / "slurm" / "slurm-1001.err").write_text("changed\n" + OOM)
     third = run_scan([str(tmp_path / "root")], out)
     assert (third.analyzed, third.reused) == (1, 4)
+    again = {r["job_id"]: r for r in pq.read_table(out / "jobs.parquet").to_pylist()}
+    assert {job: (r["path"], r["log_files"]) for job, r in again.items()} == \
+        {job: (r["path"], r["log_files"]) for job, r in rows.items()}
+    cached_findings = pq.read_table(out / "findings.parquet").to_pylist()
+    assert sorted((f["job_id"], f["path"], f["signature"]) for f in cached_findings) == \
+        sorted((f["job_id"], f["path"], f["signature"]) for f in findings)
     assert run_scan([str(tmp_path / "root")], out, full=True).analyzed == 5
     assert len(pq.read_table(out / "jobs.parquet")) == 5
 
@@ -113,7 +134,7 @@ def test_summary_suspect_node_and_unknown_clusters(tmp_path):
     run_scan([str(fleet(tmp_path))], out)
     summary = summarize(pq.read_table(out / "jobs.parquet").to_pylist())
     assert summary.jobs == 12 and summary.failure_rate == 1.0
-    assert dict(((s, n) for s, _, n in summary.by_signature)) == {
+    assert {c.signature: c.jobs.jobs for c in summary.by_signature} == {
         "cuda-oom": 6, "cuda-xid": 3, "python-exception": 3}
     assert [h["host"] for h in summary.suspect_hosts] == ["node3"]
     (cluster,) = summary.unknown_clusters

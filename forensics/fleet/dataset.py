@@ -22,7 +22,8 @@ JOBS_FILE, FINDINGS_FILE = "jobs.parquet", "findings.parquet"
 BATCH = 256
 
 JOB_SCHEMA = pa.schema([
-    ("job_id", pa.string()), ("path", pa.string()), ("layout", pa.string()),
+    ("job_id", pa.string()), ("path", pa.string()), ("log_files", pa.list_(pa.string())),
+    ("layout", pa.string()), ("user", pa.string()), ("partition", pa.string()),
     ("verdict", pa.string()), ("root_signature", pa.string()), ("category", pa.string()),
     ("confidence", pa.float64()), ("exception_type", pa.string()), ("rank", pa.int64()),
     ("host", pa.string()), ("hosts", pa.list_(pa.string())), ("step", pa.int64()),
@@ -37,7 +38,6 @@ FINDING_SCHEMA = pa.schema([
     ("ranks", pa.list_(pa.int64())), ("hosts", pa.list_(pa.string())),
     ("source", pa.string()), ("line", pa.int64()), ("text", pa.string()),
 ])
-
 
 
 @dataclass
@@ -76,7 +76,7 @@ def job_rows(job: Job, analysis: Analysis, base: dict) -> JobResult:
         "error": "; ".join(problems)[:1000] or None,
     }
     findings = [{
-        "job_id": job.job_id, "path": job.path, "signature": f["signature"],
+        "job_id": job.job_id, "path": base["path"], "signature": f["signature"],
         "category": f["category"], "role": f["role"], "count": f["count"],
         "ranks": f["ranks"], "hosts": f["hosts"], "source": f["first"]["source"],
         "line": f["first"]["line"], "text": f["first"]["text"][:500],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,46 @@ def _files(inputs: tuple[str, ...]) -> list[str]:
         else:
             out.append(item)
     return out
+
+
+#: which of a job's files is its main log (`path` in jobs.parquet), per layout: the first
+#: pattern (searched in the file's path below the job's folder) that a file matches wins;
+#: between equals, the shallowest file, then the latest torchrun attempt, then natural order
+#: (rank 2 before rank 10). A file no pattern names comes after those that one names.
+MAIN_LOG: dict[str, tuple[re.Pattern[str], ...]] = {
+    # the SLURM output (--output) before its --error file and loose logs beside them
+    "slurm": (re.compile(r"\.out(?:\.\w+)?$"), re.compile(r"\.err(?:\.\w+)?$")),
+    # the launcher's own output beside the run, else the stderr of the lowest local rank
+    "torchrun": (re.compile(r"^[^/]+$"), re.compile(r"(?:^|/)stderr\.log$"),
+                 re.compile(r"(?:^|/)stdout\.log$")),
+    "wandb": (re.compile(r"^files/output\.log$"),),  # the run's console output
+    "axolotl": (re.compile(r"^debug\.log$"),),
+    "folder": (re.compile(r"\.out(?:\.\w+)?$"),),
+}
+NOT_MAIN = re.compile(r"(?:^|/)(?:error\.json|[^/]+\.(?:json|pickle|pkl|safetensors|bin|pt))$")
+_ATTEMPT = re.compile(r"(?:^|/)attempt_(\d+)/")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def main_log(job: Job, files: list[str]) -> str:
+    """The job's main log among its input files (see `MAIN_LOG`); the job's folder when it
+    has none (a job whose files could not be listed)."""
+    if not files:
+        return job.path
+    preferences = MAIN_LOG.get(job.layout, ())
+    whole_folder = job.inputs == (job.path,)
+
+    def rank(path: str) -> tuple:
+        below = os.path.relpath(path, job.path).replace(os.sep, "/") if whole_folder \
+            else os.path.basename(path)
+        named = next((i for i, p in enumerate(preferences) if p.search(below)),
+                     len(preferences))
+        attempt = _ATTEMPT.search(below)
+        return (NOT_MAIN.search(below) is not None, named, below.count("/"),
+                -int(attempt[1]) if attempt else 0,
+                [int(part) if part.isdigit() else part for part in _DIGITS.split(below)])
+
+    return min(files, key=rank)
 
 
 def _regular(path: Path) -> bool:

@@ -15,9 +15,11 @@ from pathlib import Path
 from forensics.catalog import load_catalog, user_dirs
 from forensics.errors import UsageError
 from forensics.fleet.dataset import DatasetWriter, JobResult, cached_rows, job_rows, read_jobs
-from forensics.fleet.discover import Job, discover_jobs
+from forensics.fleet.discover import Job, discover_jobs, main_log
+from forensics.fleet.labels import ends, job_labels
 from forensics.fleet.summary import summarize
-from forensics.inputs.sources import ReadLimits, discover
+from forensics.inputs.sources import ReadLimits, Source, discover
+from forensics.model import Analysis
 from forensics.pipeline import Analyzer
 from forensics.report.fleet import render_fleet
 from forensics.text import scrub
@@ -45,17 +47,31 @@ def analyze_job(job: Job, pattern_dirs: tuple[str, ...], fingerprint: str,
                 limits: ReadLimits | None = None) -> JobResult:
     """Exactly `forensics analyze` of the job's inputs, as rows. A job that cannot be
     analyzed becomes a row with its error; it never stops the scan."""
-    base = {"job_id": job.job_id, "path": job.path, "layout": job.layout,
-            "analyzer_version": __version__, "fingerprint": fingerprint,
+    inputs = list(job.inputs)
+    base = {"job_id": job.job_id, "path": main_log(job, inputs), "log_files": inputs,
+            "layout": job.layout, "analyzer_version": __version__, "fingerprint": fingerprint,
             "scanned_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     try:
         analyzer = _analyzer(pattern_dirs)
         base["catalog_version"] = analyzer.catalog.digest
-        sources, problems = discover(list(job.inputs), limits)
+        sources, problems = discover(inputs, limits)
+        files = [str(s.path) for s in sources if s.path is not None and s.content != "checkpoint"]
+        base["path"], base["log_files"] = main_log(job, files), files
         analysis = analyzer.analyze_sources(sources, problems)
     except Exception as err:
-        return JobResult({**base, "verdict": "error", "error": f"{type(err).__name__}: {err}"})
+        return JobResult({**base, **job_labels(base["log_files"], ()), "verdict": "error",
+                          "error": f"{type(err).__name__}: {err}"})
+    base.update(_labels(base, sources, analysis))
     return job_rows(job, analysis, base)
+
+
+def _labels(base: dict, sources: list[Source], analysis: Analysis) -> dict[str, str | None]:
+    """User and partition from the job's paths, its main log's ends and the job's tail."""
+    main = next((s for s in sources if s.path is not None and str(s.path) == base["path"]),
+                None)
+    texts = ends(main) if main is not None and main.content == "log" else []
+    texts += [line.text for line in analysis.tail]
+    return job_labels(base["log_files"], texts)
 
 
 @dataclass

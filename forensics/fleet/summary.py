@@ -1,17 +1,30 @@
-"""The summary of a scan: what fails, how often, on which nodes, and the failures no
+"""The summary of a scan: what fails, how often, which jobs, for which users and on which
+partitions and nodes, the jobs that did not fail but did not end well, and the failures no
 signature knows yet, clustered by a normalized template of their failure line."""
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 
-from forensics.model import FleetSummary
+from forensics.model import Breakdown, Cause, FleetSummary, Group, JobList, JobRef
 
 #: root signatures that mean "no signature knows this failure"
 UNKNOWN = ("python-exception", "worker-exit-nonzero", "sigterm-received")
 #: categories that point at the node rather than the job
 NODE_CATEGORIES = ("gpu", "distributed")
+TOP = 15  # causes, users, partitions, clusters shown
+LISTED = 5  # jobs named per list; the rest are counted
+CAUSES_PER_GROUP = 3  # of a user or a partition
+#: the jobs the summary lists besides the failed ones, by section (FleetSummary.job_lists)
+JOB_LISTS: dict[str, Callable[[dict], bool]] = {
+    "completed_unhealthy": lambda r: r["verdict"] == "completed" and bool(r.get("anomalies")),
+    "interrupted": lambda r: r["verdict"] == "interrupted",
+    "unknown": lambda r: r["verdict"] == "unknown",
+    "error": lambda r: r["verdict"] == "error",
+}
 SUSPECT_MIN_FAILURES = 3
 SUSPECT_RATIO = 3.0
 SUSPECT_RULE = (f"a host is suspect when at least {SUSPECT_MIN_FAILURES} of its jobs died of a "
@@ -39,20 +52,56 @@ def template(line: str) -> str:
     return text.strip()[:240]
 
 
-def summarize(rows: list[dict], top: int = 15) -> FleetSummary:
-    """The summary of a scan's job rows."""
-    summary = FleetSummary(jobs=len(rows), suspect_rule=SUSPECT_RULE)
-    summary.verdicts = dict(Counter(r["verdict"] for r in rows).most_common())
+def summarize(rows: list[dict], top: int = TOP) -> FleetSummary:
+    """The summary of a scan's job rows; every list in it is capped (`top` groups, `LISTED`
+    jobs per list), so it stays the same size for 100,000 jobs."""
+    verdicts = dict(Counter(r["verdict"] for r in rows).most_common())
     failed = [r for r in rows if r["verdict"] == "failed"]
-    summary.errors = summary.verdicts.get("error", 0)
-    summary.failure_rate = round(len(failed) / len(rows), 4) if rows else 0.0
-    signatures = Counter((r["root_signature"], r["category"]) for r in failed)
-    summary.by_signature = [(s, c, n) for (s, c), n in signatures.most_common(top)]
-    summary.by_category = Counter(r["category"] for r in failed).most_common()
-    summary.suspect_hosts = _suspects(rows)
-    summary.unknown_clusters = _clusters(failed, top)
-    summary.fixes = Counter(r["fix"] for r in failed if r.get("fix")).most_common(5)
-    return summary
+    causes, other = _causes(failed, top)
+    return FleetSummary(
+        jobs=len(rows), verdicts=verdicts, suspect_rule=SUSPECT_RULE,
+        failure_rate=round(len(failed) / len(rows), 4) if rows else 0.0,
+        by_signature=causes, other_causes=other,
+        by_category=tuple(Counter(r["category"] for r in failed).most_common()),
+        job_lists={name: job_list([r for r in rows if chosen(r)])
+                   for name, chosen in JOB_LISTS.items()},
+        by_user=_breakdown(rows, "user", top), by_partition=_breakdown(rows, "partition", top),
+        hosts_known=sum(1 for r in rows if _hosts(r)),
+        suspect_hosts=tuple(_suspects(rows)), unknown_clusters=tuple(_clusters(failed, top)),
+        fixes=tuple(Counter(r["fix"] for r in failed if r.get("fix")).most_common(5)),
+        errors=verdicts.get("error", 0))
+
+
+def job_list(rows: list[dict], limit: int = LISTED) -> JobList:
+    """How many jobs, and the first `limit` of them by main log path."""
+    first = heapq.nsmallest(limit, rows, key=lambda r: (r.get("path") or "", r["job_id"] or ""))
+    return JobList(len(rows), tuple(JobRef(r["job_id"], r.get("path") or "") for r in first))
+
+
+def _causes(failed: list[dict], top: int) -> tuple[tuple[Cause, ...], JobList]:
+    """The `top` root causes by failed jobs, each with its jobs; the rest's jobs together."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in failed:
+        groups[(row["root_signature"] or "", row["category"] or "")].append(row)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    causes = tuple(Cause(s, c, job_list(members)) for (s, c), members in ranked[:top])
+    return causes, job_list([r for _, members in ranked[top:] for r in members])
+
+
+def _breakdown(rows: list[dict], label: str, top: int) -> Breakdown:
+    """Jobs, failures and their main causes per value of `label`, where it is known."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get(label):
+            groups[row[label]].append(row)
+    made = []
+    for name, members in groups.items():
+        causes = Counter(r["root_signature"] for r in members if r["verdict"] == "failed")
+        made.append(Group(name, len(members), sum(causes.values()),
+                          tuple(causes.most_common(CAUSES_PER_GROUP))))
+    made.sort(key=lambda g: (-g.failed, -g.jobs, g.name))
+    return Breakdown(label, tuple(made[:top]), max(0, len(made) - top),
+                     sum(g.jobs for g in made))
 
 
 def _hosts(row: dict) -> set[str]:

@@ -1,8 +1,10 @@
 """Report: an `Analysis` (or a fleet summary, the catalog, an artifact) in, text out. The
-job report has one renderer per format behind `render()`: Markdown for GitHub issues, JSON
-for tools (`Analysis.to_dict()`), and the rich terminal view. Each renderer starts from
-`forensics.text.scrub` (strings clipped, terminal controls gone) and writes every value from
-the analysis into Markdown through `forensics.text` (`md_text`, `md_code`, `md_fence`)."""
+job report is one section model (`report.sections`: which sections, in which order, saying
+what) rendered by one renderer per format behind `render()`: Markdown for GitHub issues, JSON
+for tools (`Analysis.to_dict()` and the sections' names and titles), and the rich terminal
+view. The model is built from `forensics.text.scrub`bed data (strings clipped, terminal
+controls gone); Markdown writes every span through `forensics.text` (`md_text`, `md_code`,
+`md_fence`), the terminal view as rich `Text`, never markup."""
 
 from __future__ import annotations
 

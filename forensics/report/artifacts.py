@@ -8,7 +8,7 @@ import math
 import statistics
 
 from forensics.artifacts.tensors import TensorStats
-from forensics.model import Analysis, FlightRecord, MemorySummary
+from forensics.model import FlightRecord, MemorySummary
 from forensics.text import md_code, md_text, scrub
 
 OPTIMIZER_BLOWUP = 1e12  # an Adam second moment this large means the gradients exploded
@@ -119,12 +119,6 @@ def render_memory(report: MemorySummary) -> str:
                   for h in report.holders]
     lines += [f"\n_{md_text(note)}_" for note in report.notes]
     return "\n".join(lines) + "\n"
-
-
-def artifact_sections(analysis: Analysis) -> list[str]:
-    """The job's Flight Recorder and memory snapshot sections, as Markdown."""
-    sections = [render_flight(analysis.flight)] if analysis.flight is not None else []
-    return sections + [render_memory(summary) for summary in analysis.memory]
 
 
 def checkpoint_json(stats: list[TensorStats], changes: list[tuple[str, float]] | None) -> str:

@@ -12,9 +12,9 @@ _FENCE = re.compile(r"^(`{3,}|~{3,})(\S*)")
 
 
 @dataclass(frozen=True)
-class Section:
-    """One part of a report: `keep` ones get room first, a `whole` one is cut as a whole
-    (an HTML `<details>` block must be closed)."""
+class Part:
+    """One section of a report as Markdown text: `keep` ones get room first, a `whole` one
+    is cut as a whole (an HTML `<details>` block must be closed)."""
 
     name: str
     text: str
@@ -22,7 +22,7 @@ class Section:
     whole: bool = False
 
 
-def fit(sections: list[Section], footer: str, limit: int) -> str:
+def fit(sections: list[Part], footer: str, limit: int) -> str:
     """The sections and the footer, one blank line apart; within `limit` characters, with a
     cut note at the end when some had to be shortened or left out."""
     sections = [s for s in sections if s.text]
