@@ -34,18 +34,32 @@ def _run() -> int:
         code = cli.main(prog_name="forensics", standalone_mode=False)
     except click.exceptions.Abort as err:
         raise KeyboardInterrupt from err
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # a usage error quotes what was typed: mask it
+        import io
+
+        from forensics.redact import redact_text
+        from forensics.text import term_safe
+
+        shown = io.StringIO()
+        err.show(file=shown)
+        sys.stderr.write(term_safe(redact_text(shown.getvalue())))
         return err.exit_code
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else int(done.code is not None)
     return code if isinstance(code, int) else 0
 
 
+def _quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
+    """A Ctrl-C that lands in a finalizer is remembered (see `_on_interrupt`), not printed."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+
+
 def main() -> None:
     """Console-script entry point."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_interrupt)
+        sys.unraisablehook = _quiet_interrupts
     try:
         try:
             code = _run()

@@ -252,6 +252,13 @@ def user_dirs(extra: tuple[str, ...] | list[str] = ()) -> list[Path]:
     return [Path(p) for p in (*env, *extra)]
 
 
+def toml_files(root: Path) -> list[Path]:
+    """The `*.toml` files under `root`, sorted; folders that cannot be read, and entries
+    that vanish while they are listed (`/proc`), are passed over."""
+    return sorted(Path(folder) / name for folder, _, names in os.walk(root)
+                  for name in names if name.endswith(".toml"))
+
+
 def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
     """Load the built-in catalog, then each folder in `dirs` (later ids replace earlier ones).
 
@@ -265,7 +272,7 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
             problems.append(f"{root}: folder: not a folder")
             continue
         seen_here: set[str] = set()
-        for path in sorted(root.rglob("*.toml")):
+        for path in toml_files(root):
             signature = load_signature(path, root, problems)
             if signature is None:
                 continue

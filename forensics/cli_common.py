@@ -92,17 +92,20 @@ def check_output(output: str | None, inputs: Iterable[Path | None] = ()) -> None
         fail(UsageError(f"-o {output}: the folder {target.parent} does not exist"))
     if not target.exists():
         return
-    for path in inputs:
-        if path is not None and _same_file(path, target):
+    for path in inputs:  # None: standard input, which may be a file redirected in
+        if _same_file(path, target):
             fail(UsageError(f"-o {output}: is one of the inputs; forensics never writes "
                             "over a log"))
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _same_file(a: Path | None, b: Path) -> bool:
+    """Whether `a` (None: standard input) and `b` are one file."""
     try:
-        return os.path.samefile(a, b)
-    except OSError:
+        mine = os.fstat(sys.stdin.fileno()) if a is None else os.stat(a)
+        theirs = os.stat(b)
+    except (OSError, ValueError):
         return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def write(text: str, output: str | None = None, keep_secrets: bool = False) -> None:
@@ -118,10 +121,16 @@ def write(text: str, output: str | None = None, keep_secrets: bool = False) -> N
 
 
 def write_file(data: bytes, output: str) -> None:
-    """Write `data` to `output` atomically (a reader never sees half a file); a folder that
-    cannot be written is a usage error. The caller has masked its secrets."""
+    """Write `data` to `output`: a regular file (or a symlink to one) atomically, so a
+    reader never sees half of it; a device, a pipe or `/dev/stdout` directly, never replaced.
+    A folder that cannot be written is a usage error. The caller has masked its secrets."""
+    target = Path(output)
     try:
-        with replacing(Path(output)) as temporary:
+        if target.exists() and not target.resolve().is_file():
+            with open(target, "wb") as sink:
+                sink.write(data)
+            return
+        with replacing(target.resolve() if target.is_symlink() else target) as temporary:
             temporary.write_bytes(data)
     except OSError as err:
         fail(UsageError(f"-o {output}: {err.strerror or err}"))

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forensics.catalog import Catalog, builtin_dir, load_catalog, user_dirs
+from forensics.catalog import Catalog, builtin_dir, load_catalog, toml_files, user_dirs
 from forensics.diagnosis.findings import (
     absorb_generic,
     announced,
@@ -42,6 +42,7 @@ from forensics.model import (
     WorkerFailure,
 )
 from forensics.redact import redact, redact_frame
+from forensics.text import term_safe
 from forensics.timeparse import to_epoch, year_of
 
 if TYPE_CHECKING:
@@ -85,14 +86,22 @@ _ANALYZERS: dict[tuple[object, ...], Analyzer] = {}
 def _analyzer(dirs: tuple[Path, ...], engine: str) -> Analyzer:
     """An Analyzer for these catalog folders, reused while none of their files changed (a
     program that analyzes job after job loads and compiles the catalog once)."""
-    files = sorted(f for root in (builtin_dir(), *dirs) if root.is_dir()
-                   for f in root.rglob("*.toml"))
-    key = (dirs, engine, tuple((str(f), (st := f.stat()).st_mtime_ns, st.st_size) for f in files))
+    files = [f for root in (builtin_dir(), *dirs) for f in toml_files(root)]
+    key = (dirs, engine, tuple((str(f), *_stamp(f)) for f in files))
     if key not in _ANALYZERS:
         if len(_ANALYZERS) >= 4:
             _ANALYZERS.clear()
         _ANALYZERS[key] = Analyzer(load_catalog(*dirs), engine)
     return _ANALYZERS[key]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """A file's modification time and size (0, 0 when it vanished meanwhile)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return 0, 0
+    return info.st_mtime_ns, info.st_size
 
 
 def _artifacts(sources: list[Source]
@@ -167,6 +176,9 @@ def export_timeline(sources: list[Source], fmt: str) -> tuple[str | bytes | None
     frame = timeline.frame.reset_index()
     frame["kind"] = frame["kind"].astype(str)
     frame = redact_frame(frame)
+    # what a terminal or a spreadsheet shows: no terminal controls or bidi overrides
+    frame = frame.rename(columns=lambda name: term_safe(name) if isinstance(name, str) else name)
+    frame["source"] = frame["source"].map(term_safe)
     if fmt == "parquet":
         return frame.to_parquet(None, index=False), problems
     return (render_table(frame) if fmt == "md" else frame.to_csv(index=False)), problems

@@ -541,3 +541,108 @@ def test_hostile_inputs_stay_under_the_memory_budget(tmp_path):
         result = subprocess.run([sys.executable, "-c", MEASURE, "analyze", "--format", "md",
                                  str(log)], capture_output=True, text=True, timeout=300)
         assert int(result.stdout) < PEAK_MB, (name, result.stdout)
+
+
+# -- what a second review found --------------------------------------------------------
+
+def test_a_nan_storm_past_the_row_budget_is_thinned_too(tmp_path):
+    log = tmp_path / "nan.log"
+    log.write_text("".join(f"{{'loss': nan, 'grad_norm': nan, 'epoch': {i / 1e5:.5f}}}\n"
+                           for i in range(250_000)))
+    start = time.perf_counter()
+    result = invoke("analyze", "--format", "md", str(log))
+    assert time.perf_counter() - start < 60
+    assert "nan-loss" in result.output
+
+
+def test_a_keyword_on_every_word_keeps_memory_flat(tmp_path):
+    log = tmp_path / "dense.log"
+    log.write_text(("Error: " * 40 + "\n") * 70_000 + ("tensor([" + "nan, " * 200 + "nan])\n")
+                   * 20_000)
+    result = subprocess.run([sys.executable, "-c", MEASURE, "analyze", "--format", "md",
+                             str(log)], capture_output=True, text=True, timeout=300)
+    assert int(result.stdout) < 200
+
+
+@pytest.mark.skipif(not Path("/dev/null").is_char_device(), reason="needs /dev/null")
+def test_output_to_a_device_or_a_symlink_writes_through_it(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text(OOM)
+    assert invoke("analyze", str(log), "-o", "/dev/null").exit_code == 1
+    assert Path("/dev/null").is_char_device()
+    (tmp_path / "real.md").write_text("old")
+    (tmp_path / "link.md").symlink_to(tmp_path / "real.md")
+    assert invoke("analyze", str(log), "-o", str(tmp_path / "link.md")).exit_code == 1
+    assert (tmp_path / "link.md").is_symlink()
+    assert (tmp_path / "real.md").read_text().startswith("## forensics")
+
+
+def test_an_input_redirected_to_stdin_is_never_overwritten(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text(OOM)
+    with open(log, "rb") as stdin:
+        result = subprocess.run([sys.executable, "-m", "forensics", "analyze", "-", "-o",
+                                 str(log)], stdin=stdin, capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert log.read_text() == OOM
+
+
+def test_usage_errors_mask_what_was_typed():
+    token = "hf_u8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL"
+    for args in (["scan", f"/nope/{token}"], ["analyze", "x", "--format", token],
+                 ["patterns", "show", token], ["memory", f"/nope/{token}"]):
+        result = subprocess.run([sys.executable, "-m", "forensics", *args], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode in (2, 3)
+        assert token not in result.stderr and "[REDACTED]" in result.stderr
+
+
+def test_parquet_and_csv_hold_no_terminal_controls(tmp_path):
+    hostile = "evil\x1b]8;;http://x\x1b\\\u202ename\x1b[2J"
+    job = tmp_path / "root" / hostile
+    job.mkdir(parents=True)
+    (job / "slurm-9.out").write_text(f"{{'loss': 1.0, '{hostile}': 2.0, 'epoch': 0.1}}\n" + OOM)
+    out = tmp_path / "out"
+    invoke("scan", str(tmp_path / "root"), "--out", str(out), "--format", "md")
+    cells = [str(v) for name in ("jobs.parquet", "findings.parquet")
+             for row in pq.read_table(out / name).to_pylist() for v in row.values()]
+    exported = invoke("timeline", "--format", "csv", str(job / "slurm-9.out")).output
+    for text in [*cells, exported]:
+        assert "\x1b" not in text and "\u202e" not in text
+
+
+def test_a_device_named_on_the_command_line_is_skipped():
+    if not Path("/dev/zero").is_char_device():
+        pytest.skip("needs /dev/zero")
+    start = time.perf_counter()
+    result = invoke("analyze", "--format", "md", "/dev/zero")
+    assert time.perf_counter() - start < 30
+    assert result.exit_code == 3 and "a device, not a log file" in result.output
+
+
+def test_numbers_at_the_float_limit_print_no_warnings(tmp_path):
+    log = tmp_path / "big.log"
+    log.write_text("".join(f"{{'loss': 1e308, 'grad_norm': 1.7e308, 'epoch': {i / 10}}}\n"
+                           for i in range(50)))
+    result = subprocess.run([sys.executable, "-m", "forensics", "analyze", str(log)],
+                            capture_output=True, text=True, timeout=60)
+    assert "Warning" not in result.stderr
+
+
+def test_overlapping_scan_roots_give_each_job_once(tmp_path):
+    _jobs(tmp_path / "root", 3)
+    out = tmp_path / "out"
+    invoke("scan", str(tmp_path / "root"), str(tmp_path / "root" / "j1"),
+           str(tmp_path / "root"), "--out", str(out))
+    assert len(pq.read_table(out / JOBS_FILE)) == 3
+
+
+def test_a_catalog_folder_whose_entries_vanish(tmp_path, monkeypatch):
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc")
+    monkeypatch.setenv("FORENSICS_PATTERNS", "/proc/self/task")
+    log = tmp_path / "a.log"
+    log.write_text(OOM)
+    result = invoke("analyze", "--format", "md", str(log))
+    no_traceback(result)
+    assert "cuda-oom" in result.output

@@ -17,6 +17,7 @@ from forensics.fleet.discover import Job
 from forensics.inputs.sources import printable_name
 from forensics.model import Analysis
 from forensics.redact import redact
+from forensics.text import term_safe
 
 JOBS_FILE, FINDINGS_FILE = "jobs.parquet", "findings.parquet"
 BATCH = 256
@@ -85,9 +86,10 @@ def job_rows(job: Job, analysis: Analysis, base: dict) -> JobResult:
 
 
 def _storable(value: object) -> object:
-    """A cell Parquet can hold: text from file names that are not UTF-8 made printable."""
+    """A cell Parquet can hold and a terminal can show: text from file names that are not
+    UTF-8 made printable, terminal controls and bidi overrides dropped."""
     if isinstance(value, str):
-        return printable_name(value)
+        return term_safe(printable_name(value))
     if isinstance(value, list):
         return [_storable(v) for v in value]
     return value

@@ -113,11 +113,13 @@ def _regular(path: Path) -> bool:
 
 
 def discover_jobs(*roots: str | Path) -> Discovery:
-    """Every job under the roots, sorted by path."""
+    """Every job under the roots, sorted by path; roots that overlap (one inside another,
+    or one given twice) give each job once."""
     found = Discovery()
     for root in roots:
         _walk(Path(root), found)
-    found.jobs.sort(key=lambda j: (j.path, j.job_id))
+    unique = {tuple(sorted(os.path.realpath(p) for p in job.inputs)): job for job in found.jobs}
+    found.jobs = sorted(unique.values(), key=lambda j: (j.path, j.job_id))
     return found
 
 

@@ -119,6 +119,8 @@ def discover(paths: tuple[str, ...] | list[str],
             if not found:
                 problems.append(f"{raw}: no log files found in this folder")
             sources.extend(found)
+        elif _device(path):
+            problems.append(f"{raw}: a device, not a log file; skipped")
         else:
             if _looks_binary(path):
                 problems.append(f"{raw}: looks like binary data, not a text log; "
@@ -229,6 +231,16 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
             name = str(path.relative_to(root.parent)) if root.parent != root else str(path)
             found.append(_source(name, path, problems))
     return found
+
+
+def _device(path: Path) -> bool:
+    """A character or block device (`/dev/zero`, a disk): endless or not a log. A named pipe
+    is read (`<(zcat run.log.gz)` is one)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
 def _regular(path: Path) -> bool:

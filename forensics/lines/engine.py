@@ -63,15 +63,47 @@ class HyperscanEngine:
         return scratch
 
     def scan(self, block: bytes) -> list[LineHit]:
-        ends: list[tuple[int, int]] = []
-        append = ends.append
+        lines = _LineGrouper(block)
+        self._db.scan(block, match_event_handler=lines.on_match, scratch=self._scratch())
+        return lines.hits()
 
-        def on_match(pattern_id: int, start: int, end: int, flags: int, _context: object) -> None:
-            append((end - 1, pattern_id))
 
-        self._db.scan(block, match_event_handler=on_match, scratch=self._scratch())
-        ends.sort()
-        return _group_by_line(block, ends)
+class _LineGrouper:
+    """Hyperscan's matches grouped by line as they come (in order of their end), so that
+    memory grows with the flagged lines, not with the matches: a line that repeats a keyword
+    thousands of times is one entry."""
+
+    def __init__(self, block: bytes) -> None:
+        self.block = block
+        self.done: list[LineHit] = []
+        self.start = self.end = -1
+        self.ids: set[int] = set()
+        self.late: list[tuple[int, int]] = []  # a match before the current line (not expected)
+
+    def on_match(self, pattern_id: int, start: int, end: int, flags: int,
+                 _context: object) -> None:
+        pos = end - 1
+        if self.start <= pos < self.end:
+            self.ids.add(pattern_id)
+        elif pos >= self.end:
+            self._close()
+            self.start = self.block.rfind(b"\n", 0, pos) + 1
+            found = self.block.find(b"\n", pos)
+            self.end = len(self.block) if found < 0 else found
+            self.ids = {pattern_id}
+        else:
+            self.late.append((pos, pattern_id))
+
+    def _close(self) -> None:
+        if self.ids:
+            self.done.append((self.start, self.end, frozenset(self.ids)))
+
+    def hits(self) -> list[LineHit]:
+        self._close()
+        if not self.late:
+            return self.done
+        ends = sorted(self.late + [(start, i) for start, _, ids in self.done for i in ids])
+        return _group_by_line(self.block, ends)
 
 
 class PythonEngine:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from forensics.catalog import Catalog
 from forensics.metrics.health import assess, run_mode
 from forensics.metrics.table import MetricsTable
@@ -54,7 +56,13 @@ class Health:
 
 
 def judge(tables: list[MetricsTable]) -> Health | None:
-    """The run's timeline and its anomalies."""
+    """The run's timeline and its anomalies (numbers near the float limit overflow in sums
+    and means quietly: the rules see inf, and stderr stays clean)."""
+    with np.errstate(all="ignore"):
+        return _judge(tables)
+
+
+def _judge(tables: list[MetricsTable]) -> Health | None:
     timeline = build_timeline(tables)
     if timeline is None:
         return None

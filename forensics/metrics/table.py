@@ -216,13 +216,22 @@ class MetricsTable:
 
     def _thin(self) -> None:
         """Keep every other training record (and every evaluation, and every record with a
-        non-finite value); later records are kept at the doubled stride."""
+        non-finite value); later records are kept at the doubled stride. When evaluations
+        and non-finite records are most of the table (a NaN storm), they are thinned too,
+        keeping the first and the last of each."""
         kinds = np.frombuffer(self.kinds, dtype=np.int8)
         rows = np.frombuffer(self.cell_rows, dtype=np.int32)
         values = np.frombuffer(self.cell_values, dtype=np.float64)
         states = np.frombuffer(self.cell_states, dtype=np.uint8)
-        keep = (np.arange(len(kinds)) % 2 == 0) | (kinds != TRAIN)
-        keep[rows[~np.isfinite(values) & (states == PRESENT)]] = True
+        even = np.arange(len(kinds)) % 2 == 0
+        nonfinite = np.zeros(len(kinds), dtype=bool)
+        nonfinite[rows[~np.isfinite(values) & (states == PRESENT)]] = True
+        keep = even | (kinds != TRAIN) | nonfinite
+        if keep.sum() > len(kinds) * 3 // 4:
+            keep = even.copy()
+            for protected in (np.flatnonzero(nonfinite), np.flatnonzero(kinds != TRAIN)):
+                if len(protected):
+                    keep[[protected[0], protected[-1]]] = True
         renumbered = (np.cumsum(keep) - 1).astype(np.int32)
         cells = keep[rows]
         self.steps = array("d", np.frombuffer(self.steps, dtype=np.float64)[keep].tobytes())
