@@ -76,6 +76,8 @@ class Signature:
     groups: tuple[str, ...] = ()  # named groups of causes it belongs to
     verdict: Verdict = Verdict.FAILED  # how a run ends when this is its root cause
     symptom_groups: tuple[str, ...] = ()  # the groups its symptom_of named (before expansion)
+    builtin: bool = True  # False: from a user's folder, so its regexes are not linted: every
+    # search runs under MATCH_SECONDS, whatever the line's length
 
     def is_failure(self, count: int = 1) -> bool:
         """Whether `count` matching lines make a failure that can be a root cause (warnings
@@ -90,7 +92,7 @@ class Signature:
         if not self.patterns:
             return _KEYWORD_ONLY.match(body)
         for pattern in self.patterns:
-            found = search_line(pattern, text, body)
+            found = search_line(pattern, text, body, always_limit=not self.builtin)
             if found is not None:
                 return found
         return None
@@ -196,10 +198,12 @@ LONG_LINE_CHARS = 4096
 MATCH_SECONDS = 0.1
 
 
-def search_line(pattern: regex.Pattern[str], text: str, body: str) -> regex.Match[str] | None:
+def search_line(pattern: regex.Pattern[str], text: str, body: str,
+                always_limit: bool = False) -> regex.Match[str] | None:
     """One pattern on a line: its body (prefixes stripped) first, then its whole text. On a
-    line longer than LONG_LINE_CHARS, a search past MATCH_SECONDS raises TimeoutError."""
-    limit = MATCH_SECONDS if len(text) > LONG_LINE_CHARS else None
+    line longer than LONG_LINE_CHARS (on any line with `always_limit`), a search past
+    MATCH_SECONDS raises TimeoutError."""
+    limit = MATCH_SECONDS if always_limit or len(text) > LONG_LINE_CHARS else None
     found = pattern.search(body, timeout=limit)
     if found is None and body is not text:
         found = pattern.search(text, timeout=limit)
@@ -356,6 +360,7 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         root_levels=fields.choices("root_levels", Level, DEFAULT_ROOT_LEVELS),
         signals=fields.signals(), groups=fields.names("groups"),
         verdict=fields.choices("verdict", Verdict, (Verdict.FAILED,), VERDICTS)[0],
+        builtin=root.resolve() == builtin_dir().resolve(),
     )
     return signature if len(problems) == start else None
 

@@ -483,17 +483,20 @@ def test_progress_bars_whose_total_changes_every_line(tmp_path):
     assert "cuda-oom" in result.output
 
 
-def test_a_user_regex_that_backtracks_cannot_hang_a_run(tmp_path):
+@pytest.mark.parametrize(("regex_source", "line"), [
+    (r"partitioned(\s*\w*)*$", "partitioned " + "a" * 8000 + "!"),
+    (r"partitioned (?P<a>\w*)\w*\w*\w*X", "partitioned " + "a" * 3000)])
+def test_a_user_regex_that_backtracks_cannot_hang_a_run(tmp_path, regex_source, line):
     patterns = tmp_path / "patterns" / "python"
     patterns.mkdir(parents=True)
-    (patterns / "slow-regex.toml").write_text('''
+    (patterns / "slow-regex.toml").write_text(f'''
 id = "slow-regex"
 title = "A user's regex that backtracks"
 category = "python"
 severity = "error"
 priority = 50
 keywords = ["partitioned"]
-patterns = [\'\'\'partitioned(\\s*\\w*)*$\'\'\']
+patterns = [\'\'\'{regex_source}\'\'\']
 cause = "x"
 fix = "- y"
 references = ["https://example.org"]
@@ -501,7 +504,7 @@ examples = ["partitioned a b c"]
 counterexamples = ["nothing"]
 ''')
     log = tmp_path / "train.log"
-    log.write_text(("partitioned " + "a" * 8000 + "!\n") * 20 + OOM)
+    log.write_text((line + "\n") * 200 + OOM)
     start = time.perf_counter()
     result = invoke("analyze", "--format", "md", "--patterns", str(tmp_path / "patterns"),
                     str(log))
@@ -646,3 +649,17 @@ def test_a_catalog_folder_whose_entries_vanish(tmp_path, monkeypatch):
     result = invoke("analyze", "--format", "md", str(log))
     no_traceback(result)
     assert "cuda-oom" in result.output
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le-bom", "utf-16-be-bom"])
+def test_a_utf16_log_from_powershell_is_read(tmp_path, encoding):
+    text = "{'loss': 1.0, 'epoch': 0.1}\r\n" + OOM.replace("\n", "\r\n")
+    data = {"utf-16": text.encode("utf-16"),
+            "utf-16-le-bom": b"\xff\xfe" + text.encode("utf-16-le"),
+            "utf-16-be-bom": b"\xfe\xff" + text.encode("utf-16-be")}[encoding]
+    log = tmp_path / "train.log"
+    log.write_bytes(data)
+    for target in (log, tmp_path):
+        result = invoke("analyze", "--format", "md", str(target))
+        assert result.exit_code == 1, result.output
+        assert "cuda-oom" in result.output and "binary" not in result.output

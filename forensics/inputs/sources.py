@@ -7,6 +7,7 @@ between blocks, except a line longer than the block size, which is cut into piec
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import io
 import json
@@ -282,7 +283,7 @@ def _looks_binary(path: Path) -> bool:
             head = fh.read(SNIFF_BYTES)
     except OSError:
         return False
-    if _compression(head):
+    if _compression(head) or is_utf16(head):
         return False
     return sniff_binary(head)
 
@@ -352,7 +353,7 @@ def read_blocks(source: Source, report: ReadStatus,
     try:
         stream, codec = _decompressing(raw)
         pending = b""
-        for chunk in _chunks(stream, codec, block_size, source, report, raw):
+        for chunk in _utf8(_chunks(stream, codec, block_size, source, report, raw)):
             report.bytes_read += len(chunk)
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
@@ -371,6 +372,36 @@ def read_blocks(source: Source, report: ReadStatus,
     finally:
         if source.path is not None or source.data is not None:
             raw.close()
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def is_utf16(head: bytes) -> bool:
+    """Text in UTF-16: a byte-order mark, then mostly characters of one byte's range, whose
+    other byte is zero (a UTF-8 file that merely starts with 0xFF 0xFE is not)."""
+    if not head.startswith(UTF16_BOMS):
+        return False
+    sample = head[2:514]
+    zero_at = 1 if head.startswith(b"\xff\xfe") else 0  # little endian: the high byte is 2nd
+    units = len(sample) // 2
+    return units > 0 and sample[zero_at::2].count(0) >= units * 0.6
+
+
+def _utf8(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks as they are, or, when the text starts with a UTF-16 byte-order mark (what
+    PowerShell's `>` writes), decoded and given as UTF-8."""
+    first = next(chunks, b"")
+    if not is_utf16(first):
+        if first:
+            yield first
+        yield from chunks
+        return
+    decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
+    yield decoder.decode(first).encode("utf-8")
+    for chunk in chunks:
+        yield decoder.decode(chunk).encode("utf-8")
+    yield decoder.decode(b"", final=True).encode("utf-8")
 
 
 def _past_limits(limits: ReadLimits, expanded: int, raw: BinaryIO) -> str | None:

@@ -345,7 +345,7 @@ class _LineReader:
             if role not in signature.roles:
                 continue
             if self.slow_lines.get(signature_id, 0) >= MAX_SLOW_LINES and \
-                    len(seg.text) > LONG_LINE_CHARS:
+                    (len(seg.text) > LONG_LINE_CHARS or not signature.builtin):
                 continue
             try:
                 hit = signature.search(seg.text, seg.body)
@@ -555,9 +555,9 @@ def _notes(name: str, scanner: _LineReader) -> tuple[str, ...]:
         notes.append(f"{name}: {scanner.replaced} flagged line(s) held invalid UTF-8 "
                      "(replaced with U+FFFD)")
     for signature_id, count in sorted(scanner.slow_lines.items()):
-        notes.append(f"{name}: {signature_id}'s regex ran out of time on {count} long "
-                     f"line(s); they were not matched by it"
-                     + (" (nor were the later long lines)" if count >= MAX_SLOW_LINES else ""))
+        notes.append(f"{name}: {signature_id}'s regex ran out of time on {count} line(s); "
+                     "they were not matched by it"
+                     + (" (nor were later ones like them)" if count >= MAX_SLOW_LINES else ""))
     table = scanner.metrics
     left_out = len(table.keys) - len(table.columns()) if len(table.keys) else 0
     if table.ignored_keys or left_out:
