@@ -694,3 +694,25 @@ def test_checkpoint_never_crashes_on_random_safetensors(header, data, length):
     with tempfile.TemporaryDirectory() as folder:
         path = raw_safetensors(Path(folder) / "model.safetensors", header, data, length)
         finishes(["checkpoint", path], (0, 1, 3))
+
+
+def test_a_torch_file_that_would_be_read_whole_is_refused(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    from forensics.artifacts import torch_io
+
+    monkeypatch.setattr(torch_io, "WHOLE_READ_MAX", 1024 * 1024)
+    state = {"w": torch.zeros(1_000_000)}  # 4 MB
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save(state, tmp_path / "modern.pt")
+    with zipfile.ZipFile(tmp_path / "modern.pt") as source, \
+            zipfile.ZipFile(tmp_path / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as packed:
+        for info in source.infolist():
+            packed.writestr(info.filename, source.read(info.filename))
+    runner = CliRunner()
+    for name, words in (("legacy.pt", "legacy (non-zip)"), ("deflated.pt", "is compressed")):
+        result = runner.invoke(cli, ["checkpoint", str(tmp_path / name)])
+        assert result.exit_code == 3, result.output
+        assert words in result.output and "Traceback" not in result.output
+    assert runner.invoke(cli, ["checkpoint", str(tmp_path / "modern.pt")]).exit_code == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +30,36 @@ def _torch():
     return torch
 
 
+#: a torch file read whole into memory (the legacy, non-zip format, or a zip entry that is
+#: compressed) may be at most this large; the zip format torch.save writes is memory-mapped
+WHOLE_READ_MAX = 64 * 1024 * 1024
+
+
+def _whole_read_problem(file: Path) -> str | None:
+    """Why loading `file` would read more than WHOLE_READ_MAX into memory, or None."""
+    try:
+        if zipfile.is_zipfile(file):
+            with zipfile.ZipFile(file) as archive:
+                packed = [i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED
+                          and i.file_size > WHOLE_READ_MAX]
+            if packed:
+                return (f"its entry {packed[0].filename!r} is compressed and would expand to "
+                        f"{packed[0].file_size / 2**20:,.0f} MiB in memory")
+            return None
+        size = file.stat().st_size
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None  # torch's own loader says what is wrong
+    if size > WHOLE_READ_MAX:
+        return (f"a legacy (non-zip) torch file of {size / 2**20:,.0f} MiB would be read whole "
+                "into memory; re-save it with torch.save (zip format) or as safetensors")
+    return None
+
+
 def load_state(file: Path) -> object:
-    """A torch checkpoint file's contents, tensors and plain data only."""
+    """A torch checkpoint file's contents, tensors and plain data only; a file that would be
+    read whole into memory past WHOLE_READ_MAX is refused."""
+    if (problem := _whole_read_problem(file)) is not None:
+        raise InputError(f"{file}: not read: {problem}")
     torch = _torch()
     try:
         with warnings.catch_warnings():  # torch's notes on sparse formats are not ours to print
