@@ -3,6 +3,7 @@ the command is still loading) exits 130 with one line, never a traceback."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -73,6 +74,14 @@ def main() -> None:
     if code is None or (_interrupted and code != INTERRUPTED):
         sys.stderr.write("forensics: interrupted\n")
         code = INTERRUPTED
+    if code == INTERRUPTED or _interrupted:
+        # Python ends a process whose KeyboardInterrupt it once saw unhandled (in a finalizer,
+        # say) by killing itself with SIGINT; the exit status must stay 130. Every file this
+        # run wrote was closed or removed on the way here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run is over: its result stands
     sys.exit(code)
 
 
