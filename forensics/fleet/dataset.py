@@ -121,9 +121,11 @@ class DatasetWriter:
         self._finding_writer = pq.ParquetWriter(self._temporaries[FINDINGS_FILE],
                                                 FINDING_SCHEMA)
 
-    def add(self, result: JobResult) -> None:
-        self.jobs.append(_stored(result.row))
-        self.findings += [_stored(f) for f in result.findings]
+    def add(self, result: JobResult, cached: bool = False) -> None:
+        """Queue one job's rows; a fresh result is redacted and made storable on the way in,
+        a `cached` one (read back from this dataset) already was."""
+        self.jobs.append(result.row if cached else _stored(result.row))
+        self.findings += (result.findings if cached else [_stored(f) for f in result.findings])
         if len(self.jobs) >= BATCH:
             self.flush()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from forensics.inputs.layouts import (
     slurm_job_id,
     whole_folder_layout,
 )
+from forensics.inputs.sources import regular_file
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,6 @@ def main_log(job: Job, files: list[str]) -> str:
     return min(files, key=rank)
 
 
-def _regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(path.lstat().st_mode)
-    except OSError:
-        return False
-
-
 def discover_jobs(*roots: str | Path) -> Discovery:
     """Every job under the roots, sorted by path; roots that overlap (one inside another,
     or one given twice) give each job once."""
@@ -141,7 +134,7 @@ def _walk(root: Path, found: Discovery) -> None:
             continue  # only its run folders are jobs (latest-run is a symlink)
         dirs[:] = [d for d in dirs if not CHECKPOINT_DIR.match(d)]
         logs = sorted(f for f in files if (is_log_name(f) or f in JSON_KINDS)
-                      and _regular(here / f))
+                      and regular_file(here / f))
         found.jobs.extend(_file_jobs(here, logs))
 
 

@@ -100,7 +100,7 @@ def run_scan(roots: list[str], out: Path, workers: int = 1, scheduler: str | Non
         for job in found.jobs:
             fingerprint = job.fingerprint(versions)
             if fingerprint in cache:
-                writer.add(cache[fingerprint])
+                writer.add(cache[fingerprint], cached=True)
                 report.reused += 1
             else:
                 todo.append((job, fingerprint))

@@ -201,7 +201,7 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
 
     for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
         dirs.sort()
-        files = [name for name in files if _regular(Path(folder) / name)]
+        files = [name for name in files if regular_file(Path(folder) / name)]
         checkpoints = sorted((step, name) for name in dirs
                              if (step := checkpoint_step(name)) is not None)
         for _, name in checkpoints:
@@ -244,7 +244,7 @@ def _device(path: Path) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
-def _regular(path: Path) -> bool:
+def regular_file(path: Path) -> bool:
     """A regular file, not a symlink, FIFO or device (those are never opened in a folder)."""
     try:
         return stat.S_ISREG(path.lstat().st_mode)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from dataclasses import replace
 
 from forensics.artifacts.tensors import TensorStats
 from forensics.model import FlightRecord, MemorySummary
+from forensics.report.markdown import section_markdown
+from forensics.report.sections_context import flight_section, memory_section
 from forensics.text import md_code, md_text, scrub
 
 OPTIMIZER_BLOWUP = 1e12  # an Adam second moment this large means the gradients exploded
@@ -70,55 +73,13 @@ def render_changes(first: str, second: str, changes: list[tuple[str, float]]) ->
 
 
 def render_flight(record: FlightRecord) -> str:
-    """The Flight Recorder report as Markdown."""
-    mismatch = record.mismatch
-    lines = ["## NCCL Flight Recorder", "", f"{len(record.ranks)} rank dump(s): "
-             + ", ".join(str(r) for r in record.ranks) + "."]
-    if mismatch is None:
-        lines += ["", "Every recorded collective matches across ranks."]
-    else:
-        lines += ["", f"First disagreement: **{mismatch.disagreement}** at collective sequence "
-                  f"number {mismatch.seq} of process group {md_text(mismatch.process_group)} "
-                  f"({md_code(mismatch.op)}): {md_text(mismatch.detail)}.",
-                  f"Suspect rank(s): {', '.join(str(r) for r in mismatch.ranks)} "
-                  f"(of {len(mismatch.expected_ranks)} expected)."]
-    return "\n".join(lines) + "\n"
-
-
-def size(value: int | None) -> str:
-    """Bytes as the CUDA allocator prints them."""
-    if value is None:
-        return "-"
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= factor:
-            return f"{value / factor:.2f} {unit}"
-    return f"{value} bytes"
+    """`forensics flight`: the job report's Flight Recorder section, as its own report."""
+    return section_markdown(replace(flight_section(record), headline=True)) + "\n"
 
 
 def render_memory(report: MemorySummary) -> str:
-    """The snapshot's report as Markdown."""
-    title = "## CUDA memory snapshot" + (f" {md_code(report.source)}" if report.source else "")
-    lines = [title, "",
-             f"Reserved by PyTorch: {size(report.reserved)} in {report.segments} segment(s); "
-             f"allocated: {size(report.allocated)}; reserved but free: "
-             f"{size(report.reserved - report.allocated)}; largest free block: "
-             f"{size(report.largest_free_block)}."]
-    if report.failed_request is not None:
-        line = f"The failed allocation asked for {size(report.failed_request)}"
-        if report.device_free is not None:
-            line += f" with {size(report.device_free)} free on the device"
-        lines += ["", line + "."]
-        if report.fragmented:
-            lines += ["", "**Fragmentation**: enough memory was reserved but free, yet no free "
-                      "block was large enough. Set "
-                      "`PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`."]
-    if report.holders:
-        lines += ["", "Largest live allocations by where they were made:", "",
-                  "| bytes | allocations | where |", "|---|---|---|"]
-        lines += [f"| {size(h.bytes)} | {h.count} | {md_code(h.where, in_table=True)} |"
-                  for h in report.holders]
-    lines += [f"\n_{md_text(note)}_" for note in report.notes]
-    return "\n".join(lines) + "\n"
+    """`forensics memory`: the job report's memory snapshot section, as its own report."""
+    return section_markdown(replace(memory_section(report), headline=True)) + "\n"
 
 
 def checkpoint_json(stats: list[TensorStats], changes: list[tuple[str, float]] | None) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 from forensics.model import Analysis, Anomaly, Evidence, FlightRecord, MemorySummary
-from forensics.report.artifacts import size
 from forensics.report.blocks import (
     Block,
     Bullets,
@@ -144,11 +143,12 @@ def environment_section(analysis: Analysis) -> Section | None:
 
 def artifact_sections(analysis: Analysis) -> list[Section]:
     """The job's Flight Recorder dumps and CUDA memory snapshots."""
-    sections = [_flight(analysis.flight)] if analysis.flight is not None else []
-    return sections + [_memory(summary) for summary in analysis.memory]
+    sections = [flight_section(analysis.flight)] if analysis.flight is not None else []
+    return sections + [memory_section(summary) for summary in analysis.memory]
 
 
-def _flight(record: FlightRecord) -> Section:
+def flight_section(record: FlightRecord) -> Section:
+    """What a job's Flight Recorder dumps say: the first collective the ranks disagree on."""
     mismatch = record.mismatch
     blocks: list[Block] = [para((plain(f"{len(record.ranks)} rank dump(s): "
                                        + ", ".join(str(r) for r in record.ranks) + "."),))]
@@ -165,7 +165,19 @@ def _flight(record: FlightRecord) -> Section:
     return Section("Artifacts", (plain("NCCL Flight Recorder"),), tuple(blocks))
 
 
-def _memory(report: MemorySummary) -> Section:
+def size(value: int | None) -> str:
+    """Bytes as the CUDA allocator prints them."""
+    if value is None:
+        return "-"
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= factor:
+            return f"{value / factor:.2f} {unit}"
+    return f"{value} bytes"
+
+
+def memory_section(report: MemorySummary) -> Section:
+    """A CUDA memory snapshot: reserved against allocated, the failed request, the largest
+    live allocations by where they were made."""
     title: Line = (plain("CUDA memory snapshot"),)
     if report.source:
         title += (plain(" "), code(report.source))
