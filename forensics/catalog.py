@@ -15,6 +15,7 @@ import regex
 from forensics import tomlfile
 from forensics.errors import CatalogError
 from forensics.model import Level, LineRole, Severity, Verdict
+from forensics.stacks import FixItem, parse_fix
 
 SEVERITIES = tuple(s.value for s in Severity)
 ANY = "*"
@@ -56,7 +57,7 @@ class Signature:
     keywords: tuple[str, ...]
     patterns: tuple[regex.Pattern[str], ...]
     cause: str
-    fix: str
+    fix: tuple[FixItem, ...]  # bullets, some tagged with the stacks they are for
     path: Path
     symptom_of: tuple[str, ...] = ()
     also_matches: tuple[str, ...] = ()
@@ -346,7 +347,7 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         id=sig_id, title=fields.text("title"), category=category,
         severity=fields.severity(), priority=fields.whole("priority", 0, 100),
         keywords=fields.keywords(), patterns=fields.regexes("patterns"),
-        cause=fields.text("cause"), fix=fields.text("fix"), path=path,
+        cause=fields.text("cause"), fix=fields.fix(), path=path,
         symptom_of=fields.ids("symptom_of", sig_id),
         also_matches=fields.ids("also_matches", sig_id),
         generic=fields.flag("generic"), min_count=fields.whole("min_count", 1, None, 1),
@@ -467,6 +468,13 @@ class _Fields:
             elif other == own_id:
                 self.problem(key, "names the signature itself")
         return out
+
+    def fix(self) -> tuple[FixItem, ...]:
+        """Bullets, whose tags name known stacks."""
+        items, problems = parse_fix(self.text("fix"))
+        for problem in problems:
+            self.problem("fix", problem)
+        return items
 
     def if_uncorroborated(self) -> str:
         value = self.data.get("if_uncorroborated", "")

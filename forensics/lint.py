@@ -18,6 +18,7 @@ from forensics.lines.linepass import LinePass, LinePlan, compile_plan, line_pass
 from forensics.lines.signals import signal_of
 from forensics.metrics.health import anomaly_kinds
 from forensics.model import Token
+from forensics.stacks import fix_problems
 from forensics.timeparse import to_epoch
 
 #: the adversarial line every regex must get through quickly (see `backtracking_problems`)
@@ -110,6 +111,8 @@ def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
                         f"{KILLS_A_RANK!r} (so the NCCL timeouts it causes on other ranks read "
                         f"as its symptoms), unless it is itself a symptom of that group or of "
                         f"\"*\"")
+    captures = {name for pattern in signature.patterns for name in pattern.groupindex}
+    problems += [f"{where}: fix: {problem}" for problem in fix_problems(signature.fix, captures)]
     if signature.onset_anomaly and kinds and signature.onset_anomaly not in kinds:
         problems.append(f"{where}: onset_anomaly: {signature.onset_anomaly!r} is not an "
                         f"anomaly kind of the health rules ({', '.join(sorted(kinds))})")

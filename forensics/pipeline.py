@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forensics.catalog import Catalog, builtin_dir, load_catalog, toml_files, user_dirs
+from forensics.diagnosis.advice import root_fixes, run_stacks
 from forensics.diagnosis.findings import (
     absorb_generic,
     announced,
@@ -143,6 +144,10 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     timeline = _timeline(passes, health, root)
     progressed = bool(timeline.steps_logged or timeline.last_step is not None)
     sources = [lines.info for lines in passes]
+    names = [info.name for info in sources]
+    stacks = run_stacks(tokens, tracebacks, names)
+    env = environment(tokens, (v for lines in passes for v in lines.python_versions),
+                      tracebacks, stacks)
     if problems:
         sources.append(SourceInfo("<inputs>", 0, 0, tuple(problems)))
     return Analysis(
@@ -150,10 +155,9 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
                                else Verdict.FAILED, completed, progressed),
         root_cause=root,
         findings=diagnosis.findings,
-        fixes=_fix_lines(catalog.get(root.finding.signature).fix) if root else (),
-        timeline=timeline,
-        environment=environment(tokens, (v for lines in passes for v in lines.python_versions),
-                                tracebacks),
+        fixes=root_fixes(root, catalog.get(root.finding.signature), stacks, dict(env),
+                         names) if root else (),
+        timeline=timeline, environment=env,
         tail=tuple(_job_tail(passes, root)), sources=tuple(sources),
         tracebacks=tuple(tracebacks), worker_failures=tuple(worker_failures),
         ranks=rank_table(tokens, diagnosis.findings, worker_failures, tracebacks, order),
@@ -198,22 +202,6 @@ def _job_year(tokens: list[Token], worker_failures: list[WorkerFailure]) -> int:
     years = Counter(y for y in (year_of(t.who.time) for t in tokens) if y)
     years.update(y for y in (year_of(w.time) for w in worker_failures) if y)
     return years.most_common(1)[0][0] if years else 1970
-
-
-def _fix_lines(fix: str) -> tuple[str, ...]:
-    """A signature's `fix` text as one item per bullet."""
-    items: list[str] = []
-    for line in fix.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith(("- ", "* ")):
-            items.append(stripped[2:].strip())
-        elif items:
-            items[-1] += " " + stripped
-        else:
-            items.append(stripped)
-    return tuple(items)
 
 
 def _timeline(passes: list[LinePass], health: Health | None,

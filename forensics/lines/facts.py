@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import regex
 
 from forensics.model import Token, Traceback
+from forensics.stacks import MARKERS, stack_titles
+
+SLURM_JOB = "SLURM job"
 
 
 @dataclass(frozen=True)
@@ -33,18 +36,24 @@ FACTS = (
          regex.compile(r"(?i)\bworld[_ ]size\b\W{1,3}(?P<v>\d+)\b")),
     Fact("world size", ("Num processes", "Number of processes"),
          regex.compile(r"Num(?:ber of)? processes\W{1,3}(?P<v>\d+)\b")),
+    Fact(SLURM_JOB, ("SLURM_JOB_ID", "SLURM_JOBID"),
+         regex.compile(r"\bSLURM_JOB_?ID\W{1,3}(?P<v>\d+)\b")),
 )
-FACT_KEYWORDS = tuple(dict.fromkeys(k for fact in FACTS for k in fact.keywords))
+#: lines that state a fact, or name a training stack (see `forensics.stacks`)
+FACT_KEYWORDS = tuple(dict.fromkeys([*(k for fact in FACTS for k in fact.keywords), *MARKERS]))
 FRAMEWORKS = ("torch", "transformers", "trl", "deepspeed", "accelerate", "peft", "axolotl",
               "vllm", "bitsandbytes", "flash_attn", "datasets", "lightning", "unsloth")
 
 
 def environment(tokens: Iterable[Token], python_versions: Iterable[str],
-                tracebacks: Iterable[Traceback]) -> tuple[tuple[str, str], ...]:
-    """The facts the job's lines state, the Python versions and frameworks its tracebacks
-    show, and the ranks and hosts its prefixes name."""
+                tracebacks: Iterable[Traceback], stacks: Iterable[str] = (),
+                ) -> tuple[tuple[str, str], ...]:
+    """The stacks the run used, the facts the job's lines state, the Python versions and
+    frameworks its tracebacks show, and the ranks and hosts its prefixes name."""
     tokens = list(tokens)
     facts: dict[str, str] = {}
+    if titles := stack_titles(stacks):
+        facts["stack"] = titles
     for token in tokens:
         if "fact" not in token.tags:
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from forensics.catalog import Catalog, Signature
+from forensics.stacks import advice
 from forensics.text import md_code, md_fence, md_text, scrub, term_safe
 
 
@@ -27,7 +28,7 @@ def signature_markdown(signature: Signature) -> str:
         "",
         "## What to change",
         "",
-        signature.fix,
+        *(f"- {item}" for item in advice(signature.fix, (), {})),
         "",
         "## Example lines",
         "",
