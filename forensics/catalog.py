@@ -77,6 +77,7 @@ class Signature:
     groups: tuple[str, ...] = ()  # named groups of causes it belongs to
     verdict: Verdict = Verdict.FAILED  # how a run ends when this is its root cause
     symptom_groups: tuple[str, ...] = ()  # the groups its symptom_of named (before expansion)
+    symptom_by_group: tuple[str, ...] = ()  # causes it has only as members of those groups
     builtin: bool = True  # False: from a user's folder, so its regexes are not linted: every
     # search runs under MATCH_SECONDS, whatever the line's length
 
@@ -322,8 +323,11 @@ def _expand_groups(by_id: dict[str, Signature], problems: list[str]) -> dict[str
                 problems.append(f"{signature.path}: symptom_of: no signature is in group "
                                 f"{group!r}")
             expanded += [m for m in sorted(members.get(group, ())) if m != sig_id]
+        named = {o for o in signature.symptom_of if not o.startswith(GROUP)}
         out[sig_id] = replace(signature, symptom_of=tuple(dict.fromkeys(expanded)),
-                              symptom_groups=tuple(groups))
+                              symptom_groups=tuple(groups),
+                              symptom_by_group=tuple(o for o in dict.fromkeys(expanded)
+                                                     if o not in named))
     return out
 
 

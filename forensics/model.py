@@ -87,6 +87,9 @@ class SignatureMatch:
 
     signature: str
     captures: tuple[tuple[str, str], ...] = ()
+    # only the start of a message cut short at the end of a paste, or one possibility in a
+    # hedged list ("potential root causes: (1) ... OOM killer ..."): a hint, not a statement
+    tentative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,7 @@ class Finding:
     step: int | None = None  # the training step it happened at, when known
     rootable: int | None = None  # its lines whose level lets it be a root (None: all)
     loud: bool = True  # one of its lines is an error (not only a warning the run went past)
+    definite: bool = True  # one of its lines states it (not only a cut message or a hedge)
 
     @property
     def capture_dict(self) -> dict[str, str]:

@@ -174,3 +174,85 @@ def test_error_json_is_read_and_attributed(tmp_path):
     assert (root.signature, root.rank) == ("zero-division", 1)
     assert root.first.source.endswith("attempt_0/1/error.json")
     assert root.who.time is not None
+
+
+# --- how findings relate: one event told in parts, hints, group relations in time order ---
+
+def test_an_abort_is_explained_by_its_own_what_line(tmp_path):
+    """`terminate called ...` comes first on the page, but its `what():` says why."""
+    log = write(tmp_path, {"t.log": (
+        "terminate called after throwing an instance of 'std::runtime_error'\n"
+        "  what():  [Rank 7] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=806,"
+        " OpType=BROADCAST, Timeout(ms)=1800000) ran for 1801027 milliseconds before timing "
+        "out.\n"
+        "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -6) local_rank: "
+        "7 (pid: 561642) of binary: /usr/bin/python\n")})
+    analysis = analyze(log / "t.log")
+    assert analysis.root_cause.finding.signature == "nccl-timeout"
+    assert roles(analysis)["sigabrt"] == "symptom"
+
+
+def test_neighbouring_lines_of_other_ranks_are_not_one_event(tmp_path):
+    log = write(tmp_path, {"t.log": (
+        "[rank2]: ValueError: labels must be smaller than vocab_size (32000), got 32011\n"
+        "[rank0]: torch.distributed.DistBackendError: NCCL communicator was aborted on rank 0.\n"
+    )})
+    analysis = analyze(log / "t.log")
+    assert analysis.root_cause.finding.signature == "python-exception"
+    assert roles(analysis)["nccl-abort"] == "symptom"
+
+
+RAY_HEDGE = ("The actor is dead because its worker process has died. Worker exit type: "
+             "SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error "
+             "code 2. End of file. There are some potential root causes. (1) The process is "
+             "killed by SIGKILL by OOM killer due to high memory usage. (2) ray stop --force is "
+             "called. (3) The worker is crashed unexpectedly due to SIGSEGV or other unexpected "
+             "errors.\n")
+
+
+def test_a_hedged_list_of_causes_is_a_hint_not_the_root(tmp_path):
+    log = write(tmp_path, {"t.log": (
+        "(WorkerDict pid=26103) RuntimeError: nonce == returnedNonce INTERNAL ASSERT FAILED at "
+        '"/pytorch/torch/csrc/distributed/c10d/TCPStore.cpp":418, please report a bug to '
+        "PyTorch. Ping failed, invalid nonce returned\n" + RAY_HEDGE)})
+    analysis = analyze(log / "t.log")
+    assert analysis.root_cause.finding.signature == "rendezvous-failure"
+    assert roles(analysis)["host-oom-sigkill"] != "root"
+
+
+def test_a_hint_alone_still_names_the_likeliest_cause(tmp_path):
+    root = analyze(write(tmp_path, {"t.log": RAY_HEDGE}) / "t.log").root_cause
+    assert root.finding.signature == "host-oom-sigkill"
+    assert not root.finding.definite
+
+
+def test_a_message_cut_short_does_not_outrank_one_stated_whole(tmp_path):
+    log = write(tmp_path, {"t.log": (
+        "RuntimeError: Error(s) in loading state_dict for PeftModelForCausalLM:\n"
+        "\tsize mismatch for base_model.model.model.embed_tokens.base_layer.weight: copying a "
+        "param with shape torch.Size([32005, 2048]) from checkpoint, the shap")})
+    analysis = analyze(log / "t.log")
+    assert analysis.root_cause.finding.signature == "state-dict-mismatch"
+    assert not next(f for f in analysis.findings
+                    if f.signature == "zero3-partitioned-param").definite
+
+
+def test_a_specific_message_cut_short_still_beats_the_catch_all(tmp_path):
+    log = write(tmp_path, {"t.log": (
+        "Traceback (most recent call last):\n"
+        '  File "train.py", line 3, in <module>\n'
+        "    import bitsandbytes\n"
+        "RuntimeError:\n"
+        "        CUDA Setup failed despite GPU b")})
+    assert analyze(log / "t.log").root_cause.finding.signature == "bitsandbytes-setup"
+
+
+def test_a_group_relation_holds_only_when_the_cause_came_first(tmp_path):
+    usage = "pretrain_gpt.py: error: unrecognized arguments: --keep-last-n-checkpoints 5\n"
+    store = ("torch.distributed.elastic.rendezvous.api.RendezvousConnectionError: The "
+             "connection to the C10d store has failed. See inner exception for details.\n")
+    after = analyze(write(tmp_path / "a", {"t.log": usage + store}) / "t.log")
+    assert after.root_cause.finding.signature == "cli-usage-error"
+    assert roles(after)["rendezvous-failure"] == "symptom"
+    before = analyze(write(tmp_path / "b", {"t.log": store + usage}) / "t.log")
+    assert before.root_cause.finding.signature == "rendezvous-failure"

@@ -29,6 +29,7 @@ class Hit:
     token: Token
     order: int
     captures: tuple[tuple[str, str], ...]
+    tentative: bool = False  # a cut message that only began the pattern, or a hedge
 
 
 def hits_of(tokens: Iterable[Token], catalog: Catalog,
@@ -42,7 +43,7 @@ def hits_of(tokens: Iterable[Token], catalog: Catalog,
         for match in token.matches:
             signature = by_id.get(match.signature)
             if signature is not None:
-                hits.append(Hit(signature, token, order, match.captures))
+                hits.append(Hit(signature, token, order, match.captures, match.tentative))
     return hits
 
 
@@ -260,6 +261,7 @@ def group_findings(hits: list[Hit], year: int = 1970,
                               or (h.token.source, h.token.line) in announcing)
                           and (h.token.source, h.token.line) not in went_on}),
             loud=any(h.token.level in LOUD_LEVELS for h in group),
+            definite=not all(h.tentative for h in group),
         ))
     return findings
 

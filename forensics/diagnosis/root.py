@@ -1,8 +1,9 @@
 """From findings to a diagnosis: which finding is the root cause, which are its symptoms,
 how sure we are and why. The relations come from the catalog (`symptom_of`, `priority`,
 `corroborating_*`, `onset_anomaly`, `stalled_collective`), not from code: a finding is a
-symptom when a signature it names as a possible cause is present; a catch-all ("*") or
-two-way relation only holds when the cause came first. Among the rest the highest priority
+symptom when a signature it names as a possible cause is present; a catch-all ("*"),
+group or two-way relation only holds when the cause came first (or, on neighbouring lines of one
+event, when the cause is the more specific). Among the rest the highest priority
 wins, then the odd rank out, then the earliest."""
 
 from __future__ import annotations
@@ -43,6 +44,27 @@ def earlier(a: Finding, b: Finding) -> bool:
     return a.order < b.order
 
 
+def known_earlier(a: Finding, b: Finding) -> bool:
+    """Whether `a` is known to come before `b`: by line within one file, by time across
+    files (files without times, such as one log per rank, say nothing about order)."""
+    if a.first.source == b.first.source:
+        return a.order < b.order
+    return a.when is not None and b.when is not None and a.when < b.when
+
+
+#: lines this close in one file are one event told in parts (`terminate called after
+#: throwing ...` and its `what(): ...`); their order says nothing about cause
+ONE_EVENT_LINES = 2
+
+
+def one_event(a: Finding, b: Finding) -> bool:
+    """Whether two findings begin on neighbouring lines of one file, printed by one process
+    (as far as the lines' prefixes tell: the same rank and host)."""
+    return (a.first.source == b.first.source
+            and abs(a.first.line - b.first.line) <= ONE_EVENT_LINES
+            and (a.who.rank, a.who.host) == (b.who.rank, b.who.host))
+
+
 class _Relations:
     """The catalog's cause-and-symptom relations among the failures of one job."""
 
@@ -62,9 +84,17 @@ class _Relations:
             wildcard = ANY in signature.symptom_of and ANY not in other_signature.symptom_of
             if not (named or wildcard):
                 continue
+            if _plainly(finding, signature) and not other.definite:
+                continue  # a hint (a cut message, a hedge) explains nothing stated plainly
             mutual = finding.signature in other_signature.symptom_of
-            if (mutual or not named) and earlier(finding, other):
-                continue  # a consequence cannot come first (for "*" and two-way relations)
+            if mutual and one_event(finding, other):
+                if other_signature.priority > signature.priority:
+                    causes.append(other)  # `terminate called ...` then `what(): <why>`
+                continue
+            by_group = other.signature in signature.symptom_by_group
+            if (mutual or by_group or not named) and known_earlier(finding, other):
+                continue  # a consequence cannot come first (for "*", group and two-way
+                # relations; a cause named alone is trusted whatever the order)
             causes.append(other)
         return causes
 
@@ -120,13 +150,22 @@ def diagnose(findings: list[Finding], catalog: Catalog, tracebacks: list[Traceba
 
 def _pick_root(candidates: list[Finding], signatures: dict[str, Signature]) -> Finding:
     """A failure stated as an error before one only warned about (a warning the run went
-    past did not end it), then the highest priority, then the odd rank out (fewest ranks),
+    past did not end it), one stated plainly before a hint (a message cut short, a hedge),
+    then the highest priority, then the odd rank out (fewest ranks),
     then the earliest."""
     chronological = sorted(candidates, key=functools.cmp_to_key(
         lambda a, b: -1 if earlier(a, b) else (1 if earlier(b, a) else 0)))
     position = {id(f): i for i, f in enumerate(chronological)}
-    return max(candidates, key=lambda f: (f.loud, signatures[f.signature].priority,
+    return max(candidates, key=lambda f: (f.loud, _plainly(f, signatures[f.signature]),
+                                          signatures[f.signature].priority,
                                           -len(f.ranks), -position[id(f)]))
+
+
+def _plainly(finding: Finding, signature: Signature) -> bool:
+    """Whether a finding states a specific failure plainly: not only as a hint (a message
+    cut short, a hedge), and not as the catch-all that any exception is (which a specific
+    hint still says more than)."""
+    return finding.definite and not signature.generic
 
 
 def _flight_culprit(root: Finding, mismatch: CollectiveMismatch) -> tuple[Finding, str]:

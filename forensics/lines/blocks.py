@@ -47,6 +47,10 @@ EXCEPTION_LINE = regex.compile(
     r"^(?P<type>(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*)(?::[ \t]?(?P<message>.*))?$"
 )
 EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Failed")
+#: a line that offers causes as possibilities ("There are some potential root causes. (1)
+#: The process is killed by SIGKILL by OOM killer ..."): what it names is a hint
+HEDGED = regex.compile(r"(?i)\b(?:potential|possible|probable|likely) (?:root )?causes?\b"
+                       r"|\bmay (?:be|have been) (?:caused by|due to)\b|\bpossibly because\b")
 
 
 # a rich/typer traceback box's source line: "│ ❱ 123 │     code │", "│   120 │   code │"

@@ -17,6 +17,7 @@ from forensics.inputs.sources import (
 )
 from forensics.lines.blocks import (
     EVENT_KEYWORDS,
+    HEDGED,
     FailureBlockWalker,
     TracebackWalker,
     continues_warning,
@@ -223,14 +224,15 @@ class _LineReader:
         raised = raised_exception(seg.body)
         if raised is not None:  # cut inside `raise X("...`: it still says what was raised
             role = LineRole.EXCEPTION
-        matched = tuple(SignatureMatch(s.id, captures) for s in self.plan.signatures.values()
+        matched = tuple(SignatureMatch(s.id, captures, tentative=raised is None)
+                        for s in self.plan.signatures.values()
                         if role in s.roles and s.id not in have
                         and (captures := _cut_captures(s, seg.body, raised)) is not None)
         if not matched:
             completed = completed_keyword(seg.body, self.plan.keywords)
             if completed is not None and completed not in have and role in \
                     self.plan.signatures[completed].roles:
-                matched = (SignatureMatch(completed, ()),)
+                matched = (SignatureMatch(completed, (), tentative=True),)
         if not matched:
             return
         if known is not None:
@@ -274,7 +276,7 @@ class _LineReader:
         for seg, role, found in self._analysed(block, start, raw, signatures, "signal" in tags):
             if events:
                 self._events(tags, seg, line_no, end, block)
-            matched = self._within_budget(found)
+            matched = self._within_budget(found, HEDGED.search(seg.body) is not None)
             level = seg.level
             if matched and continues_warning(seg.body, _previous_body(block, start),
                                              _next_body(block, end)):
@@ -363,9 +365,10 @@ class _LineReader:
                     found[signature_id] = (*captures, ("signal", signal_name(number)))
         return found
 
-    def _within_budget(self, found: dict[str, Captures]) -> tuple[SignatureMatch, ...]:
+    def _within_budget(self, found: dict[str, Captures],
+                       hedged: bool = False) -> tuple[SignatureMatch, ...]:
         """The matches kept: at most MAX_LINES_PER_SIGNATURE lines per signature, the
-        rest counted."""
+        rest counted; on a hedged line they are tentative."""
         matched = []
         for signature_id, captures in found.items():
             kept = self.kept_per_signature.get(signature_id, 0)
@@ -375,7 +378,7 @@ class _LineReader:
             self.kept_per_signature[signature_id] = kept + 1
             if kept + 1 == MAX_LINES_PER_SIGNATURE:
                 self._exhausted_since_block = True
-            matched.append(SignatureMatch(signature_id, captures))
+            matched.append(SignatureMatch(signature_id, captures, tentative=hedged))
         return tuple(matched)
 
     def _mute_exhausted(self) -> None:
