@@ -86,6 +86,27 @@ def test_trainer_state_log_history_with_nan_literal(tmp_path):
     assert analysis.timeline.last_checkpoint.step == 80
 
 
+def test_a_nan_eval_loss_is_a_divergence_even_while_training_loss_prints(tmp_path):
+    lines = [f"{{'loss': {1.8 - i / 50}, 'learning_rate': 0.003, 'epoch': {i / 10}}}"
+             for i in range(1, 8)]
+    lines.append("{'eval_loss': nan, 'eval_wer': 100.0, 'eval_runtime': 22.4, 'epoch': 0.8}")
+    lines.append("{'loss': 2.41, 'learning_rate': 0.003, 'epoch': 0.9}")
+    log = tmp_path / "train.log"
+    log.write_text("\n".join(lines) + "\n")
+    analysis = analyze(log)
+    assert analysis.root_cause.finding.signature == "nan-loss"
+    assert [(a.metric, a.kind) for a in analysis.anomalies if a.kind == "nan"] == [
+        ("eval_loss", "nan")]
+
+
+def test_a_finite_eval_loss_raises_nothing(tmp_path):
+    lines = [f"{{'loss': {1.8 - i / 50}, 'learning_rate': 0.003, 'epoch': {i / 10}}}"
+             for i in range(1, 8)] + ["{'eval_loss': 1.52, 'epoch': 0.8}"]
+    log = tmp_path / "train.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert analyze(log).root_cause is None
+
+
 def test_grpo_names_across_trl_versions(tmp_path):
     old = "".join(f"{{'loss': 0.0, 'rewards/acc': 0.0, 'reward': 0.0, 'reward_std': 0.0, "
                   f"'kl': 0.001, 'completion_length': 180.0, 'epoch': {i / 100}}}\n"

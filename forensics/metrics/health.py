@@ -159,7 +159,10 @@ def assess(timeline: Timeline) -> list[Anomaly]:
     mode = run_mode(timeline)
     train = timeline.train
     anomalies: list[Anomaly] = []
-    onset = nonfinite_onset(timeline, (*LOSS, *GRAD_NORM))
+    # a loss that evaluation computes as NaN means the weights (or their fp16 forward) have
+    # gone non-finite, even while the training loss still prints numbers
+    onset = nonfinite_onset(timeline, (*LOSS, *GRAD_NORM)) \
+        or nonfinite_onset(timeline, EVAL_LOSS, "eval")
     if onset is not None:
         step, metric = onset
         anomalies.append(Anomaly(metric, "nan", step, step, math.nan, _healthy(metric, mode),

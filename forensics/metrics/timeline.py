@@ -102,9 +102,11 @@ def build_timeline(tables: list[MetricsTable]) -> Timeline | None:
     return Timeline(frame, nonfinite.fillna(False).astype(bool))
 
 
-def nonfinite_onset(timeline: Timeline, metrics: tuple[str, ...]) -> tuple[int, str] | None:
-    """The first training step at which one of `metrics` was logged as NaN/Inf."""
-    train = timeline.nonfinite[timeline.frame["kind"].to_numpy() == "train"]
+def nonfinite_onset(timeline: Timeline, metrics: tuple[str, ...],
+                    kind: str = "train") -> tuple[int, str] | None:
+    """The first step at which one of `metrics` was logged as NaN/Inf in records of this
+    kind (training or evaluation)."""
+    train = timeline.nonfinite[timeline.frame["kind"].to_numpy() == kind]
     firsts = []
     for metric in metrics:
         if metric in train.columns:
