@@ -262,7 +262,8 @@ def _blocks(lines: Sequence[str], hits: list[list[Hit]]) -> None:
 
 
 def _wraps(lines: Sequence[str], hits: list[list[Hit]]) -> None:
-    """A line ending in a word and the next starting with one are joined; a secret that a
+    """A line ending in a word and the next starting with one (not with `Word:`, which starts
+    a record of its own) are joined; a secret that a
     rule finds across the join, and did not already find ending the first line, is masked
     on both lines."""
     for i in range(1, len(lines)):
@@ -270,6 +271,8 @@ def _wraps(lines: Sequence[str], hits: list[list[Hit]]) -> None:
         head = _LINE_START_RUN.match(second)
         if head is None or not first or first[-1] not in _WORD_CHARS:
             continue
+        if second[head.end():head.end() + 1] == ":":
+            continue  # `ModuleNotFoundError: ...`, `key: value`: a record of its own starts
         window = first[-_JOIN_WINDOW:]
         end = _LINE_END_RUN.match(window[::-1])
         if end is None or end.end() + head.end() < JOINED_CHARS:

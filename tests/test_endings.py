@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from forensics import analyze
 
 CUT_TRACEBACK = (
@@ -144,3 +146,38 @@ def test_a_bare_exception_line_the_run_went_past_is_not_its_end(tmp_path):
                       f"throughput: 12.0 tokens/s, Running: 1 reqs\n" for m in range(50))
     assert run(tmp_path, noise + serving).root_cause is None
     assert root_of(run(tmp_path, serving + noise)) == "python-exception"  # the last words
+
+
+@pytest.mark.parametrize(("line", "signature"), [
+    ("已杀死", "host-oom-sigkill"),                    # zh_CN bash: Killed
+    ("./train.sh: line 3: 8156 已杀死     python train.py", "host-oom-sigkill"),
+    ("段错误 (核心已转储)", "segfault"),                 # zh_CN: Segmentation fault (core dumped)
+    ("Speicherzugriffsfehler (Speicherabzug geschrieben)", "segfault"),   # de_DE
+    ("Getötet", "host-oom-sigkill"),
+    ("Processus arrêté", "host-oom-sigkill"),           # fr_FR
+    ("Ошибка сегментирования (стек памяти сброшен на диск)", "segfault"),  # ru_RU
+])
+def test_a_shell_reports_a_fatal_signal_in_its_own_language(tmp_path, line, signature):
+    assert root_of(run(tmp_path, f"step 12 loss 1.03\n{line}\n")) == signature
+
+
+def test_a_signal_word_inside_a_sentence_is_not_a_death(tmp_path):
+    assert root_of(run(tmp_path, "step 12: the worker was not killed; Getötet is German for "
+                                 "Killed\nstep 13 loss 1.02\n")) is None
+
+
+def test_an_error_the_program_says_it_ignored_is_not_a_root(tmp_path):
+    ignored = ("[2026-03-24 16:25:19] Ignore import error when loading sglang.srt.models.glmasr:"
+               " cannot import name 'GlmAsrConfig' from 'transformers' (/usr/local/lib/"
+               "python3.10/dist-packages/transformers/__init__.py)\n")
+    assert root_of(run(tmp_path, ignored + "Load weight end. elapsed=5.47 s\n")) is None
+    # the same error, not ignored, ends the run
+    raised = ("ImportError: cannot import name 'GlmAsrConfig' from 'transformers' "
+              "(/usr/local/lib/python3.10/dist-packages/transformers/__init__.py)\n")
+    assert root_of(run(tmp_path, raised)) == "version-mismatch"
+
+
+def test_slurms_may_have_been_killed_is_still_its_oom_report(tmp_path):
+    line = ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=191.batch cgroup. Some "
+            "of your processes may have been killed by the cgroup out-of-memory handler.\n")
+    assert root_of(run(tmp_path, line)) == "slurm-oom-kill"

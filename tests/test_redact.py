@@ -218,6 +218,12 @@ def test_a_whole_secret_ending_a_line_does_not_swallow_the_next_line():
     assert redact_lines(lines) == ["export HF_TOKEN=" + MASK, *lines[1:]]
 
 
+def test_a_line_that_starts_a_record_of_its_own_is_not_a_wrapped_secrets_tail():
+    lines = ["    from verl.utils.parser.chat_template_parser import ChatTemplateParser",
+             "ModuleNotFoundError: No module named 'verl.utils.parser'"]
+    assert redact_lines(lines) == lines
+
+
 def test_a_quoted_line_is_read_with_its_context_and_its_body_follows_its_text():
     line = "[rank0]: pushing with token hf_OdPynwSTWDBGfNx"
     evidence = Evidence("a.log", 7, "eTKbPZmTMuMgVSkSMvY failed", before=(line,),

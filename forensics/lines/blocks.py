@@ -47,11 +47,6 @@ EXCEPTION_LINE = regex.compile(
     r"^(?P<type>(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*)(?::[ \t]?(?P<message>.*))?$"
 )
 EXCEPTION_SUFFIXES = ("Error", "Exception", "Interrupt", "Exit", "Failure", "Failed")
-#: a line that offers causes as possibilities ("There are some potential root causes. (1)
-#: The process is killed by SIGKILL by OOM killer ..."): what it names is a hint
-HEDGED = regex.compile(r"(?i)\b(?:potential|possible|probable|likely) (?:root )?causes?\b"
-                       r"|\bmay (?:be|have been) (?:caused by|due to)\b|\bpossibly because\b")
-
 
 # a rich/typer traceback box's source line: "│ ❱ 123 │     code │", "│   120 │   code │"
 # Python's warnings module: "x.py:34: UserWarning: ..." then the warn() call's source line
@@ -87,6 +82,17 @@ def continues_warning(body: str, previous: str, following: str) -> bool:
     `No module named 'vllm._version'`)."""
     return (body[:1] not in " \t" and following[:1] in " \t"
             and _WARNING_HEADER.match(previous) is not None)
+
+
+# a message that says the program let the error pass ("Ignore import error when loading
+# sglang.srt.models.x: cannot import name ...", "Skipping import of cpp extensions due to ...")
+_HANDLED = regex.compile(r"^(?:Ignor(?:e|ed|ing)|Skipp(?:ed|ing))\b")
+
+
+def handled(body: str) -> bool:
+    """Whether a line reports an error the program says it ignored or skipped: a warning,
+    whatever level its prefix claims."""
+    return _HANDLED.match(body) is not None
 
 
 def raised_exception(body: str) -> str | None:

@@ -17,11 +17,11 @@ from forensics.inputs.sources import (
 )
 from forensics.lines.blocks import (
     EVENT_KEYWORDS,
-    HEDGED,
     FailureBlockWalker,
     TracebackWalker,
     continues_warning,
     exception_name,
+    handled,
     keep_bounded,
     line_role,
     raised_exception,
@@ -30,7 +30,7 @@ from forensics.lines.blocks import (
 from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, clean, segments
 from forensics.lines.paste import PASTE_BYTES, normalize
-from forensics.lines.signals import signal_name, signal_of
+from forensics.lines.signals import HEDGED, signal_name, signal_of
 from forensics.metrics.progress import ProgressTracker
 from forensics.metrics.shapes import checkpoint_saved, deepspeed_step
 from forensics.metrics.table import TRAIN, MetricsTable, log_history_table
@@ -278,8 +278,8 @@ class _LineReader:
                 self._events(tags, seg, line_no, end, block)
             matched = self._within_budget(found, HEDGED.search(seg.body) is not None)
             level = seg.level
-            if matched and continues_warning(seg.body, _previous_body(block, start),
-                                             _next_body(block, end)):
+            if matched and (handled(seg.body) or continues_warning(
+                    seg.body, _previous_body(block, start), _next_body(block, end))):
                 level = Level.WARNING
             fact = "fact" in tags and self.fact_lines < MAX_FACT_LINES
             if not matched and not fact:

@@ -16,7 +16,13 @@ SIGNALS = {number: name for name, number in SIGNAL_NAMES.items()}
 #: the words strsignal(3) and shells print for them
 DESCRIPTIONS = {"Hangup": 1, "Interrupt": 2, "Illegal instruction": 4, "Aborted": 6,
                 "Abort trap": 6, "Bus error": 7, "Bus": 7, "Floating point exception": 8,
-                "Killed": 9, "Segmentation fault": 11, "Terminated": 15}
+                "Killed": 9, "Segmentation fault": 11, "Terminated": 15,
+                # the same words in the locales shells are often run in (glibc's translations)
+                "已杀死": 9, "段错误": 11, "已放弃": 6, "总线错误": 7, "浮点数例外": 8,
+                "非法指令": 4, "已终止": 15, "強制終了": 9, "セグメンテーション違反です": 11,
+                "Getötet": 9, "Speicherzugriffsfehler": 11, "Abgebrochen": 6,
+                "Processus arrêté": 9, "Erreur de segmentation": 11, "Abandon": 6,
+                "Убито": 9, "Ошибка сегментирования": 11, "Аварийный останов": 6}
 #: zsh's job reports: "[1]    31148 abort      python lora.py", "zsh: killed     python x.py"
 ZSH_WORDS = {"hangup": 1, "interrupt": 2, "illegal hardware instruction": 4, "abort": 6,
              "bus error": 7, "floating point exception": 8, "killed": 9,
@@ -26,7 +32,9 @@ KEYWORDS = ("SIG", "signal", "Signal", "Killed", "core dumped", "exitcode", "exi
             "Exit code", "exit status", "return code", "returncode", "Segmentation fault",
             "Bus error", "Aborted", "Floating point exception", "Terminated", "Hangup",
             "Illegal instruction", "Abort trap", "zsh: ", "abort  ", "killed  ",
-            "segmentation fault  ", "bus error  ")
+            "segmentation fault  ", "bus error  ", "已杀死", "段错误", "已放弃", "总线错误",
+            "強制終了", "セグメンテーション違反", "Getötet", "Speicherzugriffsfehler",
+            "Processus arrêté", "Erreur de segmentation", "Убито", "Ошибка сегментирования")
 
 _NAME = r"SIG(?:HUP|INT|ILL|ABRT|BUS|FPE|KILL|SEGV|TERM)"
 _WORDS = "|".join(sorted((regex.escape(w) for w in DESCRIPTIONS), key=len, reverse=True))
@@ -48,7 +56,7 @@ _DEATH = regex.compile("|".join((
 # a shell's own report: "bash: line 1: 12989 Killed  python train.py",
 # "Segmentation fault (core dumped)", macOS "./train.sh: line 1:  1108 Abort trap: 6  ..."
 _SHELL = regex.compile(
-    rf"^(?:[\w./-]+: line \d+:\s+)?(?:\d+\s+)?(?P<word>{_WORDS})(?: \(core dumped\)|: \d+)?"
+    rf"^(?:[\w./-]+: line \d+:\s+)?(?:\d+\s+)?(?P<word>{_WORDS})(?: ?\([^()\n]{{1,40}}\)|: \d+)?"
     r"(?:\s{2,}\S.*)?\s*$"
 )
 _ZSH = regex.compile(
@@ -57,15 +65,19 @@ _ZSH = regex.compile(
 )
 
 
-# a list of what might have happened ("There are some potential root causes. (1) The process
-# is killed by SIGKILL ... (3) ... SIGSEGV") reports no signal
-_HEDGE = regex.compile(
-    r"(?i)\b(?:potential|possible|probable) (?:root )?causes?\b|\bmay have been\b")
+#: a line that offers causes as possibilities ("There are some potential root causes. (1)
+#: The process is killed by SIGKILL by OOM killer ... (3) ... SIGSEGV"): it reports no
+#: signal, and what it names is a hint, not a statement
+HEDGED = regex.compile(r"(?i)\b(?:potential|possible|probable|likely) (?:root )?causes?\b"
+                       r"|\bmay be (?:caused by|due to)\b|\bpossibly because\b")
+# nor does one that says a process may have been killed (SLURM's cgroup report says "may
+# have been", and its own signature reads it as the fact it is)
+_NO_SIGNAL = regex.compile(rf"{HEDGED.pattern}|(?i:\bmay have been\b)")
 
 
 def signal_of(body: str) -> int | None:
     """The fatal signal a line reports a process died of, or None."""
-    if _HEDGE.search(body):
+    if _NO_SIGNAL.search(body):
         return None
     found = _SHELL.match(body.strip()) or _ZSH.match(body) or _DEATH.search(body)
     if found is None:
