@@ -181,3 +181,14 @@ def test_slurms_may_have_been_killed_is_still_its_oom_report(tmp_path):
     line = ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=191.batch cgroup. Some "
             "of your processes may have been killed by the cgroup out-of-memory handler.\n")
     assert root_of(run(tmp_path, line)) == "slurm-oom-kill"
+
+
+def test_a_launcher_killing_its_workers_is_a_death_not_unknown(tmp_path):
+    """DeepSpeed's launcher only kills the other workers once one has ended."""
+    log = ("[2024-01-22 16:50:44,316] [INFO] [utils.py:799:see_memory_usage] CPU Virtual "
+           "Memory: used = 26.4 GB, percent = 84.6%\n"
+           "[2024-01-22 16:50:49,553] [INFO] [launch.py:315:sigkill_handler] Killing "
+           "subprocess 1080504\n")
+    analysis = run(tmp_path, log)
+    assert analysis.verdict == "failed"
+    assert root_of(analysis) == "worker-exit-nonzero"
