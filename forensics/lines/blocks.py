@@ -11,6 +11,7 @@ import regex
 from forensics.lines.facts import FACT_KEYWORDS
 from forensics.lines.lexer import Segment, segments
 from forensics.lines.signals import KEYWORDS as SIGNAL_KEYWORDS
+from forensics.metrics.lineshapes import KEYWORDS as LINE_SHAPE_KEYWORDS
 from forensics.model import (
     Attribution,
     ExceptionPart,
@@ -36,7 +37,12 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "worker-exit": ("exits with return code", "failed (exitcode", "ProcessFailure(",
                     "returned non-zero exit status", "died with <Signals."),
     "metrics": ("'epoch': ", "'train_runtime'", "'eval_loss'"),
-    "completion": ("exits successfully", "Training completed", "Model successfully saved"),
+    "metric-line": LINE_SHAPE_KEYWORDS,
+    # torchrun, HF Trainer, axolotl; then Lightning reaching its max_epochs/max_steps,
+    # Megatron-LM's end-of-training marker and a plain "Training done in 1104.74 seconds."
+    "completion": ("exits successfully", "Training completed", "Model successfully saved",
+                   "`Trainer.fit` stopped: `max_", "[after training is done]",
+                   "Training done in "),
     "checkpoint": ("Saving model checkpoint to",),
     "ds-step": ("skipped=", "MaxMemAllocated="),
     "fact": FACT_KEYWORDS,

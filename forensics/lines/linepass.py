@@ -31,6 +31,7 @@ from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, clean, segments
 from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.signals import HEDGED, signal_name, signal_of
+from forensics.metrics.lineshapes import line_record
 from forensics.metrics.progress import ProgressTracker
 from forensics.metrics.shapes import checkpoint_saved, deepspeed_step
 from forensics.metrics.table import TRAIN, MetricsTable, log_history_table
@@ -301,6 +302,8 @@ class _LineReader:
         if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
             self.flush_printed()
             self.metrics.add(line_no, found[0], found[1], TRAIN)
+        if "metric-line" in tags and (record := line_record(seg.body)) is not None:
+            self._line_record(line_no, *record)
         if "worker-exit" in tags:
             failure = worker_exit(self.source.name, line_no, seg)
             if failure is not None:
@@ -310,6 +313,17 @@ class _LineReader:
         if "checkpoint" in tags and (saved := checkpoint_saved(seg.body)) is not None:
             self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
                                          self.who(seg.who).time)
+
+    def _line_record(self, line_no: int, step: int, total: int | None,
+                     values: dict[str, float | None]) -> None:
+        """A metrics line of a registered shape (Megatron, torchtitan, verl, ...): its own
+        step, and its total counted like a progress bar's."""
+        self.flush_printed()
+        self.metrics.add(line_no, step, values)
+        if total:
+            self.bars.printed(step, total)
+        if self.metrics.kinds and self.metrics.kinds[-1] == TRAIN:
+            self.last_step_line = max(self.last_step_line, line_no)
 
     def _analysed(self, block: bytes, start: int, raw: str, signatures: set[str],
                   may_signal: bool) -> list[tuple[Segment, LineRole, dict[str, Captures]]]:

@@ -23,7 +23,8 @@ LOSS = spellings("loss")
 GRAD_NORM = spellings("grad_norm")
 LEARNING_RATE = spellings("learning_rate")
 EVAL_LOSS = spellings("eval_loss")
-GRPO_HINTS = ("reward", "rewards/", "kl", "entropy", "completions/", "frac_reward_zero_std")
+GRPO_HINTS = ("reward", "rewards/", "kl", "entropy", "completions/", "frac_reward_zero_std",
+              "critic/score", "actor/entropy")
 SPIKE_WINDOW = 10
 LOSS_SPIKE_FACTOR = 2.0
 GRAD_SPIKE_FACTOR = 10.0

@@ -7,15 +7,18 @@ from collections.abc import Iterable
 
 #: canonical name -> every spelling, most common first
 ALIASES: dict[str, tuple[str, ...]] = {
-    "loss": ("loss", "train/loss", "train_loss"),
-    "grad_norm": ("grad_norm", "train/grad_norm"),
-    "learning_rate": ("learning_rate", "train/learning_rate", "lr"),
+    # HF Trainer/TRL, W&B prefixes, Megatron-LM (`lm loss`), verl (`actor/...`, `critic/...`)
+    "loss": ("loss", "train/loss", "train_loss", "lm loss"),
+    "grad_norm": ("grad_norm", "train/grad_norm", "grad norm", "actor/grad_norm"),
+    "learning_rate": ("learning_rate", "train/learning_rate", "lr", "learning rate",
+                      "actor/lr"),
     "eval_loss": ("eval_loss", "eval/loss"),
-    "reward": ("reward", "train/reward"),
-    "reward_std": ("reward_std", "train/reward_std"),
-    "entropy": ("entropy", "train/entropy"),
-    "kl": ("kl", "train/kl"),
-    "completions/mean_length": ("completions/mean_length", "train/completions/mean_length"),
+    "reward": ("reward", "train/reward", "critic/score/mean"),
+    "reward_std": ("reward_std", "train/reward_std", "critic/score/std"),
+    "entropy": ("entropy", "train/entropy", "actor/entropy"),
+    "kl": ("kl", "train/kl", "actor/kl_loss"),
+    "completions/mean_length": ("completions/mean_length", "train/completions/mean_length",
+                                "response_length/mean"),
 }
 
 

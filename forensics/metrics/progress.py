@@ -37,6 +37,12 @@ class ProgressTracker:
     _looked_to: int = 0  # offset up to which this block was searched for bars
     _discovering: bool = True
 
+    def printed(self, step: int, total: int) -> None:
+        """A step a metrics line printed with its total (`iteration 120/ 5000 |`), counted
+        like a bar's redraw."""
+        last, seen = self.bars.get(total, (0, 0))
+        self.bars[total] = (max(last, step), seen + 1)
+
     def step_at(self, block: bytes, pos: int) -> int | None:
         """The step shown by the last undescribed bar before `pos` (earlier blocks included).
         Records come in order, so only the bytes since the last question are searched."""

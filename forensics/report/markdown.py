@@ -6,6 +6,8 @@ literally."""
 
 from __future__ import annotations
 
+import math
+
 from forensics.model import Analysis
 from forensics.report.blocks import (
     Block,
@@ -61,7 +63,8 @@ def block_markdown(block: Block) -> str:
     if isinstance(block, Code):
         return md_fence(code_lines(block))
     if isinstance(block, Chart):
-        return "\n\n".join(_mermaid(metric, points) for metric, points in block.series)
+        return "\n\n".join(chart for metric, points in block.series
+                           if (chart := _mermaid(metric, points)))
     if isinstance(block, Note):
         return f"_{md_text(block.text)}_"
     raise TypeError(f"not a block: {block!r}")
@@ -118,16 +121,39 @@ def code_lines(block: Code) -> str:
 
 
 def _mermaid(metric: str, points: tuple[tuple[int, float], ...]) -> str:
-    """One metric's values by step as a Mermaid chart GitHub draws."""
-    values = [v for _, v in points]
+    """One metric's values by step as a Mermaid chart GitHub draws: one point per step
+    (the last value logged for it), finite values only, and plain decimals (Mermaid reads no
+    `2.5e-05`): a metric far from 1 is drawn scaled, and the title says by what."""
+    by_step = {step: value for step, value in points if math.isfinite(value)}
+    if not by_step:
+        return ""
+    exponent = _exponent(list(by_step.values()))
+    values = [v / 10.0 ** exponent for v in by_step.values()]
     low, high = min(values), max(values)
     pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
     bottom = max(0.0, low - pad) if low >= 0 else low - pad
-    xs = ", ".join(str(step) for step, _ in points)
-    ys = ", ".join(f"{v:.6g}" for v in values)
+    xs = ", ".join(str(step) for step in by_step)
+    ys = ", ".join(_decimal(v) for v in values)
     label = one_line(metric).replace('"', "'")[:80]  # one line, no quote to end it early
+    scale = f" (x 10^{exponent})" if exponent else ""
     return md_fence("xychart-beta\n"
-                    f'    title "{label} by step"\n'
+                    f'    title "{label} by step{scale}"\n'
                     f"    x-axis [{xs}]\n"
-                    f'    y-axis "{label}" {bottom:.6g} --> {high + pad:.6g}\n'
+                    f'    y-axis "{label}" {_decimal(bottom)} --> {_decimal(high + pad)}\n'
                     f"    line [{ys}]", "mermaid")
+
+
+def _exponent(values: list[float]) -> int:
+    """The power of ten to draw a metric in: 0 unless its largest magnitude is below 0.01 or
+    above a million."""
+    peak = max(abs(v) for v in values)
+    if peak == 0 or 0.01 <= peak < 1e6:
+        return 0
+    return math.floor(math.log10(peak))
+
+
+def _decimal(value: float) -> str:
+    """A number in plain decimals, six significant digits at most."""
+    text = f"{value:.{max(0, 5 - math.floor(math.log10(abs(value))))}f}" if value else "0"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text in ("-0", "") else text

@@ -1,0 +1,99 @@
+"""The registry of metric lines that are not Python dicts: every entry's real example lines
+give their records, its look-alikes give none, and a log in each shape has a timeline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from forensics import analyze
+from forensics.metrics.lineshapes import SHAPES, line_record
+from forensics.report import render
+
+EXAMPLES = [pytest.param(shape, line, step, values, id=f"{shape.name}-{i}")
+            for shape in SHAPES for i, (line, step, values) in enumerate(shape.examples)]
+COUNTEREXAMPLES = [pytest.param(line, id=f"{shape.name}-{i}")
+                   for shape in SHAPES for i, line in enumerate(shape.counterexamples)]
+
+
+@pytest.mark.parametrize(("shape", "line", "step", "values"), EXAMPLES)
+def test_each_example_line_gives_its_record(shape, line, step, values):
+    found = shape.read(line)
+    assert found is not None and found[0] == step
+    assert found[2] == pytest.approx(values)
+    assert line_record(line)[0] == step  # no shape before it in the registry reads it otherwise
+
+
+@pytest.mark.parametrize("line", COUNTEREXAMPLES)
+def test_a_look_alike_is_no_record(line):
+    assert line_record(line) is None
+
+
+def test_every_shape_has_examples_and_a_near_miss():
+    assert all(shape.examples and shape.counterexamples for shape in SHAPES)
+
+
+def _log(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "train.log"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _megatron(step: int, loss: str, grad: str) -> str:
+    return (f" iteration {step:8d}/    1000 | consumed samples: {step * 64:12d} | elapsed time per "
+            f"iteration (ms): 31074.1 | learning rate: 5.997E-05 | global batch size:    64 | "
+            f"lm loss: {loss} | loss scale: 1.0 | grad norm: {grad} | number of skipped "
+            f"iterations:   0 | number of nan iterations:   0 |")
+
+
+def test_a_megatron_run_has_steps_its_total_and_its_nan_onset(tmp_path):
+    lines = [_megatron(s, "3.876781E+00", "1.234") for s in range(1, 30)]
+    lines += [_megatron(30, "nan", "nan")]
+    analysis = analyze(_log(tmp_path, lines))
+    assert (analysis.timeline.last_step, analysis.timeline.max_steps) == (30, 1000)
+    assert analysis.root_cause.finding.signature == "nan-loss"
+    assert analysis.root_cause.finding.step == 30
+
+
+def test_a_verl_run_reads_as_an_rl_run(tmp_path):
+    lines = [f"(TaskRunner pid=1) step:{s} - actor/entropy:{0.4 - s / 100:.3f} - "
+             f"actor/grad_norm:0.35 - critic/score/mean:0.25 - response_length/mean:480.0"
+             for s in range(1, 12)]
+    analysis = analyze(_log(tmp_path, lines))
+    assert analysis.timeline.last_step == 11
+    assert analysis.timeline.steps_logged == 11
+
+
+@pytest.mark.parametrize("last", [
+    "Training done in 1104.74 seconds.",
+    "`Trainer.fit` stopped: `max_epochs=3` reached.",
+    "[after training is done] datetime: 2024-04-09 10:51:29 ",
+])
+def test_a_run_that_says_it_finished_is_completed(tmp_path, last):
+    lines = [f"Step {s}: grad_norm=1.1, loss={2.0 - s / 100:.3f}, lr=1e-05" for s in range(1, 9)]
+    assert analyze(_log(tmp_path, [*lines, last])).verdict == "completed"
+    assert analyze(_log(tmp_path, lines)).verdict == "interrupted"  # a log that just stops
+
+
+MERMAID = re.compile(r"```mermaid\n(.*?)```", re.S)
+
+
+def test_charts_hold_plain_decimals_and_one_point_per_step(tmp_path):
+    lines = [f"{{'loss': {2 - s / 50}, 'learning_rate': {2.5e-05 * (1 - s / 40)}, "
+             f"'grad_norm': {1e-4 * s}, 'epoch': {s / 40}}}" for s in range(1, 40)]
+    report = render(analyze(_log(tmp_path, lines)), "md")
+    charts = MERMAID.findall(report)
+    assert any('grad_norm by step (x 10^-3)' in chart for chart in charts)
+    for chart in charts:
+        assert not re.search(r"\d[eE][-+]?\d", chart), chart
+        assert "nan" not in chart and "inf" not in chart
+        xs = re.search(r"x-axis \[(.*?)\]", chart)[1].split(", ")
+        assert len(xs) == len(set(xs))
+
+
+def test_no_golden_report_has_scientific_notation_in_a_chart():
+    for golden in (Path(__file__).parent.parent / "sample_logs" / "golden").glob("*.md"):
+        for chart in MERMAID.findall(golden.read_text()):
+            assert not re.search(r"\d[eE][-+]?\d", chart), golden.name
