@@ -97,3 +97,23 @@ def test_no_golden_report_has_scientific_notation_in_a_chart():
     for golden in (Path(__file__).parent.parent / "sample_logs" / "golden").glob("*.md"):
         for chart in MERMAID.findall(golden.read_text()):
             assert not re.search(r"\d[eE][-+]?\d", chart), golden.name
+
+
+def test_health_rules_read_an_emitters_own_names(tmp_path):
+    """verl's `actor/entropy` is the entropy the GRPO collapse rule watches."""
+    lines = [f"(TaskRunner pid=1) step:{s} - actor/entropy:{0.3 if s < 6 else 0.001} - "
+             f"actor/grad_norm:0.35 - critic/score/mean:0.25" for s in range(1, 16)]
+    anomalies = analyze(_log(tmp_path, lines)).anomalies
+    assert ("actor/entropy", "collapse") in {(a.metric, a.kind) for a in anomalies}
+
+
+def test_a_two_record_grpo_excerpt_with_no_reward_spread_is_the_finding(tmp_path):
+    lines = [f"{{'loss': 0.0, 'reward': 0.5, 'reward_std': 0.0, 'frac_reward_zero_std': 1.0, "
+             f"'kl': 0.0, 'entropy': 0.3, 'epoch': {s / 100}}}" for s in (1, 2)]
+    kinds = {(a.metric, a.kind) for a in analyze(_log(tmp_path, lines)).anomalies}
+    assert {("reward_std", "zero"), ("frac_reward_zero_std", "high")} <= kinds
+    # a reward still at 0 on the first two steps is how runs start, not a stuck reward
+    start = [line.replace("'reward': 0.5, 'reward_std': 0.0, 'frac_reward_zero_std': 1.0",
+                          "'reward': 0.0, 'reward_std': 0.2, 'frac_reward_zero_std': 0.1")
+             for line in lines]
+    assert not analyze(_log(tmp_path, start)).anomalies

@@ -26,6 +26,7 @@ EVAL_LOSS = spellings("eval_loss")
 GRPO_HINTS = ("reward", "rewards/", "kl", "entropy", "completions/", "frac_reward_zero_std",
               "critic/score", "actor/entropy")
 SPIKE_WINDOW = 10
+SHORT_EXCERPT_RUN = 5  # rules needing at most this run also judge a shorter excerpt whole
 LOSS_SPIKE_FACTOR = 2.0
 GRAD_SPIKE_FACTOR = 10.0
 
@@ -186,9 +187,10 @@ def assess(timeline: Timeline) -> list[Anomaly]:
 
 
 def _matching(columns: pd.Index, names: tuple[str, ...]) -> list[str]:
-    """Columns named by `names`, where `*` stands for one path part (no `/`)."""
+    """Columns named by `names` (or by another spelling of the same metric: Megatron's
+    `grad norm`, verl's `actor/entropy`), where `*` stands for one path part (no `/`)."""
     found = []
-    for name in names:
+    for name in dict.fromkeys(s for n in names for s in spellings(n)):
         pattern = re.compile("^" + "[^/]*".join(map(re.escape, name.split("*"))) + "$")
         found += [c for c in columns if c not in found and pattern.match(c)]
     return found
@@ -214,7 +216,11 @@ def _range_anomaly(rule: RangeRule, column: str, values: pd.Series) -> Anomaly |
         run = run + 1 if flag else 0
         if run > best:
             best, best_end = run, i
-    if best < rule.min_run:
+    # an excerpt shorter than the rule's run counts when every step of it is in the red (for
+    # the rules that need a short run: reward_std 0 on two GRPO steps is the finding; a
+    # reward still 0 on two steps is how most runs start)
+    whole_excerpt = 0 < best == len(bad) < rule.min_run <= SHORT_EXCERPT_RUN
+    if best < rule.min_run and not whole_excerpt:
         return None
     start = best_end - best + 1
     steps = values.index
