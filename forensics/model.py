@@ -270,7 +270,7 @@ class TimelineSummary:
     last_time: str | None = None  # the last timestamp any line carried
     lines_after_last_step: int | None = None
     last_checkpoint: Checkpoint | None = None
-    mode: str = "sft"  # sft | grpo
+    mode: str = "sft"  # sft | grpo | dpo
     rows: tuple[tuple[int, tuple[tuple[str, float | None], ...]], ...] = ()  # around the end
     series: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()  # for charts
 

@@ -117,3 +117,19 @@ def test_a_two_record_grpo_excerpt_with_no_reward_spread_is_the_finding(tmp_path
                           "'reward': 0.0, 'reward_std': 0.2, 'frac_reward_zero_std': 0.1")
              for line in lines]
     assert not analyze(_log(tmp_path, start)).anomalies
+
+
+def test_a_preference_run_is_not_judged_by_the_rl_rules(tmp_path):
+    """DPO's rewards/chosen is an implicit reward: near 0 for 25 steps is no reward bug."""
+    lines = [f"{{'loss': 0.69, 'grad_norm': 3.1, 'learning_rate': 5e-07, 'rewards/chosen': 0.0, "
+             f"'rewards/rejected': 0.0, 'rewards/accuracies': 0.0, 'rewards/margins': 0.0, "
+             f"'logps/chosen': -300.5, 'epoch': {s / 100}}}" for s in range(1, 26)]
+    assert not [a for a in analyze(_log(tmp_path, lines)).anomalies if a.kind == "stuck"]
+
+
+def test_many_columns_breaking_one_rule_are_one_anomaly(tmp_path):
+    names = [f"rewards/check_{i}/mean" for i in range(30)]
+    lines = ["{" + ", ".join(f"'{n}': 0.0" for n in names)
+             + f", 'reward': 0.0, 'reward_std': 0.1, 'epoch': {s / 100}}}" for s in range(1, 26)]
+    stuck = [a for a in analyze(_log(tmp_path, lines)).anomalies if a.kind == "stuck"]
+    assert len(stuck) == 1 and "30 other column(s)" in stuck[0].advice

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -58,7 +58,13 @@ class RangeRule:
 
 #: anomaly kinds the shape detectors below report; the range rules add theirs (`kind`)
 DETECTOR_KINDS = ("nan", "spike", "plateau", "overfitting", "no-warmup", "rising", "climbing")
-WHEN = ("sft", "grpo", "any")
+WHEN = ("sft", "grpo", "dpo", "any")
+#: the rules each trainer family is judged by (`when` in health.toml): a preference run
+#: (DPO, ORPO, KTO) trains like SFT, and its `rewards/chosen` is an implicit reward that no
+#: reward function produces, so the RL rules are not its
+JUDGED_BY = {"sft": ("any", "sft"), "grpo": ("any", "grpo"), "dpo": ("any", "sft", "dpo")}
+PREFERENCE_HINTS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen",
+                    "train/rewards/chosen")
 _RULE_TEXT = ("when", "kind", "healthy", "advice")
 _THRESHOLDS = ("above", "below", "at_most")
 _KIND = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -151,8 +157,11 @@ def anomaly_kinds(path: str | Path | None = None) -> frozenset[str]:
 
 
 def run_mode(timeline: Timeline) -> str:
-    """`grpo` when the run logs RL metrics, else `sft`."""
+    """`dpo` when the run logs a preference trainer's metrics, `grpo` when it logs RL
+    metrics, else `sft`."""
     columns = timeline.metric_columns
+    if any(c in PREFERENCE_HINTS for c in columns):
+        return "dpo"
     return "grpo" if any(c.startswith(GRPO_HINTS) for c in columns) else "sft"
 
 
@@ -171,19 +180,27 @@ def assess(timeline: Timeline) -> list[Anomaly]:
                                  "The first non-finite value: inspect this step's batch, clip "
                                  "gradients, lower the learning rate, prefer bf16 to fp16."))
     for rule in range_rules():
-        if rule.when not in ("any", mode):
-            continue
-        for column in _matching(train.columns, rule.metric):
-            anomaly = _range_anomaly(rule, column, train[column])
-            if anomaly is not None:
-                anomalies.append(anomaly)
+        if rule.when in JUDGED_BY[mode]:
+            anomalies += _one_per_rule([a for column in _matching(train.columns, rule.metric)
+                                        if (a := _range_anomaly(rule, column, train[column]))])
     anomalies += _spikes(train, mode)
     anomalies += _plateau(train)
     anomalies += _overfitting(train, timeline.eval)
-    if mode == "sft":  # RL recipes often run a flat or decaying rate with no warmup
+    if mode != "grpo":  # RL recipes often run a flat or decaying rate with no warmup
         anomalies += _learning_rate(train)
     anomalies += _length_climb(train)
     return sorted(anomalies, key=lambda a: (a.step, a.metric))
+
+
+def _one_per_rule(found: list[Anomaly]) -> list[Anomaly]:
+    """One anomaly per rule: the earliest, naming the other columns (30 reward functions all
+    stuck at 0 are one finding, not 30)."""
+    if len(found) <= 1:
+        return found
+    first, *others = sorted(found, key=lambda a: (a.step, a.metric))
+    names = ", ".join(a.metric for a in others[:5]) + (", ..." if len(others) > 5 else "")
+    return [replace(first, advice=f"{first.advice} The same on {len(others)} other "
+                                  f"column(s): {names}.")]
 
 
 def _matching(columns: pd.Index, names: tuple[str, ...]) -> list[str]:
@@ -203,7 +220,7 @@ def _first(columns: pd.Index, names: tuple[str, ...]) -> str | None:
 def _healthy(metric: str, mode: str) -> str:
     """The healthy range health.toml gives a metric in this mode."""
     for rule in range_rules():
-        if rule.when in ("any", mode) and _matching(pd.Index([metric]), rule.metric):
+        if rule.when in JUDGED_BY[mode] and _matching(pd.Index([metric]), rule.metric):
             return rule.healthy
     return "finite, decreasing"
 

@@ -122,7 +122,8 @@ def nonfinite_onset(timeline: Timeline, metrics: tuple[str, ...],
 
 KEY_METRICS = ("loss", "grad_norm", "learning_rate", "reward", "reward_std", "entropy", "kl",
                "completions/mean_length", "eval_loss")
-CHART_METRICS = {"sft": ("loss", "grad_norm"), "grpo": ("reward", "entropy")}
+CHART_METRICS = {"sft": ("loss", "grad_norm"), "grpo": ("reward", "entropy"),
+                 "dpo": ("loss", "rewards/margins")}
 CHART_POINTS = 40
 
 
