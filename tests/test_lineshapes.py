@@ -133,3 +133,15 @@ def test_many_columns_breaking_one_rule_are_one_anomaly(tmp_path):
              + f", 'reward': 0.0, 'reward_std': 0.1, 'epoch': {s / 100}}}" for s in range(1, 26)]
     stuck = [a for a in analyze(_log(tmp_path, lines)).anomalies if a.kind == "stuck"]
     assert len(stuck) == 1 and "30 other column(s)" in stuck[0].advice
+
+
+def test_a_metrics_jsonl_file_in_a_job_folder_is_read(tmp_path):
+    job = tmp_path / "run"
+    job.mkdir()
+    (job / "train.log").write_text("starting\n")
+    (job / "metrics.jsonl").write_text("".join(
+        f'{{"step": {s}, "train/loss": {2 - s / 100}, "train/grad_norm": 1.1}}\n'
+        for s in range(1, 21)) + '{"step": 21, "train/loss": NaN, "train/grad_norm": NaN}\n')
+    analysis = analyze(job)
+    assert analysis.timeline.last_step == 21
+    assert analysis.root_cause.finding.signature == "nan-loss"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 LOG_SUFFIXES = (".log", ".out", ".err", ".txt")
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
-LOG_NAMES = ("debug.log", "output.log", "error.json")
+LOG_NAMES = ("debug.log", "output.log", "error.json", "metrics.jsonl", "wandb-history.jsonl")
 JSON_KINDS = {"trainer_state.json": "trainer-state", "wandb-summary.json": "wandb-summary"}
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(?P<step>\d+)$")
 # NCCL Flight Recorder dumps: TORCH_NCCL_DEBUG_INFO_TEMP_FILE (a prefix) + the rank

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import regex
 
+#: the record's own bookkeeping, not metrics (W&B's `_step`, `_runtime` start with `_`)
+SKIPPED_KEYS = frozenset({"step", "global_step", "train/global_step", "iteration"})
 _NUMBER = r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|-?inf|-?Inf"
 
 
@@ -27,7 +29,7 @@ class LineShape:
     #: real lines and the (step, values) each gives
     examples: tuple[tuple[str, int, dict[str, float]], ...]
     counterexamples: tuple[str, ...] = ()  # look-alikes that are no record
-    needs: tuple[str, ...] = ()  # keys a record must hold (generic shapes only)
+    needs: tuple[str, ...] = ()  # a record must hold a key containing one (generic shapes)
 
     def read(self, body: str) -> tuple[int, int | None, dict[str, float | None]] | None:
         """The record a line holds: its step, its total steps (or None) and its values."""
@@ -38,9 +40,9 @@ class LineShape:
         for pair in self.pair.finditer(body, start.start()):
             value = _number(pair["value"])
             key = " ".join(pair["key"].split())
-            if value is not None and key != "step":  # the step is the record's, not a metric
+            if value is not None and key not in SKIPPED_KEYS and not key.startswith("_"):
                 values[key] = value
-        if not values or not all(key in values for key in self.needs):
+        if not values or (self.needs and not any(n in key for key in values for n in self.needs)):
             return None
         total = start.groupdict().get("total")
         return int(start["step"]), int(total) if total else None, values
@@ -68,7 +70,12 @@ SHAPES = (
            "elapsed time per iteration (ms)": 31074.1, "learning rate": 5.997e-05,
            "global batch size": 80.0, "lm loss": 3.876781, "loss scale": 4096.0,
            "grad norm": 3246.595, "num zeros": 0.0, "number of skipped iterations": 0.0,
-           "number of nan iterations": 0.0}),),
+           "number of nan iterations": 0.0}),
+         # NeMo 2 prints the same shape
+         ("Training epoch 0, iteration 10/99 | lr: 1.5e-05 | global_batch_size: 8 | global_step: "
+          "10 | reduced_train_loss: 9.553 | train_step_timing in s: 0.4312 | consumed_samples: 88",
+          10, {"lr": 1.5e-05, "global_batch_size": 8.0, "reduced_train_loss": 9.553,
+               "train_step_timing in s": 0.4312, "consumed_samples": 88.0})),
         (" > finished iteration 100/ 500 of the data loader warm-up | rank 0",)),
     LineShape(
         "torchtitan", ("  loss: ",),
@@ -106,6 +113,22 @@ SHAPES = (
           {"grad_norm": 1.83, "loss": 2.3114, "lr": 2.5e-05}),),
         ("Namespace(batch_size=8, loss=mse, lr=0.001, max_steps=1000, step_size=30)",),
         needs=("loss",)),
+    LineShape(
+        "json-lines", ('"step": ', '"_step": ', '"global_step": ', '"iteration": '),
+        regex.compile(r'^\{.*?"(?:train/global_step|global_step|step|iteration|_step)": '
+                      r"(?P<step>\d+)\b"),
+        regex.compile(rf'"(?P<key>[^"\\]{{1,80}})": (?P<value>{_NUMBER})(?=[,}}\s])'),
+        (('{"train/loss": 2.3421, "train/grad_norm": 1.25, "train/learning_rate": 1.9e-05, '
+          '"train/epoch": 0.05, "train/global_step": 10, "_timestamp": 1718000000.1, '
+          '"_runtime": 120.5, "_step": 9}', 10,
+          {"train/loss": 2.3421, "train/grad_norm": 1.25, "train/learning_rate": 1.9e-05,
+           "train/epoch": 0.05}),
+         ('{"step": 5000, "train/loss/con": 0.04, "train/loss/dyn": 5.41, "train/loss/image": '
+          '61.08, "episode/score": 0.1}', 5000,
+          {"train/loss/con": 0.04, "train/loss/dyn": 5.41, "train/loss/image": 61.08,
+           "episode/score": 0.1})),
+        ('{"level": "info", "step": 3, "pid": 4242, "msg": "loading shards"}',),
+        needs=("loss", "reward", "grad_norm")),
 )
 KEYWORDS = tuple(dict.fromkeys(k for shape in SHAPES for k in shape.keywords))
 
