@@ -212,9 +212,14 @@ def _timeline(passes: list[LinePass], health: Health | None,
         for total, (n, seen) in lines.progress.items():
             last, count = progress.get(total, (0, 0))
             progress[total] = (max(last, n), count + seen)
+    trained: Counter[int] = Counter()
+    for lines in passes:
+        trained.update(lines.trained_on)
     max_steps = last_step = None
-    if progress:
-        max_steps, (last_step, _) = max(progress.items(), key=lambda kv: (kv[1][1], kv[0]))
+    if progress:  # the training bar: the one training records were read against, else the
+        # bar redrawn most (an evaluation bar can be redrawn more often than it)
+        max_steps, (last_step, _) = max(progress.items(), key=lambda kv: (
+            trained.get(kv[0], 0), kv[1][1], kv[0]))
     lasts = [row for row in (lines.metrics.last(TRAIN) for lines in passes) if row is not None]
     last_metrics = tuple(lasts[-1].values.items()) if lasts else ()
     times = [lines.last_time for lines in passes if lines.last_time]

@@ -231,3 +231,29 @@ def test_timeline_command(tmp_path, fmt):
     else:
         text = out.read_text()
         assert "grad_norm" in text and "140" in text
+
+
+def _bar(n: int, total: int) -> str:
+    filled = 10 * n // total
+    return (f"\r{100 * n // total:3d}%|{'█' * filled}{' ' * (10 - filled)}| {n}/{total} "
+            f"[00:{n % 60:02d}<01:00,  1.00it/s]")
+
+
+def test_evaluation_bars_do_not_steal_the_training_step(tmp_path):
+    """stdout to a file: the training bar's redraws and the evaluation bar's run together on
+    `\\r` lines, and the evaluation bar is redrawn more often than the training bar."""
+    parts = []
+    for step in range(1, 41):
+        parts.append(_bar(step, 200))
+        if step % 10 == 0:
+            parts.append(f"\n{{'loss': {2 - step / 100}, 'learning_rate': 2e-05, "
+                         f"'epoch': {step / 200}}}\n")
+        if step % 20 == 0:
+            parts += [_bar(n, 75) for n in range(76)]
+            parts.append(f"\n{{'eval_loss': {1.9 - step / 100}, 'eval_runtime': 7.5, "
+                         f"'epoch': {step / 200}}}\n")
+    analysis = analysis_of(tmp_path, "".join(parts))
+    assert (analysis.timeline.last_step, analysis.timeline.max_steps) == (40, 200)
+    frame = frame_of(tmp_path, "".join(parts)).reset_index()
+    assert sorted(frame[frame["kind"] == "eval"]["step"]) == [20, 40]
+    assert sorted(frame[frame["kind"] == "train"]["step"]) == [10, 20, 30, 40]

@@ -4,7 +4,7 @@ and the block walkers assemble what spans several lines. Only flagged lines reac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from forensics.catalog import LONG_LINE_CHARS, Catalog, Signature, completed_keyword
 from forensics.inputs.layouts import checkpoint_step
@@ -126,6 +126,7 @@ class LinePass:
     last_time: str | None = None
     last_step_line: int = 0
     checkpoint: Checkpoint | None = None
+    trained_on: dict[int, int] = field(default_factory=dict)  # bar total -> training records
 
 
 class _LineReader:
@@ -271,7 +272,8 @@ class _LineReader:
     def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
               tags: set[str], signatures: set[str]) -> None:
         if not signatures and tags == {"metrics"}:  # the hot path: a metrics dict
-            self._printed(line_no, raw, self.bars.step_at(block, block.find(b"{'", start, end)))
+            self._printed(line_no, raw, self.bars.step_at(block, block.find(b"{'", start, end),
+                                                          "'eval_" in raw))
             return
         events = bool(tags - _MATCH_TAGS)
         for seg, role, found in self._analysed(block, start, raw, signatures, "signal" in tags):
@@ -298,7 +300,7 @@ class _LineReader:
         """What the lexer's own line kinds say: metrics, steps, worker exits, completion,
         checkpoints."""
         if "metrics" in tags and "{'" in seg.body:
-            self._printed(line_no, seg.body, self.bars.step_at(block, end))
+            self._printed(line_no, seg.body, self.bars.step_at(block, end, "'eval_" in seg.body))
         if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
             self.flush_printed()
             self.metrics.add(line_no, found[0], found[1], TRAIN)
@@ -522,7 +524,7 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
         tracebacks=[replace(tb, who=scanner.who(tb.who)) for tb in scanner.tracebacks.done],
         worker_failures=scanner.failures,
         metrics=scanner.metrics,
-        progress=scanner.bars.bars,
+        progress=scanner.bars.bars, trained_on=scanner.bars.trained_on,
         completion=scanner.completion,
         tail=tail_lines,
         python_versions=scanner.tracebacks.python_versions,

@@ -32,8 +32,13 @@ class ProgressTracker:
     bars: dict[int, tuple[int, int]] = field(default_factory=dict)  # total -> (last n, seen)
     last_line: int = 0  # line number of the last undescribed bar
     _described: dict[int, bool] = field(default_factory=dict)  # every total met -> described
-    _carried: int | None = None  # the step at the end of the previous block
-    _cached: tuple[int, int | None] = (-1, None)  # (offset of the last bar, its step) so far
+    #: total -> how many training records were read against a bar of that total: the
+    #: training bar is the one they use, whatever eval bars are redrawn more often
+    trained_on: dict[int, int] = field(default_factory=dict)
+    _last_by_total: dict[int, int] = field(default_factory=dict)  # the last n parsed per total
+    _carried: tuple[int | None, int | None] = (None, None)  # (step, total) ending the last block
+    # (offset of the last bar, its step, its total) so far
+    _cached: tuple[int, int | None, int | None] = (-1, None, None)
     _looked_to: int = 0  # offset up to which this block was searched for bars
     _discovering: bool = True
 
@@ -43,11 +48,25 @@ class ProgressTracker:
         last, seen = self.bars.get(total, (0, 0))
         self.bars[total] = (max(last, step), seen + 1)
 
-    def step_at(self, block: bytes, pos: int) -> int | None:
-        """The step shown by the last undescribed bar before `pos` (earlier blocks included).
-        Records come in order, so only the bytes since the last question are searched."""
+    def step_at(self, block: bytes, pos: int, evaluation: bool = False) -> int | None:
+        """The step shown by the last undescribed bar before `pos` (earlier blocks included);
+        for an evaluation record, the step the training bar had reached (the bar just before
+        it is the evaluation's own, `75/75`). Records come in order, so only the bytes since
+        the last question are searched."""
+        self._last_bar(block, pos)
+        _, step, total = self._cached
+        if total is None:
+            return step
+        if not evaluation:
+            self.trained_on[total] = self.trained_on.get(total, 0) + 1
+            return step
+        training = max(self.trained_on, key=self.trained_on.__getitem__, default=total)
+        return step if training == total else self._last_by_total.get(training, step)
+
+    def _last_bar(self, block: bytes, pos: int) -> None:
+        """Find the last undescribed bar before `pos` (kept in `_cached`)."""
         if pos < self._looked_to:  # out of order: start over from the block's start
-            self._looked_to, self._cached = 0, (-1, self._carried)
+            self._looked_to, self._cached = 0, (-1, *self._carried)
         end = pos
         for _ in range(_LOOK_BACK):
             mark = block.rfind(_MARK, self._looked_to, end)
@@ -55,11 +74,11 @@ class ProgressTracker:
                 break
             bar = self._parse(block, mark)
             if bar is not None and not bar[0]:
-                self._cached = (mark, bar[1])
+                self._cached = (mark, bar[1], bar[2])
+                self._last_by_total[bar[2]] = bar[1]
                 break
             end = mark
         self._looked_to = pos
-        return self._cached[1]
 
     def finish_block(self, block: bytes, first_line: int, newlines: int) -> None:
         """Count this block's redraws per total and carry its last step to the next block
@@ -76,11 +95,13 @@ class ProgressTracker:
                     bar = self._parse(block, block.rfind(_MARK, 0, block.rfind(needle)))
                     last, before = self.bars.get(total, (0, 0))
                     self.bars[total] = (bar[1] if bar else last, before + seen)
-            end_step = self.step_at(block, len(block))
+                    if bar:
+                        self._last_by_total[total] = bar[1]
+            self._last_bar(block, len(block))
             if self._cached[0] >= 0:
                 self.last_line = first_line + newlines - block.count(b"\n", self._cached[0])
-            self._carried = end_step
-        self._looked_to, self._cached = 0, (-1, self._carried)
+            self._carried = self._cached[1:]
+        self._looked_to, self._cached = 0, (-1, *self._carried)
 
     def _counts(self, block: bytes) -> dict[int, int]:
         """Redraws in the block of each total met so far."""
