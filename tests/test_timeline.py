@@ -257,3 +257,17 @@ def test_evaluation_bars_do_not_steal_the_training_step(tmp_path):
     frame = frame_of(tmp_path, "".join(parts)).reset_index()
     assert sorted(frame[frame["kind"] == "eval"]["step"]) == [20, 40]
     assert sorted(frame[frame["kind"] == "train"]["step"]) == [10, 20, 30, 40]
+
+
+def test_records_without_a_step_do_not_borrow_another_emitters(tmp_path):
+    """No bar in the file (stdout only); DeepSpeed's step line every 10 steps is its own
+    record, and the 50 loss records must not all share its step (or step 0 before it)."""
+    lines = []
+    for i in range(1, 51):
+        lines.append(f"{{'loss': {2 - i / 100}, 'learning_rate': 2e-05, 'epoch': {i / 50:.2f}}}")
+        if i % 10 == 0:
+            lines.append(f"[2024-01-01 10:00:00,000] [INFO] [logging.py:96:log_dist] [Rank 0] "
+                         f"step={i}, skipped=0, lr=[2e-05], mom=[(0.9, 0.999)]")
+    frame = frame_of(tmp_path, "\n".join(lines) + "\n").reset_index()
+    losses = frame[frame["loss"].notna()]["step"].tolist()
+    assert losses == list(range(1, 51))

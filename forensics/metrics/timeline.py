@@ -54,11 +54,14 @@ def _metric_column(key: str) -> str:
 def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
     steps = np.frombuffer(table.steps, dtype=np.float64).copy()
     kinds = np.frombuffer(table.kinds, dtype=np.int8)
-    if np.isnan(steps).all():
-        # No step printed with the records: number the training records 1, 2, 3 ...
-        steps = np.cumsum(kinds == TRAIN).astype(np.float64)
-    else:
-        steps = pd.Series(steps).ffill().fillna(0).to_numpy()
+    own = ~np.isnan(steps)
+    stepless = ~own & (kinds == TRAIN)
+    if stepless.sum() > own.sum():
+        # Most training records came with no step (no bar in the file; another emitter's
+        # step lines, such as DeepSpeed's every N steps, are not theirs to share): number
+        # them 1, 2, 3 ... in their order
+        steps = np.where(stepless, np.cumsum(stepless), steps)
+    steps = pd.Series(steps).ffill().fillna(0).to_numpy()
     rows = np.frombuffer(table.cell_rows, dtype=np.int32)
     keys = np.frombuffer(table.cell_keys, dtype=np.uint16)
     cells = np.frombuffer(table.cell_values, dtype=np.float64)
