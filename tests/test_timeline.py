@@ -271,3 +271,17 @@ def test_records_without_a_step_do_not_borrow_another_emitters(tmp_path):
     frame = frame_of(tmp_path, "\n".join(lines) + "\n").reset_index()
     losses = frame[frame["loss"].notna()]["step"].tolist()
     assert losses == list(range(1, 51))
+
+
+def test_records_a_lagging_bar_gave_one_step_are_told_apart_by_their_epoch(tmp_path):
+    """tqdm redraws at most every 0.1 s: two records 10 steps apart read the same bar."""
+    parts = []
+    for step in range(10, 210, 10):
+        shown = step - step % 20  # the bar was redrawn only every 20 steps
+        parts.append(bar(max(shown, 1), 400))
+        parts.append(f"\n{{'loss': {2 - step / 1000}, 'learning_rate': 2e-05, "
+                     f"'epoch': {step / 100}}}\n")
+    frame = frame_of(tmp_path, "".join(parts)).reset_index()
+    steps = frame[frame["kind"] == "train"]["step"].tolist()
+    assert len(set(steps)) == len(steps) and steps == sorted(steps)
+    assert steps[-1] == 200

@@ -75,6 +75,8 @@ def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
         flags = np.zeros(len(steps), dtype=bool)
         flags[rows[mine]] = present[mine] & ~np.isfinite(cells[mine])
         values[_metric_column(key)], bad[_metric_column(key)] = data, flags
+    if "epoch" in values:
+        steps = _untie(steps, kinds == TRAIN, values["epoch"])
     index = pd.Index(steps.astype(np.int64), name="step")
     frame = pd.DataFrame(values, index=index)
     frame.insert(0, "line", np.frombuffer(table.lines, dtype=np.int64))
@@ -82,6 +84,31 @@ def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame.insert(0, "kind", pd.Categorical([KIND_NAMES[k] for k in kinds],
                                            categories=["train", "eval"]))
     return frame, pd.DataFrame(bad, index=index)
+
+
+def _untie(steps: np.ndarray, train: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """Training records that got the same step (a bar tqdm did not redraw between them, `\r`
+    updates run together) but moved on in epoch: their step from the epoch, at the steps
+    per epoch the untied records show. Steps never go back; the log's own ties stay."""
+    firsts = train & ~np.isnan(epochs) & (epochs > 0)
+    if firsts.sum() < 2:
+        return steps
+    tied = firsts & np.r_[False, steps[1:] == steps[:-1]]
+    if not tied.any():
+        return steps
+    untied = firsts & ~tied & (steps > 0)
+    if not untied.any():
+        return steps
+    per_epoch = float(np.median(steps[untied] / epochs[untied]))
+    out = steps.copy()
+    previous = -np.inf
+    for i in np.flatnonzero(train):
+        if tied[i] and not np.isnan(epochs[i]):
+            guess = round(epochs[i] * per_epoch)
+            if guess > previous:
+                out[i] = guess
+        previous = max(previous, out[i])
+    return out
 
 
 def build_timeline(tables: list[MetricsTable]) -> Timeline | None:
