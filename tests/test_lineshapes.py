@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from forensics import analyze
+from forensics.catalog import load_catalog
+from forensics.inputs.sources import Source
+from forensics.lines.linepass import compile_plan, line_pass
 from forensics.metrics.lineshapes import SHAPES, line_record
+from forensics.metrics.timeline import build_timeline
 from forensics.report import render
 
 EXAMPLES = [pytest.param(shape, line, step, values, id=f"{shape.name}-{i}")
@@ -145,3 +149,22 @@ def test_a_metrics_jsonl_file_in_a_job_folder_is_read(tmp_path):
     analysis = analyze(job)
     assert analysis.timeline.last_step == 21
     assert analysis.root_cause.finding.signature == "nan-loss"
+
+
+def test_a_lightning_bar_gives_one_record_per_step_and_its_nan(tmp_path):
+    """The bar is redrawn twice a step (new count, then new postfix), all on `\\r` lines."""
+    redraws, previous = [], "2.000"
+    for epoch in range(2):
+        for batch in range(1, 41):
+            loss = "nan" if (epoch, batch) >= (1, 30) else f"{2 - (epoch * 40 + batch) / 100:.3f}"
+            for shown in (previous, loss):
+                redraws.append(f"\rEpoch {epoch}:  {batch * 100 // 40:2d}%|███       | {batch}/40 "
+                               f"[00:{batch:02d}<00:30,  1.65it/s, v_num=3, train_loss={shown}]")
+            previous = loss
+    log = tmp_path / "train.log"
+    log.write_text("".join(redraws) + "\n")
+    frame = build_timeline([line_pass(Source(str(log), log), compile_plan(load_catalog()))
+                            .metrics]).frame
+    assert list(frame.index) == list(range(1, 81))  # epoch x 40 + batch, each once
+    root = analyze(log).root_cause
+    assert root.finding.signature == "nan-loss" and root.finding.step == 70

@@ -34,7 +34,7 @@ from forensics.lines.signals import HEDGED, signal_name, signal_of
 from forensics.metrics.lineshapes import line_record
 from forensics.metrics.progress import ProgressTracker
 from forensics.metrics.shapes import checkpoint_saved, deepspeed_step
-from forensics.metrics.table import TRAIN, MetricsTable, log_history_table
+from forensics.metrics.table import SUMMARY, TRAIN, MetricsTable, log_history_table, record_kind
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,
@@ -153,6 +153,8 @@ class _LineReader:
         self._muted_texts: tuple[bytes, ...] = ()
         self._exhausted_since_block = False
         self.printed: list[tuple[int, int | None, str]] = []  # metrics dicts not yet parsed
+        # the last metrics line read, held while the next may redraw the same step (a bar)
+        self.held: tuple[int, int, int | None, dict[str, float | None]] | None = None
         self.default_who = Attribution(rank=source.rank, local_rank=source.local_rank,
                                        time=source.time)
 
@@ -318,10 +320,21 @@ class _LineReader:
 
     def _line_record(self, line_no: int, step: int, total: int | None,
                      values: dict[str, float | None]) -> None:
-        """A metrics line of a registered shape (Megatron, torchtitan, verl, ...): its own
-        step, and its total counted like a progress bar's."""
-        self.flush_printed()
-        self.metrics.add(line_no, step, values)
+        """A metrics line of a registered shape (Megatron, torchtitan, verl, a Lightning
+        bar ...) with its own step: held until a line of another step comes (a bar redrawn
+        for the same step replaces it), its total counted like a progress bar's."""
+        if self.held is None or self.held[1] != step:
+            self.flush_printed()  # what came before it, in line order
+        self.held = (line_no, step, total, values)
+
+    def _add_held(self) -> None:
+        if self.held is None:
+            return
+        line_no, step, total, values = self.held
+        self.held = None
+        # HF's summary keys (`train_loss`) mean a step's loss here, not the final summary
+        kind = record_kind(values)
+        self.metrics.add(line_no, step, values, TRAIN if kind == SUMMARY else kind)
         if total:
             self.bars.printed(step, total)
         if self.metrics.kinds and self.metrics.kinds[-1] == TRAIN:
@@ -420,7 +433,8 @@ class _LineReader:
 
     def flush_printed(self) -> None:
         """Parse the queued metrics dicts in one pass (before any other record is added,
-        so that records stay in line order)."""
+        so that records stay in line order), after the metrics line held before them."""
+        self._add_held()
         if not self.printed:
             return
         lines, steps, bodies = zip(*self.printed, strict=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import regex
 
 #: the record's own bookkeeping, not metrics (W&B's `_step`, `_runtime` start with `_`)
-SKIPPED_KEYS = frozenset({"step", "global_step", "train/global_step", "iteration"})
+SKIPPED_KEYS = frozenset({"step", "global_step", "train/global_step", "iteration", "v_num"})
 _NUMBER = r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|-?inf|-?Inf"
 
 
@@ -32,20 +32,28 @@ class LineShape:
     needs: tuple[str, ...] = ()  # a record must hold a key containing one (generic shapes)
 
     def read(self, body: str) -> tuple[int, int | None, dict[str, float | None]] | None:
-        """The record a line holds: its step, its total steps (or None) and its values."""
+        """The record a line holds: its step, its total steps (or None) and its values. The
+        step is the record's `step` group, else a `global_step` it logs, else (a bar's
+        postfix) epoch x batches per epoch + batch."""
         start = self.record.search(body)
         if start is None:
             return None
-        values: dict[str, float | None] = {}
+        logged: dict[str, float] = {}
         for pair in self.pair.finditer(body, start.start()):
-            value = _number(pair["value"])
-            key = " ".join(pair["key"].split())
-            if value is not None and key not in SKIPPED_KEYS and not key.startswith("_"):
-                values[key] = value
+            if (value := _number(pair["value"])) is not None:
+                logged[" ".join(pair["key"].split())] = value
+        values: dict[str, float | None] = {k: v for k, v in logged.items()
+                                           if k not in SKIPPED_KEYS and not k.startswith("_")}
         if not values or (self.needs and not any(n in key for key in values for n in self.needs)):
             return None
-        total = start.groupdict().get("total")
-        return int(start["step"]), int(total) if total else None, values
+        found = start.groupdict()
+        if found.get("step"):
+            step = int(found["step"])
+        elif "global_step" in logged:
+            step = int(logged["global_step"])
+        else:
+            step = int(found["epoch"]) * int(found["batches"]) + int(found["batch"])
+        return step, int(found["total"]) if found.get("total") else None, values
 
 
 def _number(raw: str) -> float | None:
@@ -112,6 +120,24 @@ SHAPES = (
         (("Step 1200: grad_norm=1.83, loss=2.3114, lr=2.5e-05", 1200,
           {"grad_norm": 1.83, "loss": 2.3114, "lr": 2.5e-05}),),
         ("Namespace(batch_size=8, loss=mse, lr=0.001, max_steps=1000, step_size=30)",),
+        needs=("loss",)),
+    LineShape(
+        # Lightning's bar (and NeMo 1's, which is Lightning's) carries the metrics in its
+        # postfix; it is redrawn several times a step, and the line pass keeps the last
+        "lightning-bar", ("it/s, ", "s/it, "),
+        regex.compile(r"^Epoch (?P<epoch>\d+):\s+\d+%\|[^|]*\|\s*(?P<batch>\d+)/(?P<batches>\d+) "
+                      r"\[[^\]]*?(?:it/s|s/it), "),
+        regex.compile(rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])"),
+        (("Epoch 0:  31%|███       | 1222/3999 [1:05:55<2:29:48,  3.24s/it, v_num=29, "
+          "train_intent_loss_step=1.000, train_total_loss=-.229]", 1222,
+          {"train_intent_loss_step": 1.0, "train_total_loss": -0.229}),
+         ("Epoch 0:   6%|██                               | 32040/500150 [6:28:43<94:39:17,  "
+          "1.37it/s, loss=2.6, v_num=95nc, reduced_train_loss=2.590, global_step=3.2e+4, "
+          "consumed_samples=2.56e+7]", 32000,
+          {"loss": 2.6, "reduced_train_loss": 2.59, "consumed_samples": 2.56e7}),
+         ("Epoch 2:  50%|█████     | 50/100 [00:30<00:30,  1.65it/s, v_num=3, train_loss=0.512]",
+          250, {"train_loss": 0.512})),
+        (" 45%|████▌     | 450/1000 [02:15<02:45,  3.33it/s, v_num=0, train_loss=0.512]",),
         needs=("loss",)),
     LineShape(
         "json-lines", ('"step": ', '"_step": ', '"global_step": ', '"iteration": '),

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 #: canonical name -> every spelling, most common first
 ALIASES: dict[str, tuple[str, ...]] = {
     # HF Trainer/TRL, W&B prefixes, Megatron-LM (`lm loss`), verl (`actor/...`, `critic/...`)
-    "loss": ("loss", "train/loss", "train_loss", "lm loss", "reduced_train_loss"),
+    "loss": ("loss", "train/loss", "train_loss", "lm loss", "reduced_train_loss",
+             "train_loss_step"),
     "grad_norm": ("grad_norm", "train/grad_norm", "grad norm", "actor/grad_norm"),
     "learning_rate": ("learning_rate", "train/learning_rate", "lr", "learning rate",
                       "actor/lr"),
