@@ -285,3 +285,15 @@ def test_records_a_lagging_bar_gave_one_step_are_told_apart_by_their_epoch(tmp_p
     steps = frame[frame["kind"] == "train"]["step"].tolist()
     assert len(set(steps)) == len(steps) and steps == sorted(steps)
     assert steps[-1] == 200
+
+
+def test_a_pretty_printed_metrics_dict_is_one_record(tmp_path):
+    text = ("{'loss': 1.52, 'learning_rate': 2e-05, 'epoch': 0.5}\n"
+            "{'epoch': 1.0,\n 'eval_loss': 0.51,\n 'eval_runtime': 10.2,\n"
+            " 'eval_samples_per_second': 98.1}\n"
+            "{'loss': 1.41, 'learning_rate': 2e-05, 'epoch': 1.5}\n")
+    frame = frame_of(tmp_path, text)
+    evals = frame[frame["kind"] == "eval"]
+    assert len(evals) == 1 and evals["eval_loss"].iloc[0] == 0.51
+    assert evals["eval_runtime"].iloc[0] == 10.2
+    assert len(frame[frame["kind"] == "train"]) == 2

@@ -58,6 +58,7 @@ MAX_LINES_PER_SIGNATURE = 500
 #: long lines on which a signature's regex may run out of time before it skips long lines
 MAX_SLOW_LINES = 8
 MAX_FACT_LINES = 200
+MAX_DICT_BYTES = 16 * 1024  # the most a pretty-printed metrics dict is read across lines
 MEMO_LINES = 4096  # distinct lines whose analysis is remembered
 MEMO_LINE_CHARS = 2048
 PRINTED_BATCH = 4096  # metrics dicts parsed together
@@ -274,8 +275,8 @@ class _LineReader:
     def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
               tags: set[str], signatures: set[str]) -> None:
         if not signatures and tags == {"metrics"}:  # the hot path: a metrics dict
-            self._printed(line_no, raw, self.bars.step_at(block, block.find(b"{'", start, end),
-                                                          "'eval_" in raw))
+            self._printed(line_no, _whole_dict(raw, block, end),
+                          self.bars.step_at(block, block.find(b"{'", start, end), "'eval_" in raw))
             return
         events = bool(tags - _MATCH_TAGS)
         for seg, role, found in self._analysed(block, start, raw, signatures, "signal" in tags):
@@ -302,7 +303,8 @@ class _LineReader:
         """What the lexer's own line kinds say: metrics, steps, worker exits, completion,
         checkpoints."""
         if "metrics" in tags and "{'" in seg.body:
-            self._printed(line_no, seg.body, self.bars.step_at(block, end, "'eval_" in seg.body))
+            self._printed(line_no, _whole_dict(seg.body, block, end),
+                          self.bars.step_at(block, end, "'eval_" in seg.body))
         if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
             self.flush_printed()
             self.metrics.add(line_no, found[0], found[1], TRAIN)
@@ -441,6 +443,19 @@ class _LineReader:
         self.printed.clear()
         last_train = self.metrics.add_printed(list(lines), list(steps), list(bodies))
         self.last_step_line = max(self.last_step_line, last_train)
+
+
+def _whole_dict(text: str, block: bytes, end: int) -> str:
+    """A metrics dict that `pprint` spread over several lines (`{'epoch': 1.0,` then
+    ` 'eval_loss': 0.51,` ... `'eval_runtime': 10.2}`), joined back into one line."""
+    opened = text.find("{'")
+    if opened < 0 or "}" in text[opened:]:
+        return text
+    close = block.find(b"}", end, end + MAX_DICT_BYTES)
+    if close < 0 or b"\n\n" in block[end:close]:
+        return text
+    rest = block[end:close + 1].decode("utf-8", "replace")
+    return text + " " + " ".join(part.strip() for part in rest.splitlines())
 
 
 def _cut_captures(signature: Signature, body: str,
