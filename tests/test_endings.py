@@ -192,3 +192,20 @@ def test_a_launcher_killing_its_workers_is_a_death_not_unknown(tmp_path):
     analysis = run(tmp_path, log)
     assert analysis.verdict == "failed"
     assert root_of(analysis) == "worker-exit-nonzero"
+
+
+def test_a_paste_that_begins_inside_a_traceback_is_a_death(tmp_path):
+    """The header was cut off above the first frame (its indent lost too); the last frame
+    quotes an `assert`, so the assertion is what ended it."""
+    log = ('File ".../lib/python3.9/site-packages/deepspeed/runtime/zero/stage3.py", line 525, '
+           "in defragment\n    assert len(set(t.dtype for t in tensors)) == 1\n")
+    analysis = run(tmp_path, log)
+    assert analysis.verdict == "failed"
+    assert root_of(analysis) == "assertion-error"
+
+
+def test_frames_in_the_middle_of_a_log_open_no_traceback_without_their_header(tmp_path):
+    log = ("step 10 loss 1.2\n"
+           '  File "/opt/app/train.py", line 12, in <module>\n'
+           "step 11 loss 1.1\n")
+    assert run(tmp_path, log).verdict != "failed"

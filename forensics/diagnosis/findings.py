@@ -319,13 +319,20 @@ def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
         kind, line = part.exception_type, part.line
         text = f"{part.exception_type}: {part.message}" if part.message else kind
     captures = (("exception_type", kind),) if kind else ()
+    # an exception line no token held (inferred from a cut traceback's `assert` frame, or
+    # named by its header) is still judged by the catalog before the catch-all takes it
+    judged = next(((s, m) for s in catalog.signatures if not s.generic and kind
+                   and (m := s.search(text, text)) is not None), None)
+    signature = judged[0] if judged else catch_all
+    if judged:
+        captures += tuple((k, v) for k, v in judged[1].groupdict().items() if v is not None)
     if last.cut:
         captures += (("traceback", "cut off before its exception line" if kind is None
                       else "cut off before its last exception line"),)
     evidence = Evidence(last.source, line, text, body=text)
     return [Finding(
-        signature=catch_all.id, title=catch_all.title, category=catch_all.category,
-        severity=catch_all.severity, count=1, ranks=(last.who.rank,) if last.who.rank
+        signature=signature.id, title=signature.title, category=signature.category,
+        severity=signature.severity, count=1, ranks=(last.who.rank,) if last.who.rank
         is not None else (), hosts=(last.who.host,) if last.who.host else (), first=evidence,
         evidence=(evidence,), captures=captures,
         who=last.who, exception_type=kind, order=10**15 + line,

@@ -123,7 +123,9 @@ def exception_name(body: str) -> str | None:
         return None
     name = found["type"]
     return name if name.rsplit(".", 1)[-1].endswith(EXCEPTION_SUFFIXES) else None
-_FRAME = regex.compile(r'^\s+File "(?P<file>[^"]+)", line \d+')
+_FRAME = regex.compile(r'^\s*File "(?P<file>[^"]+)", line \d+')
+# a frame's source line that is an assertion: a traceback cut right after it died of it
+_ASSERT = regex.compile(r"^\s+assert (?P<condition>[^\n]{1,500}?)(?:,\s*\(?)?\s*$")
 # IPython / Colab: "IndexError     Traceback (most recent call last)" names the exception
 # first; frames are "[/x/y.py](https://...) in f(...)", "/x/y.py in f()" or
 # "File /x/y.py:854, in f()", quoted as "----> 1 code" and "      2 code", "6 frames" folded
@@ -163,6 +165,7 @@ class _OpenTraceback:
     last_line: int = 0
     message_lines: int = 0
     announced_type: str | None = None  # the exception an IPython header names
+    asserted: str | None = None  # the `assert` the last frame quotes, while it is the last
 
 
 MAX_KEPT = 10_000  # tracebacks or worker exits kept per source: the first ones and the last
@@ -267,8 +270,10 @@ class TracebackWalker:
     def _frames_line(self, current: _OpenTraceback, key: str, line_no: int, body: str) -> None:
         if not body.strip():
             return
-        if body[:1] in (" ", "\t"):
+        if body[:1] in (" ", "\t") or _FRAME.match(body):  # a paste may lose the indent
             frame = _FRAME.match(body)
+            asserted = _ASSERT.match(body) if frame is None else None
+            current.asserted = asserted["condition"] if asserted else None
             if frame is not None:
                 package = _PACKAGE.search(frame["file"])
                 if package is not None:
@@ -291,10 +296,23 @@ class TracebackWalker:
         current.state = "message"
         current.message_lines = 0
 
+    def begin_headless(self, line_no: int, raw: str) -> bool:
+        """A paste that begins inside a traceback (its header cut off above it): its first
+        frame line opens one. Whether it did."""
+        seg = segments(raw)[0]
+        if _FRAME.match(seg.body) is None:
+            return False
+        key = _prefix_key(seg)
+        self.open[key] = _OpenTraceback(line_no, seg.who, False, last_line=line_no)
+        return True
+
     def _close(self, key: str) -> None:
         current = self.open.pop(key)
         if current.announced_type and not current.parts:  # cut: the header named it
             current.parts.append(ExceptionPart(current.announced_type, "", current.start_line))
+        elif current.asserted and not current.parts:  # cut after the frame of an `assert`
+            current.parts.append(ExceptionPart("AssertionError", current.asserted,
+                                               current.last_line))
         keep_bounded(self.done, Traceback(
             source=self.source, start_line=current.start_line, end_line=current.last_line,
             key=key, who=current.who, parts=tuple(current.parts),

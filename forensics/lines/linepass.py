@@ -172,7 +172,9 @@ class _LineReader:
 
     def scan_block(self, block: bytes, first_line: int, newlines: int) -> None:
         walked_until = block_walked_until = 0
-        if self.tracebacks.active:
+        # a paste may begin inside a traceback, its header cut off above its first frame
+        headless = first_line == 1 and self.tracebacks.begin_headless(*_first_line(block))
+        if headless or self.tracebacks.active:
             walked_until = self._walk(block, 0, first_line, self.tracebacks.feed)
         if self.block_walker is not None:
             block_walked_until = self._walk(block, 0, first_line, self._feed_block)
@@ -443,6 +445,12 @@ class _LineReader:
         self.printed.clear()
         last_train = self.metrics.add_printed(list(lines), list(steps), list(bodies))
         self.last_step_line = max(self.last_step_line, last_train)
+
+
+def _first_line(block: bytes) -> tuple[int, str]:
+    """The number and text of the block's first line (1 and the empty line if none)."""
+    end = block.find(b"\n")
+    return 1, block[:end if end >= 0 else len(block)].decode("utf-8", "replace")
 
 
 def _whole_dict(text: str, block: bytes, end: int) -> str:
