@@ -39,6 +39,8 @@ EXPECTED_ROOT = {
     "megatron-divergence.log": "nan-loss",  # after the grad norm grew 1,000x
     "torchtitan-grad-explosion.log": "nan-loss",  # after grad_norm spiked
     "verl-entropy-collapse.log": None,  # stops early; actor/entropy collapsed
+    "nanogpt-divergence.log": "nan-loss",  # after the loss climbed 30% an iteration
+    "lightning-healthy.log": None,  # bar postfix metrics, Trainer.fit stopped at max_epochs
 }
 
 
