@@ -132,6 +132,7 @@ class Traceback:
     ignored: bool = False  # after "Exception ignored in ...", or logged below error level:
     # the program went on, so it is not what ended the run
     cut: bool = False  # it stops before the exception line of its last part (a cut paste)
+    header: str = "Traceback (most recent call last):"  # its first line (a frame's, if cut)
 
     @property
     def final(self) -> ExceptionPart | None:
@@ -270,7 +271,7 @@ class TimelineSummary:
     last_time: str | None = None  # the last timestamp any line carried
     lines_after_last_step: int | None = None
     last_checkpoint: Checkpoint | None = None
-    mode: str = "sft"  # sft | grpo | dpo
+    mode: str = "sft"  # sft | grpo | dpo | pretrain
     rows: tuple[tuple[int, tuple[tuple[str, float | None], ...]], ...] = ()  # around the end
     series: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()  # for charts
 

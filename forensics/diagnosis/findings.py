@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 import regex
 
 from forensics.catalog import Catalog, Signature
-from forensics.lines.blocks import TRACEBACK_START
 from forensics.lines.lexer import segments
 from forensics.model import Attribution, Evidence, Finding, Level, Token, Traceback
 from forensics.timeparse import to_epoch
@@ -314,7 +313,7 @@ def unexplained_death(findings: list[Finding], tracebacks: Iterable[Traceback],
     last = ended[-1]
     part = last.final
     if part is None:  # the frames were printed, the exception line was cut off
-        kind, line, text = None, last.start_line, TRACEBACK_START
+        kind, line, text = None, last.start_line, last.header
     else:
         kind, line = part.exception_type, part.line
         text = f"{part.exception_type}: {part.message}" if part.message else kind

@@ -44,7 +44,6 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
                    "`Trainer.fit` stopped: `max_", "[after training is done]",
                    "Training done in "),
     "checkpoint": ("Saving model checkpoint to",),
-    "ds-step": ("skipped=", "MaxMemAllocated="),
     "fact": FACT_KEYWORDS,
     "signal": SIGNAL_KEYWORDS,
 }
@@ -166,6 +165,7 @@ class _OpenTraceback:
     message_lines: int = 0
     announced_type: str | None = None  # the exception an IPython header names
     asserted: str | None = None  # the `assert` the last frame quotes, while it is the last
+    header: str = TRACEBACK_START  # its first line's text (a frame's, when the header was cut)
 
 
 MAX_KEPT = 10_000  # tracebacks or worker exits kept per source: the first ones and the last
@@ -303,7 +303,8 @@ class TracebackWalker:
         if _FRAME.match(seg.body) is None:
             return False
         key = _prefix_key(seg)
-        self.open[key] = _OpenTraceback(line_no, seg.who, False, last_line=line_no)
+        self.open[key] = _OpenTraceback(line_no, seg.who, False, last_line=line_no,
+                                        header=seg.body.strip())
         return True
 
     def _close(self, key: str) -> None:
@@ -317,7 +318,7 @@ class TracebackWalker:
             source=self.source, start_line=current.start_line, end_line=current.last_line,
             key=key, who=current.who, parts=tuple(current.parts),
             packages=tuple(sorted(current.packages)), ignored=current.ignored,
-            cut=current.state in ("frames", "chained"),
+            cut=current.state in ("frames", "chained"), header=current.header,
         ))
 
     def close_all(self) -> None:
