@@ -134,7 +134,7 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
                               announced(tokens, tracebacks), went_on)
     health = _health([lines.metrics for lines in passes])
     if health is not None:
-        findings += health.unreported(catalog, {f.signature for f in findings})
+        findings += health.unreported(catalog, {f.signature for f in findings}, order)
     completed = any(lines.metrics.summary is not None or lines.completion is not None
                     for lines in passes)
     findings += unexplained_death(findings, tracebacks, catalog, completed, went_on)

@@ -41,6 +41,15 @@ EXPECTED_ROOT = {
     "verl-entropy-collapse.log": None,  # stops early; actor/entropy collapsed
     "nanogpt-divergence.log": "nan-loss",  # after the loss climbed 30% an iteration
     "lightning-healthy.log": None,  # bar postfix metrics, Trainer.fit stopped at max_epochs
+    "openrlhf-kl-blowup.log": "nan-loss",  # episode-bar postfix; kl high first, then NaN
+    "keyvalue-grad-explosion.log": "nan-loss",  # `Step N: grad_norm=...` after a spike
+    "pretty-dict-divergence.log": "nan-loss",  # pprint dicts with their own `step`
+    "jsonl-metrics": "nan-loss",  # metrics.jsonl beside the log
+    "trainer-output": "nan-loss",  # only the checkpoint's trainer_state.json holds the NaN
+    "wandb-run": "nan-loss",  # a W&B run folder: files/output.log, wandb-summary.json
+    "nemo-divergence.log": "nan-loss",  # NeMo 2's `Training epoch 0, iteration N/M | ...`
+    "deepspeed-loss-scale.log": "loss-scale-minimum",  # step/memory lines, then overflows
+    "lightning-csv": "nan-loss",  # what self.log wrote: lightning_logs/version_0/metrics.csv
 }
 
 

@@ -58,7 +58,7 @@ BROKEN = [
     pytest.param(RULE.replace('metric = ["grad_norm", "train/grad_norm"]', "metric = []"),
                  "range[0].metric: must be a list of metric names", id="metric-empty"),
     pytest.param(RULE.replace('"sft"', '"rl"'),
-                 "range[0].when: 'rl' is not one of sft, grpo, dpo, any", id="when-value"),
+                 "range[0].when: 'rl' is not one of sft, grpo, dpo, pretrain, any", id="when-value"),
     pytest.param(RULE.replace('"high"', '"Too High"'),
                  "range[0].kind: 'Too High' is not kebab-case", id="kind-form"),
     pytest.param(RULE.replace('"high"', '"spike"'), "range[0].kind: 'spike' is a detector's kind",

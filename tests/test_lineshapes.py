@@ -10,9 +10,12 @@ import pytest
 
 from forensics import analyze
 from forensics.catalog import load_catalog
+from forensics.inputs.layouts import METRIC_FILES
 from forensics.inputs.sources import Source
 from forensics.lines.linepass import compile_plan, line_pass
-from forensics.metrics.lineshapes import SHAPES, line_record
+from forensics.metrics.fileshapes import FILE_SHAPES
+from forensics.metrics.lineshapes import PRINTED_DICTS, SHAPES, line_record
+from forensics.metrics.table import KIND_NAMES, MetricsTable
 from forensics.metrics.timeline import build_timeline
 from forensics.report import render
 
@@ -27,7 +30,7 @@ def test_each_example_line_gives_its_record(shape, line, step, values):
     found = shape.read(line)
     assert found is not None and found[0] == step
     assert found[2] == pytest.approx(values)
-    assert line_record(line)[0] == step  # no shape before it in the registry reads it otherwise
+    assert line_record(line)[:2] == (shape, step)  # no shape before it reads it otherwise
 
 
 @pytest.mark.parametrize("line", COUNTEREXAMPLES)
@@ -168,3 +171,41 @@ def test_a_lightning_bar_gives_one_record_per_step_and_its_nan(tmp_path):
     assert list(frame.index) == list(range(1, 81))  # epoch x 40 + batch, each once
     root = analyze(log).root_cause
     assert root.finding.signature == "nan-loss" and root.finding.step == 70
+
+
+@pytest.mark.parametrize(("name", "line", "kind", "values"),
+                         [pytest.param(*entry, id=entry[0]) for entry in PRINTED_DICTS])
+def test_each_printed_dict_variant_gives_its_record(name, line, kind, values):
+    table = MetricsTable("train.log")
+    # twice: the first is read item by item, the second by the key sequence it taught
+    table.add_printed([1, 2], [10, 20], [line, line])
+    if kind == "summary":  # the final summary is kept aside
+        assert len(table) == 0 and table.summary == pytest.approx(values)
+        return
+    for index, step in enumerate((10, 20)):
+        row = table.row(index)
+        assert (row.step, KIND_NAMES[row.kind]) == (step, kind)
+        assert row.values == pytest.approx(values)
+
+
+@pytest.mark.parametrize("shape", FILE_SHAPES.values(), ids=list(FILE_SHAPES))
+def test_each_metric_file_gives_its_first_record(tmp_path, shape):
+    name = next(name for name, kind in METRIC_FILES.items() if kind == shape.kind)
+    path = tmp_path / name
+    text, step, values = shape.example
+    path.write_text(text)
+    scanned = line_pass(Source(name, path, content=shape.kind), compile_plan(load_catalog()))
+    assert scanned.metrics.row(0).step == step
+    assert scanned.metrics.row(0).values == pytest.approx(values)
+
+
+def test_a_metric_file_that_is_not_one_gives_no_timeline_and_says_why(tmp_path):
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("model,accuracy\nllama,0.71\n")  # an evaluation table: no step column
+    state = tmp_path / "trainer_state.json"
+    state.write_text('{"log_history": [')  # cut off while written
+    plan = compile_plan(load_catalog())
+    assert len(line_pass(Source("metrics.csv", csv, content="metrics-csv"), plan).metrics) == 0
+    broken = line_pass(Source("trainer_state.json", state, content="trainer-state"), plan)
+    assert len(broken.metrics) == 0
+    assert broken.info.problems and "not readable JSON" in broken.info.problems[0]

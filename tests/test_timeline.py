@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from forensics import analyze
 from forensics.cli import cli
-from forensics.metrics.health import assess
+from forensics.metrics.health import assess, run_mode
 from forensics.metrics.table import MetricsTable
 from forensics.metrics.timeline import build_timeline
 
@@ -133,9 +133,10 @@ def test_deepspeed_step_and_memory_lines(tmp_path):
         f"global_step={i}, RunningAvgSamplesPerSec=25.02, CurrSamplesPerSec=25.70, "
         f"MemAllocated=4.32GB, MaxMemAllocated=38.49GB\n" for i in (10, 20))
     frame = frame_of(tmp_path, text)
-    assert frame.loc[[20], "learning_rate"].dropna().tolist() == [4.9e-05]
-    assert frame.loc[[20], "skipped_steps"].dropna().tolist() == [0.0]
-    assert frame["memory/max_alloc_gb"].dropna().iloc[-1] == 38.49
+    # one record a step: the memory line adds to its step line's
+    assert list(frame.index) == [10, 20]
+    assert frame.loc[20, "lr"] == 4.9e-05 and frame.loc[20, "skipped"] == 0.0
+    assert frame["MaxMemAllocated"].iloc[-1] == 38.49
 
 
 def test_wandb_run_folder(tmp_path):
@@ -168,6 +169,17 @@ def test_loss_spike_and_plateau():
     assert ("loss", "spike") in kinds_of(rows)
     flat = [{"loss": 2.6 + (i % 3) * 0.01} for i in range(60)]
     assert ("loss", "plateau") in kinds_of(flat)
+
+
+def test_a_pretraining_run_is_judged_as_one():
+    """A loss of 2.6 is a plateau for chat fine-tuning, and where pre-training is: the run
+    that logs tokens consumed (or MFU) is not told its loss is too high."""
+    flat = [{"lm loss": 2.6 + (i % 3) * 0.01, "consumed tokens": 4096.0 * i} for i in range(60)]
+    timeline = build_timeline([_table(flat)])
+    assert run_mode(timeline) == "pretrain"
+    assert ("lm loss", "plateau") not in kinds_of(flat)
+    diverging = [{**row, "grad norm": 0.8 if i < 50 else 500.0} for i, row in enumerate(flat)]
+    assert ("grad norm", "high") in kinds_of(diverging)  # the fine-tuning rules still hold
 
 
 def test_overfitting():

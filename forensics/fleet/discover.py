@@ -13,7 +13,7 @@ from pathlib import Path
 
 from forensics.inputs.layouts import (
     CHECKPOINT_DIR,
-    JSON_KINDS,
+    METRIC_FILES,
     WANDB_FOLDERS,
     Folder,
     is_log_name,
@@ -133,7 +133,7 @@ def _walk(root: Path, found: Discovery) -> None:
         if here.name in WANDB_FOLDERS:
             continue  # only its run folders are jobs (latest-run is a symlink)
         dirs[:] = [d for d in dirs if not CHECKPOINT_DIR.match(d)]
-        logs = sorted(f for f in files if (is_log_name(f) or f in JSON_KINDS)
+        logs = sorted(f for f in files if (is_log_name(f) or f in METRIC_FILES)
                       and regular_file(here / f))
         found.jobs.extend(_file_jobs(here, logs))
 

@@ -14,7 +14,9 @@ from pathlib import Path
 LOG_SUFFIXES = (".log", ".out", ".err", ".txt")
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 LOG_NAMES = ("debug.log", "output.log", "error.json", "metrics.jsonl", "wandb-history.jsonl")
-JSON_KINDS = {"trainer_state.json": "trainer-state", "wandb-summary.json": "wandb-summary"}
+#: metric files read whole (`metrics.fileshapes`), by name: their source kind
+METRIC_FILES = {"trainer_state.json": "trainer-state", "wandb-summary.json": "wandb-summary",
+                "metrics.csv": "metrics-csv"}
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(?P<step>\d+)$")
 # NCCL Flight Recorder dumps: TORCH_NCCL_DEBUG_INFO_TEMP_FILE (a prefix) + the rank
 FLIGHT_DUMP = re.compile(r"^(?P<prefix>[\w\-.]*?)(?P<rank>\d+)(?:\.pkl|\.pickle)?$")
@@ -119,7 +121,7 @@ def _trainer_output(folder: Folder) -> bool:
 
 def _logs_beside_dumps(folder: Folder) -> bool:
     """Logs next to Flight Recorder dumps or memory snapshots."""
-    return (any(is_log_name(f) or f in JSON_KINDS for f in folder.files)
+    return (any(is_log_name(f) or f in METRIC_FILES for f in folder.files)
             and any(artifact_content(f) for f in folder.files))
 
 

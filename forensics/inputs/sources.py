@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bz2
 import codecs
+import csv
 import gzip
 import io
 import json
@@ -23,7 +24,7 @@ from typing import BinaryIO
 
 from forensics.errors import InputError
 from forensics.inputs.layouts import (
-    JSON_KINDS,
+    METRIC_FILES,
     NAMED_RANK,
     TORCHRUN_RANK_FILE,
     artifact_content,
@@ -71,7 +72,7 @@ class Source:
     rank: int | None = None  # what the file's location says about its writer
     local_rank: int | None = None
     time: str | None = None
-    content: str = "log"  # log | trainer-state | wandb-summary | checkpoint | flight-dump | ...
+    content: str = "log"  # log | trainer-state | wandb-summary | metrics-csv | checkpoint | ...
     limits: ReadLimits = ReadLimits()
 
     def __post_init__(self) -> None:
@@ -148,8 +149,8 @@ def _source(name: str, path: Path, problems: list[str]) -> Source:
         rank = int(named.group(1)) if named else None
     if path.name == "error.json":
         return _error_json(name, path, local_rank, problems)
-    if path.name in JSON_KINDS:
-        return Source(name, path, content=JSON_KINDS[path.name])
+    if path.name in METRIC_FILES:
+        return Source(name, path, content=METRIC_FILES[path.name])
     if (kind := artifact_content(path.name)) is not None:
         return Source(name, path, content=kind)
     return Source(name, path, rank=rank, local_rank=local_rank)
@@ -218,10 +219,10 @@ def _logs_in_folder(root: Path, problems: list[str]) -> list[Source]:
                 path = Path(folder) / name
                 found.append(Source(str(path.relative_to(root.parent)), path, content=kind))
                 continue
-            if name in JSON_KINDS:
+            if name in METRIC_FILES:
                 path = Path(folder) / name
                 found.append(Source(str(path.relative_to(root.parent)), path,
-                                    content=JSON_KINDS[name]))
+                                    content=METRIC_FILES[name]))
                 continue
             if not is_log_name(name):
                 continue
@@ -252,21 +253,25 @@ def regular_file(path: Path) -> bool:
         return False
 
 
-def read_json(source: Source, report: ReadStatus) -> object | None:
-    """A small JSON artifact (trainer_state.json, wandb-summary.json); Python's parser, which
-    accepts the NaN and Infinity that `json.dumps` writes. None (and a problem) if unreadable."""
+def read_metric_file(source: Source, report: ReadStatus, form: str) -> object | None:
+    """A small metric file read whole: JSON (trainer_state.json, wandb-summary.json) by
+    Python's parser, which accepts the NaN and Infinity that `json.dumps` writes, or CSV
+    (a metrics.csv) as a list of {column: cell} rows. None (and a problem) if unreadable."""
     try:
         with open(source.path, "rb") as fh:  # type: ignore[arg-type]
             raw = fh.read(JSON_LIMIT + 1)
         if len(raw) > JSON_LIMIT:
             raise ValueError("larger than 256 MiB")
         report.bytes_read = len(raw)
-        return json.loads(raw.decode("utf-8", "replace"), parse_int=_json_int)
+        text = raw.decode("utf-8", "replace")
+        if form == "csv":
+            return list(csv.DictReader(io.StringIO(text, newline="")))
+        return json.loads(text, parse_int=_json_int)
     except RecursionError:
         report.problems.append(f"{source.name}: not readable JSON (nested too deeply)")
         return None
-    except (OSError, ValueError) as err:
-        report.problems.append(f"{source.name}: not readable JSON ({err})")
+    except (OSError, ValueError, csv.Error) as err:
+        report.problems.append(f"{source.name}: not readable {form.upper()} ({err})")
         return None
 
 

@@ -13,7 +13,7 @@ from forensics.inputs.sources import (
     ReadStatus,
     Source,
     read_blocks,
-    read_json,
+    read_metric_file,
 )
 from forensics.lines.blocks import (
     EVENT_KEYWORDS,
@@ -31,10 +31,11 @@ from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, clean, segments
 from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.signals import HEDGED, signal_name, signal_of
-from forensics.metrics.lineshapes import line_record
+from forensics.metrics.fileshapes import FILE_SHAPES
+from forensics.metrics.lineshapes import LineShape, line_record
 from forensics.metrics.progress import ProgressTracker
-from forensics.metrics.shapes import checkpoint_saved, deepspeed_step
-from forensics.metrics.table import SUMMARY, TRAIN, MetricsTable, log_history_table, record_kind
+from forensics.metrics.shapes import checkpoint_saved
+from forensics.metrics.table import SUMMARY, TRAIN, MetricsTable, record_kind
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,
@@ -307,9 +308,6 @@ class _LineReader:
         if "metrics" in tags and "{'" in seg.body:
             self._printed(line_no, _whole_dict(seg.body, block, end),
                           self.bars.step_at(block, end, "'eval_" in seg.body))
-        if "ds-step" in tags and (found := deepspeed_step(seg.body)) is not None:
-            self.flush_printed()
-            self.metrics.add(line_no, found[0], found[1], TRAIN)
         if "metric-line" in tags and (record := line_record(seg.body)) is not None:
             self._line_record(line_no, *record)
         if "worker-exit" in tags:
@@ -322,12 +320,18 @@ class _LineReader:
             self.checkpoint = Checkpoint(saved[0], saved[1], self.source.name, line_no,
                                          self.who(seg.who).time)
 
-    def _line_record(self, line_no: int, step: int, total: int | None,
+    def _line_record(self, line_no: int, shape: LineShape, step: int, total: int | None,
                      values: dict[str, float | None]) -> None:
-        """A metrics line of a registered shape (Megatron, torchtitan, verl, a Lightning
-        bar ...) with its own step: held until a line of another step comes (a bar redrawn
-        for the same step replaces it), its total counted like a progress bar's."""
-        if self.held is None or self.held[1] != step:
+        """A metrics line of a registered shape (Megatron, DeepSpeed, torchtitan, verl, a
+        bar's postfix ...) with its own step: held until a line of another step comes. A line
+        of the held step adds to it (a bar redrawn, DeepSpeed's memory line after its step
+        line), unless its shape keeps a step's first record; its total is counted like a
+        progress bar's."""
+        if self.held is not None and self.held[1] == step:
+            if shape.keeps_first:
+                return
+            values = {**self.held[3], **values}
+        else:
             self.flush_printed()  # what came before it, in line order
         self.held = (line_no, step, total, values)
 
@@ -587,16 +591,8 @@ def _scan_artifact(source: Source) -> LinePass:
     if source.content == "checkpoint":
         step = checkpoint_step(source.path.name) if source.path else None
         checkpoint = Checkpoint(str(source.path), step, source.name, 0) if step else None
-    else:
-        data = read_json(source, report)
-        if source.content == "trainer-state":
-            metrics = log_history_table(source.name, data)
-        elif isinstance(data, dict):
-            numbers = {k: float(v) for k, v in data.items() if not k.startswith("_")
-                       and isinstance(v, (int, float)) and not isinstance(v, bool)}
-            step = data.get("_step") if isinstance(data.get("_step"), int) else None
-            if numbers:
-                metrics.add(1, step, numbers)
+    elif (shape := FILE_SHAPES.get(source.content)) is not None:
+        metrics = shape.read(source.name, read_metric_file(source, report, shape.format))
     return LinePass(
         info=SourceInfo(source.name, report.bytes_read, 0, tuple(report.problems)),
         tokens=[], tracebacks=[], worker_failures=[], metrics=metrics, progress={},

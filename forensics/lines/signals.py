@@ -46,6 +46,8 @@ _DEATH = regex.compile("|".join((
     rf"(?:got|received|caught|receiving) (?:fatal )?signal:? (?:(?P<name>{_NAME})"
     r"|(?P<number>\d{1,2})\b)",
     rf"\b[Ss]ignal (?P<number>\d{{1,2}}) \({_NAME}\) received",
+    # DeepSpeed's launcher: "Main process received SIGINT, exiting"
+    rf"\b[Pp]rocess received (?P<name>{_NAME}), exiting",
     r"Received (?P<number>\d{1,2}) death signal",
     rf"Program (?:received|terminated with) signal (?P<name>{_NAME})",
     rf"Fatal Python error: (?P<word>{_WORDS})",

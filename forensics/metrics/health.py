@@ -25,6 +25,10 @@ LEARNING_RATE = spellings("learning_rate")
 EVAL_LOSS = spellings("eval_loss")
 GRPO_HINTS = ("reward", "rewards/", "kl", "entropy", "completions/", "frac_reward_zero_std",
               "critic/score", "actor/entropy")
+#: what pre-training loops log and fine-tuning trainers do not (Megatron-LM, NeMo, torchtitan,
+#: nanoGPT): tokens or samples consumed, model FLOPs utilisation, throughput in tokens
+PRETRAIN_HINTS = ("consumed samples", "consumed tokens", "consumed_samples", "tokens_seen",
+                  "lm loss", "mfu", "tflops", "tps")
 SPIKE_WINDOW = 10
 SHORT_EXCERPT_RUN = 5  # rules needing at most this run also judge a shorter excerpt whole
 LOSS_SPIKE_FACTOR = 2.0
@@ -58,11 +62,12 @@ class RangeRule:
 
 #: anomaly kinds the shape detectors below report; the range rules add theirs (`kind`)
 DETECTOR_KINDS = ("nan", "spike", "plateau", "overfitting", "no-warmup", "rising", "climbing")
-WHEN = ("sft", "grpo", "dpo", "any")
+WHEN = ("sft", "grpo", "dpo", "pretrain", "any")
 #: the rules each trainer family is judged by (`when` in health.toml): a preference run
 #: (DPO, ORPO, KTO) trains like SFT, and its `rewards/chosen` is an implicit reward that no
 #: reward function produces, so the RL rules are not its
-JUDGED_BY = {"sft": ("any", "sft"), "grpo": ("any", "grpo"), "dpo": ("any", "sft", "dpo")}
+JUDGED_BY = {"sft": ("any", "sft"), "grpo": ("any", "grpo"), "dpo": ("any", "sft", "dpo"),
+             "pretrain": ("any", "sft", "pretrain")}
 PREFERENCE_HINTS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen",
                     "train/rewards/chosen")
 _RULE_TEXT = ("when", "kind", "healthy", "advice")
@@ -158,11 +163,14 @@ def anomaly_kinds(path: str | Path | None = None) -> frozenset[str]:
 
 def run_mode(timeline: Timeline) -> str:
     """`dpo` when the run logs a preference trainer's metrics, `grpo` when it logs RL
-    metrics, else `sft`."""
+    metrics, `pretrain` when it logs what pre-training loops count (tokens consumed, MFU),
+    else `sft`."""
     columns = timeline.metric_columns
     if any(c in PREFERENCE_HINTS for c in columns):
         return "dpo"
-    return "grpo" if any(c.startswith(GRPO_HINTS) for c in columns) else "sft"
+    if any(c.startswith(GRPO_HINTS) for c in columns):
+        return "grpo"
+    return "pretrain" if any(c in PRETRAIN_HINTS for c in columns) else "sft"
 
 
 def assess(timeline: Timeline) -> list[Anomaly]:
@@ -184,7 +192,8 @@ def assess(timeline: Timeline) -> list[Anomaly]:
             anomalies += _one_per_rule([a for column in _matching(train.columns, rule.metric)
                                         if (a := _range_anomaly(rule, column, train[column]))])
     anomalies += _spikes(train, mode)
-    anomalies += _plateau(train)
+    if mode != "pretrain":  # its loss sits well above chat fine-tuning's for a long while
+        anomalies += _plateau(train)
     anomalies += _overfitting(train, timeline.eval)
     if mode != "grpo":  # RL recipes often run a flat or decaying rate with no warmup
         anomalies += _learning_rate(train)

@@ -33,10 +33,12 @@ class Health:
         """The logged steps around a failure step (or the end)."""
         return window(self.timeline, around)
 
-    def unreported(self, catalog: Catalog, found: set[str]) -> list[Finding]:
+    def unreported(self, catalog: Catalog, found: set[str],
+                   source_order: dict[str, int]) -> list[Finding]:
         """Findings for signatures that take their step from an anomaly (`nan-loss` from a
         NaN onset) when the metrics show the anomaly but no log line reported it, e.g. when
-        only trainer_state.json holds the NaN."""
+        only trainer_state.json holds the NaN. A finding is placed at its record's line (what
+        a log printed after it came after it); one from a file read whole, after all lines."""
         out = []
         for signature in catalog.signatures:
             kind = signature.onset_anomaly
@@ -51,8 +53,14 @@ class Health:
                                category=signature.category, severity=signature.severity,
                                count=1, ranks=(), hosts=(), first=evidence,
                                evidence=(evidence,), captures=(("metric", anomaly.metric),),
-                               order=10**15))
+                               order=_order(evidence, source_order)))
         return out
+
+
+def _order(evidence: Evidence, source_order: dict[str, int]) -> int:
+    if evidence.source not in source_order or not evidence.line:
+        return 10**15
+    return source_order[evidence.source] * 10**12 + evidence.line
 
 
 def judge(tables: list[MetricsTable]) -> Health | None:

@@ -1,10 +1,14 @@
 """Metric lines that are not Python dicts, one registry entry per emitter: Megatron-LM's
-`iteration N/ M | lm loss: ... |`, torchtitan's `step: N  loss: ...  grad_norm: ...`,
-verl's `step:N - actor/entropy:... - critic/score/mean:...`, nanoGPT's `iter N: loss X`
-and `step=N loss=X` key=value lines. Each entry says which literals flag its lines, where a
-record starts and what its step is, how its pairs read, and carries real lines from public
-logs with the record each must give (`tests/test_lineshapes.py` runs them all). Metric names
-stay as the emitter wrote them; `metrics.names` knows which canonical metric each one is."""
+`iteration N/ M | lm loss: ... |` (and NeMo 2's), DeepSpeed's `step=N, skipped=K, lr=[...]`
+and memory lines, torchtitan's `step: N  loss: ...  grad_norm: ...`, verl's
+`step:N - actor/entropy:... - critic/score/mean:...`, nanoGPT's `iter N: loss X`, `step=N
+loss=X` key=value lines, the postfix of a Lightning or OpenRLHF bar, and JSON-lines metric
+files. Each entry says which literals flag its lines, where a record starts and what its step
+is, how its pairs read, and carries real lines from public logs with the record each must give
+(`tests/test_lineshapes.py` runs them all). Metric names stay as the emitter wrote them;
+`metrics.names` knows which canonical metric each one is. Printed Python dicts (HF Trainer,
+TRL, axolotl) have their own fast reader, `metrics.table`; metric files read whole
+(trainer_state.json, wandb-summary.json, Lightning's metrics.csv) are `metrics.fileshapes`."""
 
 from __future__ import annotations
 
@@ -30,6 +34,12 @@ class LineShape:
     examples: tuple[tuple[str, int, dict[str, float]], ...]
     counterexamples: tuple[str, ...] = ()  # look-alikes that are no record
     needs: tuple[str, ...] = ()  # a record must hold a key containing one (generic shapes)
+    #: the first epoch's number in `epoch` (a bar's postfix step: epoch x batches + batch)
+    first_epoch: int = 0
+    #: a step drawn again keeps its first record (a bar whose postfix is set before it moves
+    #: on, so that the next step's values are drawn at this step's position); otherwise later
+    #: lines of the same step add to it (a redrawn bar, DeepSpeed's step and memory lines)
+    keeps_first: bool = False
 
     def read(self, body: str) -> tuple[int, int | None, dict[str, float | None]] | None:
         """The record a line holds: its step, its total steps (or None) and its values. The
@@ -52,7 +62,8 @@ class LineShape:
         elif "global_step" in logged:
             step = int(logged["global_step"])
         else:
-            step = int(found["epoch"]) * int(found["batches"]) + int(found["batch"])
+            epoch = int(found["epoch"]) - self.first_epoch
+            step = epoch * int(found["batches"]) + int(found["batch"])
         return step, int(found["total"]) if found.get("total") else None, values
 
 
@@ -85,6 +96,26 @@ SHAPES = (
           10, {"lr": 1.5e-05, "global_batch_size": 8.0, "reduced_train_loss": 9.553,
                "train_step_timing in s": 0.4312, "consumed_samples": 88.0})),
         (" > finished iteration 100/ 500 of the data loader warm-up | rank 0",)),
+    LineShape(
+        # engine.py's progress report, every steps_per_print steps (formats.md section 7)
+        "deepspeed-step", ("skipped=",),
+        regex.compile(r"\bstep=(?P<step>\d+), skipped=\d+, lr=\["),
+        regex.compile(rf"\b(?P<key>skipped|lr)=\[?(?P<value>{_NUMBER})(?=[,\]])"),
+        (("[2023-11-07 01:55:23,711] [INFO] [logging.py:96:log_dist] [Rank 0] step=10, "
+          "skipped=4, lr=[4.99804827338393e-05, 4.99804827338393e-05], mom=[(0.9, 0.95), "
+          "(0.9, 0.95)]", 10, {"skipped": 4.0, "lr": 4.99804827338393e-05}),),
+        ("[INFO] [config.py:1000:print] steps_per_print .............. 10 skipped=0",)),
+    LineShape(
+        # the ThroughputTimer's line, printed with it
+        "deepspeed-memory", ("MaxMemAllocated=",),
+        regex.compile(r"\bglobal_step=(?P<step>\d+), "),
+        regex.compile(rf"\b(?P<key>\w+)=(?P<value>{_NUMBER})(?:GB)?(?=[,\s]|$)"),
+        (("[2023-11-07 01:55:23,714] [INFO] [timer.py:260:stop] epoch=0/micro_step=40/"
+          "global_step=10, RunningAvgSamplesPerSec=25.02, CurrSamplesPerSec=25.70, "
+          "MemAllocated=4.32GB, MaxMemAllocated=38.49GB", 10,
+          {"RunningAvgSamplesPerSec": 25.02, "CurrSamplesPerSec": 25.7, "MemAllocated": 4.32,
+           "MaxMemAllocated": 38.49}),),
+        ("|  0  MaxMemAllocated=38.49GB  (a table's cell, no step)",)),
     LineShape(
         "torchtitan", ("  loss: ",),
         regex.compile(r"\bstep:\s*(?P<step>\d+)\s+loss:"),
@@ -140,6 +171,25 @@ SHAPES = (
         (" 45%|████▌     | 450/1000 [02:15<02:45,  3.33it/s, v_num=0, train_loss=0.512]",),
         needs=("loss",)),
     LineShape(
+        # OpenRLHF's PPO/GRPO episode bar: its postfix, set once a rollout batch has trained,
+        # holds the mean status (policy_loss, kl, reward, ...); the bar counts rollout
+        # batches, and the postfix is set before the bar moves on, so a position's first draw
+        # holds its own batch's values
+        "openrlhf", ("it/s, ", "s/it, "),
+        regex.compile(r"(?:^|\s)Episode \[(?P<epoch>\d+)/\d+\]:\s+\d+%\|[^|]*\|\s*(?P<batch>\d+)/"
+                      r"(?P<batches>\d+) \[[^\]]*?(?:it/s|s/it), "),
+        regex.compile(rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.@]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])"),
+        (("Episode [1/1]:  24%|██▍       | 2431/10050 [12:59:12<20:32:20,  9.70s/it, "
+          "policy_loss=0.0432, kl=0.0387, reward=0.827, return=0.767, response_length=164, "
+          "total_length=200, critic_loss=0.0235, values=0.614]", 2431,
+          {"policy_loss": 0.0432, "kl": 0.0387, "reward": 0.827, "return": 0.767,
+           "response_length": 164.0, "total_length": 200.0, "critic_loss": 0.0235,
+           "values": 0.614}),),
+        ("Episode [1/1]:   0%|          | 0/625 [00:00<?, ?it/s]",
+         "Train epoch [1/1]:  50%|█████     | 2/4 [00:05<00:05,  2.50s/it, pg=0.0123, rm=0.5, "
+         "kl=0.001, act_lr=5e-7]"),
+        needs=("loss", "reward", "kl"), first_epoch=1, keeps_first=True),
+    LineShape(
         "json-lines", ('"step": ', '"_step": ', '"global_step": ', '"iteration": '),
         regex.compile(r'^\{.*?"(?:train/global_step|global_step|step|iteration|_step)": '
                       r"(?P<step>\d+)\b"),
@@ -158,10 +208,42 @@ SHAPES = (
 )
 KEYWORDS = tuple(dict.fromkeys(k for shape in SHAPES for k in shape.keywords))
 
+#: printed Python dicts, read by `MetricsTable.add_printed` (any keys; its step is the training
+#: bar's): each variant's real shape (formats.md section 2) and the record kind and values it
+#: gives
+PRINTED_DICTS: tuple[tuple[str, str, str, dict[str, float]], ...] = (
+    ("hf-trainer", "{'loss': 1.2345, 'grad_norm': 0.5, 'learning_rate': 2e-05, 'epoch': 0.6}",
+     "train", {"loss": 1.2345, "grad_norm": 0.5, "learning_rate": 2e-05, "epoch": 0.6}),
+    ("hf-trainer-strings", "{'loss': '2.345', 'grad_norm': '1.234', 'learning_rate': "
+     "'1.96e-05', 'epoch': '0.04'}", "train",
+     {"loss": 2.345, "grad_norm": 1.234, "learning_rate": 1.96e-05, "epoch": 0.04}),
+    ("hf-eval", "{'eval_loss': 1.234, 'eval_runtime': 12.3456, 'eval_samples_per_second': "
+     "81.0, 'eval_steps_per_second': 10.125, 'epoch': 1.0}", "eval",
+     {"eval_loss": 1.234, "eval_runtime": 12.3456, "eval_samples_per_second": 81.0,
+      "eval_steps_per_second": 10.125, "epoch": 1.0}),
+    ("hf-summary", "{'train_runtime': 123.4567, 'train_samples_per_second': 12.345, "
+     "'train_steps_per_second': 0.772, 'train_loss': 1.2345678901, 'epoch': 3.0}", "summary",
+     {"train_runtime": 123.4567, "train_samples_per_second": 12.345,
+      "train_steps_per_second": 0.772, "train_loss": 1.2345678901, "epoch": 3.0}),
+    ("trl-grpo", "{'loss': 0.0002, 'grad_norm': 0.0005825, 'learning_rate': 3.785e-06, "
+     "'rewards/reward_fn/mean': 0.4647, 'reward_std': 0.0, 'frac_reward_zero_std': 1.0, 'kl': "
+     "0.1723, 'epoch': 0.85}", "train",
+     {"loss": 0.0002, "grad_norm": 0.0005825, "learning_rate": 3.785e-06,
+      "rewards/reward_fn/mean": 0.4647, "reward_std": 0.0, "frac_reward_zero_std": 1.0,
+      "kl": 0.1723, "epoch": 0.85}),
+    ("axolotl", "{'loss': 1.0318, 'grad_norm': 0.4171, 'learning_rate': 1.6e-05, "
+     "'memory/max_active (GiB)': 18.42, 'memory/max_allocated (GiB)': 18.42, "
+     "'memory/device_reserved (GiB)': 21.3, 'tokens_per_second_per_gpu': 2931.2, 'epoch': 0.5}",
+     "train", {"loss": 1.0318, "grad_norm": 0.4171, "learning_rate": 1.6e-05,
+               "memory/max_active (GiB)": 18.42, "memory/max_allocated (GiB)": 18.42,
+               "memory/device_reserved (GiB)": 21.3, "tokens_per_second_per_gpu": 2931.2,
+               "epoch": 0.5}),
+)
 
-def line_record(body: str) -> tuple[int, int | None, dict[str, float | None]] | None:
-    """The record of the first shape that reads the line, or None."""
+
+def line_record(body: str) -> tuple[LineShape, int, int | None, dict[str, float | None]] | None:
+    """The first shape that reads the line, and its record (step, total steps, values)."""
     for shape in SHAPES:
         if any(k in body for k in shape.keywords) and (found := shape.read(body)) is not None:
-            return found
+            return shape, *found
     return None

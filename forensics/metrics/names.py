@@ -7,9 +7,11 @@ from collections.abc import Iterable
 
 #: canonical name -> every spelling, most common first
 ALIASES: dict[str, tuple[str, ...]] = {
-    # HF Trainer/TRL, W&B prefixes, Megatron-LM (`lm loss`), verl (`actor/...`, `critic/...`)
+    # HF Trainer/TRL, W&B prefixes, Megatron-LM (`lm loss`), verl (`actor/...`, `critic/...`),
+    # OpenRLHF
+    # (PPO's policy loss: OpenRLHF, verl)
     "loss": ("loss", "train/loss", "train_loss", "lm loss", "reduced_train_loss",
-             "train_loss_step"),
+             "train_loss_step", "policy_loss", "actor/pg_loss"),
     "grad_norm": ("grad_norm", "train/grad_norm", "grad norm", "actor/grad_norm"),
     "learning_rate": ("learning_rate", "train/learning_rate", "lr", "learning rate",
                       "actor/lr"),
@@ -19,7 +21,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "entropy": ("entropy", "train/entropy", "actor/entropy"),
     "kl": ("kl", "train/kl", "actor/kl_loss"),
     "completions/mean_length": ("completions/mean_length", "train/completions/mean_length",
-                                "response_length/mean"),
+                                "response_length/mean", "response_length"),
 }
 
 

@@ -18,7 +18,9 @@ KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
 PRESENT, NONE = 1, 2  # cell states: a number (finite or not), logged as None
 MAX_ROWS = 100_000  # records per source; beyond, training records are thinned (see `_skipped`)
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
-_EVAL_PREFIXES = ("eval_", "eval/")
+#: a printed dict's own step (a custom loop's `pprint(metrics)`): the bar's step yields to it
+STEP_KEYS = frozenset({"step", "global_step", "train/global_step"})
+_EVAL_PREFIXES = ("eval_", "eval/", "val_", "val/")  # HF; Lightning
 _PRINTED_ITEM = re.compile(r"'([^'\n]{1,120})': ([^,}\n]{1,64})")  # one `'key': value` item
 _SKIP = object()
 MAX_SHAPES = 16  # key sequences remembered per source
@@ -34,13 +36,15 @@ class _Shape:
     columns: array
     present: bytes
     kind: int
+    step_at: int | None  # the position of the record's own step among its keys
 
     @staticmethod
     def of(keys: tuple[str, ...], kind: int, key_index: dict[str, int]) -> _Shape:
         items = ", ".join(f"'{re.escape(key)}': '?([-+.\\w]{{1,64}})'?" for key in keys)
-        return _Shape(re.compile("\\{" + items + "\\}"),
-                      array("H", (key_index[key] for key in keys)), bytes([PRESENT]) * len(keys),
-                      kind)
+        step_at = next((i for i, key in enumerate(keys) if key in STEP_KEYS), None)
+        columns = [key_index[key] for i, key in enumerate(keys) if i != step_at]
+        return _Shape(re.compile("\\{" + items + "\\}"), array("H", columns),
+                      bytes([PRESENT]) * len(columns), kind, step_at)
 
 
 def printed_value(raw: str) -> float | object | None:
@@ -172,6 +176,9 @@ class MetricsTable:
                 numbers = list(map(float, found.groups()))
             except ValueError:
                 return None  # a None or a numpy repr among them: read item by item
+            if shape.step_at is not None:
+                own_step = numbers.pop(shape.step_at)
+                step = int(own_step) if math.isfinite(own_step) else step
             if self._skipped(shape.kind, numbers):
                 return shape.kind
             row = len(self.steps)
@@ -192,13 +199,17 @@ class MetricsTable:
             value = printed_value(raw)
             if value is not _SKIP:
                 values[key] = value
+        keys = tuple(values)
+        own_step = next((values.pop(k) for k in STEP_KEYS if k in values), None)
         if not values:
             return None
+        if own_step is not None and math.isfinite(own_step):
+            step = int(own_step)
         kind = record_kind(values)
         self.add(line, step, values, kind)
         if kind != SUMMARY and len(self._shapes) < MAX_SHAPES and \
                 self._key_index.keys() >= values.keys():
-            self._shapes.append(_Shape.of(tuple(values), kind, self._key_index))
+            self._shapes.append(_Shape.of(keys, kind, self._key_index))
         return kind
 
     def _skipped(self, kind: int, values: Iterable[float | None]) -> bool:
@@ -258,20 +269,3 @@ class MetricsTable:
                 return self.row(index)
         return None
 
-
-def log_history_table(source: str, data: object) -> MetricsTable:
-    """A trainer_state.json's `log_history` (keys alphabetical, `step` included, NaN literal)
-    as a table."""
-    table = MetricsTable(source)
-    history = data.get("log_history", []) if isinstance(data, dict) else []
-    max_steps = data.get("max_steps") if isinstance(data, dict) else None
-    table.max_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
-    for index, entry in enumerate(history if isinstance(history, list) else []):
-        if not isinstance(entry, dict):
-            continue
-        step = entry.get("step")
-        values = {k: (float(v) if v is not None else None) for k, v in entry.items()
-                  if k not in ("step", "total_flos") and (v is None or isinstance(v, (int, float)))
-                  and not isinstance(v, bool)}
-        table.add(index + 1, step if isinstance(step, (int, float)) else None, values)
-    return table

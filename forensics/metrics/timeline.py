@@ -153,7 +153,7 @@ def nonfinite_onset(timeline: Timeline, metrics: tuple[str, ...],
 KEY_METRICS = ("loss", "grad_norm", "learning_rate", "reward", "reward_std", "entropy", "kl",
                "completions/mean_length", "eval_loss")
 CHART_METRICS = {"sft": ("loss", "grad_norm"), "grpo": ("reward", "entropy"),
-                 "dpo": ("loss", "rewards/margins")}
+                 "dpo": ("loss", "rewards/margins"), "pretrain": ("loss", "grad_norm")}
 CHART_POINTS = 40
 
 

@@ -1,0 +1,109 @@
+"""Metric files read whole, one registry entry per emitter: HF Trainer's trainer_state.json
+(its `log_history`), W&B's wandb-summary.json (a run's last values) and Lightning's
+CSVLogger `metrics.csv` (what `self.log` wrote). Each entry names its source kind (the
+file names are `inputs.layouts.METRIC_FILES`), reads the parsed file into a table and carries
+a real-shaped file with the first record it must give (`tests/test_lineshapes.py` runs
+them). Metric lines in logs are `metrics.lineshapes`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from forensics.metrics.table import SUMMARY, TRAIN, MetricsTable, record_kind
+
+Parsed = object  # JSON: what json.loads gave; CSV: a list of {column: cell} dicts
+
+
+@dataclass(frozen=True)
+class FileShape:
+    """One emitter's metric file: its source kind, its format, how its records (and their
+    steps) are read, and an example file with its first record's (step, values)."""
+
+    kind: str
+    format: str  # "json" | "csv"
+    read: Callable[[str, Parsed], MetricsTable]
+    example: tuple[str, float | None, dict[str, float]]
+
+
+def _numbers(entry: dict[str, object], skipped: frozenset[str]) -> dict[str, float | None]:
+    return {k: (float(v) if v is not None else None) for k, v in entry.items()
+            if k not in skipped and (v is None or isinstance(v, (int, float)))
+            and not isinstance(v, bool)}
+
+
+def log_history_table(source: str, data: Parsed) -> MetricsTable:
+    """A trainer_state.json's `log_history` (keys alphabetical, `step` included, NaN literal):
+    each entry's step is its `step`; `max_steps` is the run's total."""
+    table = MetricsTable(source)
+    history = data.get("log_history", []) if isinstance(data, dict) else []
+    max_steps = data.get("max_steps") if isinstance(data, dict) else None
+    table.max_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    for index, entry in enumerate(history if isinstance(history, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        step = entry.get("step")
+        table.add(index + 1, step if isinstance(step, (int, float)) else None,
+                  _numbers(entry, frozenset({"step", "total_flos"})))
+    return table
+
+
+#: where a W&B summary's step is, the trainer's own first
+_STEP_KEYS = ("train/global_step", "global_step", "_step")
+
+
+def wandb_summary_table(source: str, data: Parsed) -> MetricsTable:
+    """A wandb-summary.json: the run's last logged values, one record at the trainer's global
+    step where it logged one (HF's `train/global_step`), else at W&B's own `_step` (W&B's
+    keys, `_runtime` and the like, left out)."""
+    table = MetricsTable(source)
+    if isinstance(data, dict):
+        numbers = {k: v for k, v in _numbers(data, frozenset(_STEP_KEYS)).items()
+                   if not k.startswith("_")}
+        step = next((data[k] for k in _STEP_KEYS if isinstance(data.get(k), (int, float))
+                     and not isinstance(data[k], bool)), None)
+        if numbers:
+            table.add(1, step, numbers)
+    return table
+
+
+
+def csv_metrics_table(source: str, rows: Parsed) -> MetricsTable:
+    """Lightning's CSVLogger metrics.csv: one row per logging call, its `step` column the
+    global step (`epoch` where there is none), empty cells for what that call did not log;
+    a file without either column holds no timeline."""
+    table = MetricsTable(source)
+    for index, row in enumerate(rows if isinstance(rows, list) else []):
+        step = _cell(row.get("step", row.get("epoch")))
+        values = {key: value for key, cell in row.items()
+                  if key not in ("step", "epoch") and key and (value := _cell(cell)) is not None}
+        if step is None or not values:
+            continue
+        kind = record_kind(values)  # `train_loss` is a step's loss here, not HF's summary
+        table.add(index + 2, step, values, TRAIN if kind == SUMMARY else kind)  # 1: header
+    return table
+
+
+def _cell(cell: object) -> float | None:
+    try:
+        return float(cell) if isinstance(cell, str) and cell.strip() else None
+    except ValueError:
+        return None
+
+
+FILE_SHAPES = {shape.kind: shape for shape in (
+    FileShape("trainer-state", "json", log_history_table, (
+        '{"best_metric": null, "epoch": 0.05, "global_step": 40, "log_history": [{"epoch": '
+        '0.01, "grad_norm": 1.4185, "learning_rate": 2e-05, "loss": 1.6943, "step": 10}], '
+        '"max_steps": 800, "total_flos": 1.2e15}',
+        10, {"epoch": 0.01, "grad_norm": 1.4185, "learning_rate": 2e-05, "loss": 1.6943})),
+    FileShape("wandb-summary", "json", wandb_summary_table, (
+        '{"train/loss": 0.8123, "train/grad_norm": 2.05, "train/learning_rate": 1.2e-05, '
+        '"train/epoch": 1.0, "train/global_step": 1200, "_timestamp": 1718003600.5, '
+        '"_runtime": 3601, "_step": 119, "_wandb": {"runtime": 3601}}',
+        1200, {"train/loss": 0.8123, "train/grad_norm": 2.05, "train/learning_rate": 1.2e-05,
+               "train/epoch": 1.0})),
+    FileShape("metrics-csv", "csv", csv_metrics_table, (
+        "epoch,step,train_loss,val_loss\n0,49,2.4172,\n0,99,2.1034,\n0,99,,2.0517\n",
+        49, {"train_loss": 2.4172})),  # the last row is an evaluation (`val_` metrics)
+)}
