@@ -16,7 +16,7 @@ from forensics.inputs.sources import Source
 from forensics.lines.engine import available_engines
 from forensics.lines.linepass import LinePass, LinePlan, compile_plan, line_pass
 from forensics.lines.signals import signal_of
-from forensics.metrics.health import anomaly_kinds
+from forensics.metrics.health import anomaly_kinds, rule_problems
 from forensics.model import Token
 from forensics.stacks import fix_problems
 from forensics.timeparse import to_epoch
@@ -71,10 +71,10 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
     problems: list[str] = []
     by_id = {s.id: s for s in catalog.signatures}
     plans = {name: compile_plan(catalog, name) for name in (engines or available_engines())}
+    problems += rule_problems()  # health.toml: loads, and its rules flag their examples
     try:
         kinds = anomaly_kinds()
-    except CatalogError as err:  # health.toml itself is broken
-        problems += err.problems
+    except CatalogError:  # health.toml itself is broken (said above)
         kinds = frozenset()
     for signature in catalog.signatures:
         problems += _field_problems(signature, kinds)

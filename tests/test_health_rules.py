@@ -10,7 +10,8 @@ import pytest
 
 from forensics.errors import CatalogError
 from forensics.metrics import health
-from forensics.metrics.health import DETECTOR_KINDS, RULES_FILE, anomaly_kinds, range_rules
+from forensics.metrics.health import anomaly_kinds, rule_problems
+from forensics.metrics.rules import DETECTOR_KINDS, RULES_FILE, load_rules, range_rules
 
 RULE = '''[[range]]
 metric = ["grad_norm", "train/grad_norm"]
@@ -19,6 +20,21 @@ above = 100.0
 kind = "high"
 healthy = "0.1-10"
 advice = "Clip gradients."
+examples = [[0.5, 150.0, 160.0, 170.0]]
+counterexamples = [[0.5, 150.0, 0.6, 0.7]]
+'''
+
+
+DETECTOR = '''[[detector]]
+kind = "spike"
+metric = ["loss"]
+families = ["sft"]
+factor = 2.0
+min_rise = 0.1
+window = 10
+min_records = 5
+healthy = "finite, decreasing"
+advice = "Look at that batch."
 '''
 
 
@@ -34,6 +50,8 @@ def test_packaged_rules_load():
     rules = range_rules()
     assert rules == range_rules(RULES_FILE)
     assert all(rule.metric and rule.when in ("sft", "grpo", "any") for rule in rules)
+    assert not rule_problems()  # every rule flags its examples and none of its near misses
+    assert {d.kind for d in load_rules().detectors} == set(DETECTOR_KINDS)
     assert {"high", "collapse", "zero", "stuck"} <= anomaly_kinds()
 
 
@@ -81,6 +99,22 @@ BROKEN = [
     pytest.param(RULE + "min_run = 2.5\n", "range[0].min_run: must be a whole number of at least 1",
                  id="min-run-type"),
     pytest.param(RULE + "[[range]\n", "toml:", id="not-toml"),
+    pytest.param(RULE.replace("examples = [[0.5, 150.0, 160.0, 170.0]]\n", ""),
+                 "range[0].examples: missing", id="no-examples"),
+    pytest.param(RULE.replace("[[0.5, 150.0, 160.0, 170.0]]", "[0.5, 150.0]"),
+                 "range[0].examples: must be one or more lists of finite numbers",
+                 id="examples-shape"),
+    pytest.param(RULE + DETECTOR.replace('"spike"', '"wobble"'),
+                 "detector[0].kind: 'wobble' is not one of nan, spike", id="detector-kind"),
+    pytest.param(RULE + DETECTOR.replace("factor = 2.0", "factor = -2.0"),
+                 "detector[0].factor: must be a positive finite number", id="detector-number"),
+    pytest.param(RULE + DETECTOR.replace("window = 10\n", ""),
+                 "detector[0].window: missing", id="detector-missing-number"),
+    pytest.param(RULE + DETECTOR.replace('["sft"]', '["chat"]'),
+                 "detector[0].families: must list some of sft, grpo, dpo, pretrain",
+                 id="detector-family"),
+    pytest.param(RULE + DETECTOR + "above = 2.0\n", "detector[0].above: unknown key",
+                 id="detector-foreign-number"),
 ]
 
 
@@ -94,6 +128,17 @@ def test_every_problem_of_a_file_is_reported(tmp_path):
     _, problems = _load(tmp_path, RULE.replace('"sft"', '"rl"') + "min_run = 0\n"
                         + RULE.replace('kind = "high"\n', ""))
     assert len(problems) == 3, problems
+
+
+def test_a_rule_that_misses_its_example_or_flags_its_near_miss_is_a_lint_problem(tmp_path):
+    path = tmp_path / "health.toml"
+    path.write_text(RULE.replace("[[0.5, 150.0, 160.0, 170.0]]", "[[0.5, 150.0, 0.7, 170.0]]")
+                    .replace("[[0.5, 150.0, 0.6, 0.7]]", "[[0.5, 150.0, 160.0, 170.0]]"))
+    problems = rule_problems(path)
+    assert f"{path}: range[0].examples[0]: not flagged" in problems
+    assert f"{path}: range[0].counterexamples[0]: flagged" in problems
+    # and a file that configures no detector says which ones it lacks
+    assert f"{path}: detector: no [[detector]] table for 'plateau'" in problems
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
