@@ -79,6 +79,9 @@ def test_a_verl_run_reads_as_an_rl_run(tmp_path):
     "Training done in 1104.74 seconds.",
     "`Trainer.fit` stopped: `max_epochs=3` reached.",
     "[after training is done] datetime: 2024-04-09 10:51:29 ",
+    # verl's last step; torchtitan's end (HF's `Training completed` is a prefix of it)
+    "(TaskRunner pid=2411) 'Final validation metrics: {\\'val-core/gsm8k/reward/mean@1\\': 0.71}'",
+    "[rank0]:[titan] 2025-02-01 10:02:33,120 - root - INFO - Training completed",
 ])
 def test_a_run_that_says_it_finished_is_completed(tmp_path, last):
     lines = [f"Step {s}: grad_norm=1.1, loss={2.0 - s / 100:.3f}, lr=1e-05" for s in range(1, 9)]

@@ -38,11 +38,12 @@ EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
                     "returned non-zero exit status", "died with <Signals."),
     "metrics": ("'epoch': ", "'train_runtime'", "'eval_loss'"),
     "metric-line": LINE_SHAPE_KEYWORDS,
-    # torchrun, HF Trainer, axolotl; then Lightning reaching its max_epochs/max_steps,
-    # Megatron-LM's end-of-training marker and a plain "Training done in 1104.74 seconds."
+    # torchrun, HF Trainer, axolotl, torchtitan; then Lightning (and NeMo) reaching its
+    # max_epochs/max_steps, Megatron-LM's end-of-training marker, verl's last step and a plain
+    # "Training done in 1104.74 seconds."
     "completion": ("exits successfully", "Training completed", "Model successfully saved",
                    "`Trainer.fit` stopped: `max_", "[after training is done]",
-                   "Training done in "),
+                   "Final validation metrics: ", "Training done in "),
     "checkpoint": ("Saving model checkpoint to",),
     "fact": FACT_KEYWORDS,
     "signal": SIGNAL_KEYWORDS,
