@@ -91,6 +91,10 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
     return problems
 
 
+#: a keyword that is a number this short matches counters, steps and bars ("401/5000")
+MIN_NUMBER_KEYWORD = 6
+
+
 def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
     """What the lint asks of a signature beyond loading: enough examples and references, a
     regex, an `onset_anomaly` the health rules produce (`kinds`; empty: not known)."""
@@ -102,6 +106,11 @@ def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
         problems.append(f"{where}: counterexamples: needs at least one near miss")
     if not signature.references:
         problems.append(f"{where}: references: needs at least one reference")
+    for index, keyword in enumerate(signature.keywords):
+        if keyword.isdigit() and len(keyword) < MIN_NUMBER_KEYWORD:
+            problems.append(f"{where}: keywords[{index}]: {keyword!r} is a short number, found "
+                            f"in step counters and progress bars on every line of a log; use "
+                            f"the words around it")
     if not signature.patterns:
         problems.append(f"{where}: patterns: none, so any line holding a keyword matches; "
                         f"add a regex that says what else the line must hold")

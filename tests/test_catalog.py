@@ -244,6 +244,8 @@ LINT_PROBLEMS = [
     pytest.param(GOOD.replace('counterexamples = ["FROBNICATOR is fine"]',
                               'counterexamples = ["FROBNICATOR exploded, not fine"]'),
                  "counterexamples[0]: matches", id="counterexample-matches"),
+    pytest.param(GOOD.replace('keywords = ["FROBNICATOR"]', 'keywords = ["FROBNICATOR", "503"]'),
+                 "keywords[1]: '503' is a short number", id="number-keyword"),
 ]
 
 

@@ -4,6 +4,7 @@ worker-exit reports; the exception-name grammar; the lexer's own line tags."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import regex
@@ -30,13 +31,15 @@ IGNORED_MARK = "Exception ignored in"
 LOGGED_LEVELS = (Level.DEBUG, Level.INFO, Level.WARNING)
 FAILURE_BLOCK_START = "Root Cause (first observed failure):"
 
+#: the keys that make a printed dict a metrics record (HF Trainer's training, summary and
+#: evaluation dicts), found per block by the line pass, not by the keyword engine
+METRICS_KEYS = re.compile(rb"'epoch': |'train_runtime'|'eval_loss'")
 #: literal prefilters for the lexer's own line kinds (the catalog adds its keywords)
 EVENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     "traceback": ("Traceback (most recent call last)", IGNORED_MARK),
     "failure-block": ("Failures:", FAILURE_BLOCK_START),
     "worker-exit": ("exits with return code", "failed (exitcode", "ProcessFailure(",
                     "returned non-zero exit status", "died with <Signals."),
-    "metrics": ("'epoch': ", "'train_runtime'", "'eval_loss'"),
     "metric-line": LINE_SHAPE_KEYWORDS,
     # torchrun, HF Trainer, axolotl, torchtitan; then Lightning (and NeMo) reaching its
     # max_epochs/max_steps, Megatron-LM's end-of-training marker, verl's last step and a plain

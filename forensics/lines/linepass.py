@@ -17,6 +17,7 @@ from forensics.inputs.sources import (
 )
 from forensics.lines.blocks import (
     EVENT_KEYWORDS,
+    METRICS_KEYS,
     FailureBlockWalker,
     TracebackWalker,
     continues_warning,
@@ -185,9 +186,12 @@ class _LineReader:
             self._mute_exhausted()
         for keyword in self._muted_texts:  # lines of signatures past their budget: counted
             self.dropped_lines += block.count(keyword)
+        records = self._dict_lines(block, first_line)
         for start, end, ids in self.engine.scan(block):
             line_no += block.count(b"\n", counted_to, start)
             counted_to = start
+            if records and records[-1][0] <= line_no:
+                self._queue_dicts(block, records, line_no)
             tags: set[str] = set()
             signatures: set[str] = set()
             for keyword_id in ids:
@@ -204,8 +208,41 @@ class _LineReader:
                 self.block_walker = FailureBlockWalker(self.source.name, line_no)
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, tags, signatures)
+        self._queue_dicts(block, records, None)
         self.bars.finish_block(block, first_line, newlines)
         self.flush_printed()
+
+    @staticmethod
+    def _dict_lines(block: bytes, first_line: int) -> list[tuple[int, int, int]]:
+        """(line, offset of `{'`, line end) of each printed metrics dict in the block, last
+        first. They are found by one regex pass over the block, not by the keyword engine, so
+        that a log with a dict on every step costs no Python per line to find them."""
+        found: list[tuple[int, int, int]] = []
+        line_no, counted_to, line_end = first_line, 0, -1
+        for key in METRICS_KEYS.finditer(block):
+            if key.start() < line_end:
+                continue  # another key of a line already taken
+            start = block.rfind(b"\n", 0, key.start()) + 1
+            line_end = block.find(b"\n", key.start())
+            line_end = len(block) if line_end < 0 else line_end
+            brace = block.find(b"{'", start, line_end)
+            if brace < 0:
+                continue
+            line_no += block.count(b"\n", counted_to, start)
+            counted_to = start
+            found.append((line_no, brace, line_end))
+        found.reverse()
+        return found
+
+    def _queue_dicts(self, block: bytes, records: list[tuple[int, int, int]],
+                     until: int | None) -> None:
+        """Queue the block's dicts up to line `until` (all when None), each with the step of
+        its bar, so that they reach the table in line order among other metric lines."""
+        while records and (until is None or records[-1][0] <= until):
+            line_no, brace, end = records.pop()
+            text = block[brace:end].decode("utf-8", "replace")
+            self._printed(line_no, _whole_dict(text, block, end),
+                          self.bars.step_at(block, brace, "'eval_" in text))
 
     def cut_short(self, block: bytes, first_line: int) -> None:
         """The input's last line may be a message cut off before its end (a paste that
@@ -277,10 +314,6 @@ class _LineReader:
 
     def _line(self, block: bytes, start: int, end: int, line_no: int, raw: str,
               tags: set[str], signatures: set[str]) -> None:
-        if not signatures and tags == {"metrics"}:  # the hot path: a metrics dict
-            self._printed(line_no, _whole_dict(raw, block, end),
-                          self.bars.step_at(block, block.find(b"{'", start, end), "'eval_" in raw))
-            return
         events = bool(tags - _MATCH_TAGS)
         for seg, role, found in self._analysed(block, start, raw, signatures, "signal" in tags):
             if events:
@@ -303,11 +336,8 @@ class _LineReader:
 
     def _events(self, tags: set[str], seg: Segment, line_no: int, end: int,
                 block: bytes) -> None:
-        """What the lexer's own line kinds say: metrics, steps, worker exits, completion,
-        checkpoints."""
-        if "metrics" in tags and "{'" in seg.body:
-            self._printed(line_no, _whole_dict(seg.body, block, end),
-                          self.bars.step_at(block, end, "'eval_" in seg.body))
+        """What the lexer's own line kinds say: metric lines, worker exits, completion,
+        checkpoints (printed metrics dicts are found per block: `_dict_lines`)."""
         if "metric-line" in tags and (record := line_record(seg.body)) is not None:
             self._line_record(line_no, *record)
         if "worker-exit" in tags:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_COUNT = re.compile(rb"[ \t]*(\d+)/(\d+) \[")  # after the bar's closing `|`
-_BREAKS = re.compile(rb"[\r\n]")
+#: a bar from its segment's start: its description, then `40%|█...| n/total [`
+_BAR = re.compile(rb"([^\r\n|]*?)\d+%\|[^|\r\n]*\|[ \t]*(\d+)/(\d+) \[")
 _MARK = b"%|"
 _TOTAL = re.compile(rb"%\|[^|\r\n]*\|[ \t]*\d+/(\d+) \[")  # starts with the mark: found fast
 _LOOK_BACK = 32  # bars with a description skipped while looking for the trainer's own
@@ -130,18 +130,13 @@ class ProgressTracker:
             return None
         start = max(block.rfind(b"\r", 0, mark), block.rfind(b"\n", 0, mark),
                     block.rfind(b"|", 0, mark)) + 1
-        head = block[start:mark]
-        description = head.rstrip(b"0123456789")
-        close = block.find(b"|", mark + 2)
-        if len(description) == len(head) or close < 0 or _BREAKS.search(block, mark, close):
-            return None
-        found = _COUNT.match(block, close + 1)
+        found = _BAR.match(block, start)  # no `|` between start and mark: its `%|` is mark's
         if found is None:
             return None
-        total = int(found[2])
-        described = bool(description.strip())
+        total = int(found[3])
+        described = bool(found[1].strip())
         if total not in self._described:
             if len(self._described) >= MAX_TOTALS:
                 return None
             self._described[total] = described
-        return described, int(found[1]), total
+        return described, int(found[2]), total
