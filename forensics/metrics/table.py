@@ -223,7 +223,10 @@ class MetricsTable:
         self.offered += 1
         if self.stride == 1 or self.offered % self.stride == 0:
             return False
-        return all(v is not None and math.isfinite(v) for v in values)
+        try:  # one sum is finite when every value is (a sum that overflows keeps the record)
+            return math.isfinite(sum(values))
+        except TypeError:  # a value logged as None
+            return all(v is not None and math.isfinite(v) for v in values)
 
     def _thin(self) -> None:
         """Keep every other training record (and every evaluation, and every record with a
