@@ -175,6 +175,11 @@ def test_an_error_the_program_says_it_ignored_is_not_a_root(tmp_path):
     raised = ("ImportError: cannot import name 'GlmAsrConfig' from 'transformers' "
               "(/usr/local/lib/python3.10/dist-packages/transformers/__init__.py)\n")
     assert root_of(run(tmp_path, raised)) == "version-mismatch"
+    # xformers says it caught the ImportError and goes on without Triton
+    caught = ("A matching Triton is not available, some optimizations will not be enabled.\n"
+              "Error caught was: No module named 'triton'\n") * 3
+    assert root_of(run(tmp_path, caught + "steps:  10%|█   | 780/7800 [05:04<45:36,  2.57it/s, "
+                                          "loss=0.117]\n")) is None
 
 
 def test_slurms_may_have_been_killed_is_still_its_oom_report(tmp_path):

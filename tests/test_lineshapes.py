@@ -15,6 +15,7 @@ from forensics.inputs.sources import Source
 from forensics.lines.linepass import compile_plan, line_pass
 from forensics.metrics.fileshapes import FILE_SHAPES
 from forensics.metrics.lineshapes import PRINTED_DICTS, SHAPES, line_record
+from forensics.metrics.names import named_like
 from forensics.metrics.table import KIND_NAMES, MetricsTable
 from forensics.metrics.timeline import build_timeline
 from forensics.report import render
@@ -228,3 +229,21 @@ def test_a_metric_file_that_is_not_one_gives_no_timeline_and_says_why(tmp_path):
     broken = line_pass(Source("trainer_state.json", state, content="trainer-state"), plan)
     assert len(broken.metrics) == 0
     assert broken.info.problems and "not readable JSON" in broken.info.problems[0]
+
+
+@pytest.mark.parametrize(("column", "canonical", "named"), [
+    ("avr_loss", "loss", True), ("nll_loss", "loss", True), ("actor/pg_loss", "loss", True),
+    ("lm loss", "loss", True), ("loss scale", "loss", False), ("loss_scale", "loss", False),
+    ("glossary", "loss", False), ("clip/grad_norm", "grad_norm", True),
+    ("grad_norm_var", "grad_norm", True), ("norm_grad", "grad_norm", False)])
+def test_a_name_is_a_metric_by_its_words(column, canonical, named):
+    assert named_like(column, canonical) is named
+
+
+def test_a_loss_of_any_name_going_nan_is_the_nan_onset(tmp_path):
+    """musubi-tuner's bar postfix `avr_loss=nan`: no alias lists `avr_loss`, its words do."""
+    lines = [f"steps:  {s}%|█ | {s * 10}/1000 [00:10<01:30,  2.94s/it, avr_loss="
+             f"{'nan' if s >= 6 else f'{0.2 - s / 100:.3f}'}]" for s in range(1, 9)]
+    analysis = analyze(_log(tmp_path, lines))
+    assert analysis.root_cause.finding.signature == "nan-loss"
+    assert analysis.root_cause.finding.step == 60

@@ -94,8 +94,9 @@ def continues_warning(body: str, previous: str, following: str) -> bool:
 
 
 # a message that says the program let the error pass ("Ignore import error when loading
-# sglang.srt.models.x: cannot import name ...", "Skipping import of cpp extensions due to ...")
-_HANDLED = regex.compile(r"^(?:Ignor(?:e|ed|ing)|Skipp(?:ed|ing))\b")
+# sglang.srt.models.x: cannot import name ...", "Skipping import of cpp extensions due to ...",
+# xformers' "Error caught was: No module named 'triton'" under "Triton is not available")
+_HANDLED = regex.compile(r"^(?:Ignor(?:e|ed|ing)|Skipp(?:ed|ing)|(?:Error|Exception) caught)\b")
 
 
 def handled(body: str) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from forensics.errors import CatalogError
-from forensics.metrics.names import spellings
+from forensics.metrics.names import named_like, spellings
 from forensics.metrics.rules import (
     DETECTOR_KINDS,
     JUDGED_BY,
@@ -132,6 +132,9 @@ def _nonfinite(detector: Detector, timeline: Timeline, mode: str) -> list[Anomal
     means the weights (or their fp16 forward) have gone non-finite, even while the training
     loss still prints numbers."""
     watched = tuple(s for name in detector.metric for s in spellings(name))
+    # then any other column whose name says it is one (`avr_loss`, `nll_loss`)
+    watched += tuple(c for c in timeline.train.columns if c not in watched
+                     and any(named_like(c, name) for name in detector.metric))
     onset = nonfinite_onset(timeline, watched) or nonfinite_onset(timeline, EVAL_LOSS, "eval")
     if onset is None:
         return []

@@ -2,13 +2,14 @@
 `iteration N/ M | lm loss: ... |` (and NeMo 2's), DeepSpeed's `step=N, skipped=K, lr=[...]`
 and memory lines, torchtitan's `step: N  loss: ...  grad_norm: ...`, verl's
 `step:N - actor/entropy:... - critic/score/mean:...`, nanoGPT's `iter N: loss X`, `step=N
-loss=X` key=value lines, the postfix of a Lightning or OpenRLHF bar, and JSON-lines metric
-files. Each entry says which literals flag its lines, where a record starts and what its step
-is, how its pairs read, and carries real lines from public logs with the record each must give
-(`tests/test_lineshapes.py` runs them all). Metric names stay as the emitter wrote them;
-`metrics.names` knows which canonical metric each one is. Printed Python dicts (HF Trainer,
-TRL, axolotl) have their own fast reader, `metrics.table`; metric files read whole
-(trainer_state.json, wandb-summary.json, Lightning's metrics.csv) are `metrics.fileshapes`."""
+loss=X` key=value lines, the postfix of a Lightning, OpenRLHF or any other bar that shows a
+loss, and JSON-lines metric files. Each entry says which literals flag its lines, where a
+record starts and what its step is, how its pairs read, and carries real lines from public
+logs with the record each must give (`tests/test_lineshapes.py` runs them all). Metric
+names stay as the emitter wrote them; `metrics.names` knows which canonical metric each one
+is. Printed Python dicts (HF Trainer, TRL, axolotl) have their own fast reader,
+`metrics.table`; metric files read whole (trainer_state.json, wandb-summary.json,
+Lightning's metrics.csv) are `metrics.fileshapes`."""
 
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ SHAPES = (
           {"loss": 2.6, "reduced_train_loss": 2.59, "consumed_samples": 2.56e7}),
          ("Epoch 2:  50%|█████     | 50/100 [00:30<00:30,  1.65it/s, v_num=3, train_loss=0.512]",
           250, {"train_loss": 0.512})),
-        (" 45%|████▌     | 450/1000 [02:15<02:45,  3.33it/s, v_num=0, train_loss=0.512]",),
+        ("Epoch 2:  50%|█████     | 50/100 [00:30<00:30,  1.65it/s, v_num=3]",),
         needs=("loss",)),
     LineShape(
         # OpenRLHF's PPO/GRPO episode bar: its postfix, set once a rollout batch has trained,
@@ -189,6 +190,21 @@ SHAPES = (
          "Train epoch [1/1]:  50%|█████     | 2/4 [00:05<00:05,  2.50s/it, pg=0.0123, rm=0.5, "
          "kl=0.001, act_lr=5e-7]"),
         needs=("loss", "reward", "kl"), first_epoch=1, keeps_first=True),
+    LineShape(
+        # any other tqdm bar whose postfix holds a loss (kohya sd-scripts' and musubi-tuner's
+        # `steps:` bar, a hand-written loop's): its position is the step, its postfix set
+        # after the bar moved on; an evaluation bar's is no training record
+        "bar-postfix", ("it/s, ", "s/it, "),
+        regex.compile(r"(?:^|\r)(?!(?i:[^|\r\n]{0,60}?(?:eval|valid|test)))[^|\r\n]{0,60}?"
+                      r"\d+%\|[^|\r\n]*\|\s*(?P<step>\d+)/\d+ \[[^\]]*?(?:it/s|s/it), "),
+        regex.compile(rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])"),
+        (("steps:  10%|██████                                                      | 780/7800 "
+          "[05:04<45:36,  2.57it/s, loss=0.117]", 780, {"loss": 0.117}),
+         (" 45%|████▌     | 450/1000 [02:15<02:45,  3.33it/s, v_num=0, train_loss=0.512]", 450,
+          {"train_loss": 0.512})),
+        ("Evaluating:  50%|█████     | 5/10 [00:01<00:01,  4.10it/s, loss=0.52]",
+         " 45%|████▌     | 450/1000 [02:15<02:45,  3.33it/s, lr=1e-05]"),
+        needs=("loss",)),
     LineShape(
         "json-lines", ('"step": ', '"_step": ', '"global_step": ', '"iteration": '),
         regex.compile(r'^\{.*?"(?:train/global_step|global_step|step|iteration|_step)": '

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 #: canonical name -> every spelling, most common first
@@ -34,3 +35,13 @@ def column(columns: Iterable[str], canonical: str) -> str | None:
     """The column that holds a metric, whichever spelling the log used."""
     present = set(columns)
     return next((name for name in spellings(canonical) if name in present), None)
+
+
+def named_like(column: str, canonical: str) -> bool:
+    """Whether a name an emitter chose spells a canonical metric in its words (`avr_loss`,
+    `loss_total` and `actor/pg_loss` are losses, `loss_scale` is not; `clip/grad_norm` is a
+    gradient norm)."""
+    words = re.split(r"[/_. ]+", column.lower())
+    wanted = canonical.split("_")
+    return "scale" not in words and any(words[i:i + len(wanted)] == wanted
+                                        for i in range(len(words) - len(wanted) + 1))
