@@ -52,18 +52,23 @@ def cli() -> None:
 @patterns_option
 @click.option("--no-redact", is_flag=True, help="Keep tokens, keys and passwords in the report.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when a failure is diagnosed.")
+@click.option("--title", "title_only", is_flag=True,
+              help="Print only the report's first line, plain: an issue title "
+                   "(`gh issue create --title`).")
 @click.option("--engine", type=click.Choice(["auto", "hyperscan", "python"]), default="auto",
               show_default=True, help="Keyword scanner to use.")
 @limits_options
 def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
-            pattern_dirs: tuple[str, ...], no_redact: bool, exit_zero: bool,
+            pattern_dirs: tuple[str, ...], no_redact: bool, exit_zero: bool, title_only: bool,
             engine: str, max_gib: float, max_ratio: float) -> None:
     """Diagnose one job from its logs: PATH is a log file, a compressed log, a job folder or
     - for stdin. Several paths are one job (the ranks' files of one run)."""
     from forensics.inputs.sources import discover
     from forensics.pipeline import Analyzer
-    from forensics.report import render
+    from forensics.report import render, report_title
 
+    if title_only and fmt is not None:
+        raise click.UsageError("--title prints the title alone; leave out --format")
     check_output(output)
     catalog = user_catalog(pattern_dirs)
     try:
@@ -76,7 +81,9 @@ def analyze(paths: tuple[str, ...], fmt: str | None, output: str | None,
     on_terminal = output is None and sys.stdout.isatty()
     fmt = fmt or ("text" if on_terminal else "md")
     width = os.get_terminal_size().columns if on_terminal else 120
-    write(render(analysis, fmt, width, color=on_terminal), output, keep_secrets=no_redact)
+    report = (report_title(analysis) + "\n" if title_only
+              else render(analysis, fmt, width, color=on_terminal))
+    write(report, output, keep_secrets=no_redact)
     problems = [p for source in analysis.sources for p in source.problems]
     for problem in problems:
         warn(problem)

@@ -26,6 +26,20 @@ def test_exit_codes():
     assert invoke("analyze").exit_code == 2
 
 
+def test_title_is_the_reports_first_line_plain_for_an_issue():
+    """`gh issue create --title "$(forensics analyze --title LOG)" --body-file report.md`."""
+    for log, code in ((OOM, 1), (HEALTHY, 0)):
+        title = invoke("analyze", "--title", log)
+        first = invoke("analyze", "--format", "md", log).output.splitlines()[0]
+        assert title.exit_code == code  # the exit codes of the report itself
+        assert title.output.count("\n") == 1
+        assert title.output.strip() == first.removeprefix("## ").replace("`", "")
+    assert invoke("analyze", "--title", OOM).output == \
+        "forensics: run failed: CUDA out of memory (cuda-oom)\n"
+    assert invoke("analyze", "--title", "--exit-zero", OOM).exit_code == 0
+    assert invoke("analyze", "--title", "--format", "md", OOM).exit_code == 2
+
+
 def test_json_contract():
     report = json.loads(invoke("analyze", "--format", "json", OOM).output)
     assert report["schema_version"] == 2

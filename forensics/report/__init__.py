@@ -15,6 +15,14 @@ from forensics.model import Analysis
 FORMATS = ("md", "json", "text")
 
 
+def report_title(analysis: Analysis) -> str:
+    """The report's headline as one plain line, an issue's title: `forensics: run failed:
+    CUDA out of memory (cuda-oom)`."""
+    from forensics.report.sections import verdict_section
+
+    return "".join(span.text for span in verdict_section(analysis).title)
+
+
 def _markdown(analysis: Analysis, width: int, color: bool) -> str:
     from forensics.report.markdown import render_markdown
 
