@@ -132,7 +132,10 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
                | recovered_metrics_went_on(hits, tails))
     findings = group_findings(hits, _job_year(tokens, worker_failures),
                               announced(tokens, tracebacks), went_on)
-    health = _health([lines.metrics for lines in passes])
+    names = [lines.info.name for lines in passes]
+    stacks = run_stacks(tokens, tracebacks, names,
+                        {s for lines in passes for s in lines.shape_stacks})
+    health = _health([lines.metrics for lines in passes], stacks)
     if health is not None:
         findings += health.unreported(catalog, {f.signature for f in findings}, order)
     completed = any(lines.metrics.summary is not None or lines.completion is not None
@@ -144,8 +147,6 @@ def build_analysis(passes: list[LinePass], catalog: Catalog, problems: list[str]
     timeline = _timeline(passes, health, root)
     progressed = bool(timeline.steps_logged or timeline.last_step is not None)
     sources = [lines.info for lines in passes]
-    names = [info.name for info in sources]
-    stacks = run_stacks(tokens, tracebacks, names)
     env = environment(tokens, (v for lines in passes for v in lines.python_versions),
                       tracebacks, stacks)
     if problems:
@@ -188,13 +189,13 @@ def export_timeline(sources: list[Source], fmt: str) -> tuple[str | bytes | None
     return (render_table(frame) if fmt == "md" else frame.to_csv(index=False)), problems
 
 
-def _health(tables: list[MetricsTable]) -> Health | None:
+def _health(tables: list[MetricsTable], stacks: tuple[str, ...]) -> Health | None:
     """Timeline and health rules; pandas is imported only when there are metrics."""
     if not any(len(table) for table in tables):
         return None
     from forensics.metrics.judge import judge
 
-    return judge(tables)
+    return judge(tables, stacks)
 
 
 def _job_year(tokens: list[Token], worker_failures: list[WorkerFailure]) -> int:

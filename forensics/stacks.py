@@ -63,12 +63,14 @@ STACKS = _load()
 MARKERS = tuple(dict.fromkeys(m for stack in STACKS.values() for m in stack.markers))
 
 
-def detect_stacks(lines: Iterable[str], packages: Iterable[str],
-                  slurm_job: bool = False) -> tuple[str, ...]:
+def detect_stacks(lines: Iterable[str], packages: Iterable[str], slurm_job: bool = False,
+                  known: Iterable[str] = ()) -> tuple[str, ...]:
     """The stacks whose markers the lines hold or whose packages the tracebacks pass
-    through (SLURM also when a file is named as SLURM names its output), in catalog order,
-    less those a detected wrapper covers."""
+    through (SLURM also when a file is named as SLURM names its output; `known`: found
+    otherwise, by the metric lines they print), in catalog order, less those a detected
+    wrapper covers."""
     found: set[str] = {"slurm"} if slurm_job else set()
+    found.update(s for s in known if s in STACKS)
     packages = set(packages)
     for stack in STACKS.values():
         if packages & set(stack.packages):

@@ -115,6 +115,10 @@ BROKEN = [
                  id="detector-family"),
     pytest.param(RULE + DETECTOR + "above = 2.0\n", "detector[0].above: unknown key",
                  id="detector-foreign-number"),
+    pytest.param(RULE + 'stack_advice = { kohya = "Clip." }\n',
+                 "range[0].stack_advice.kohya: unknown stack", id="stack-advice-unknown"),
+    pytest.param(RULE + 'stack_advice = { verl = "" }\n',
+                 "range[0].stack_advice.verl: must be a non-empty string", id="stack-advice-empty"),
 ]
 
 
@@ -157,3 +161,16 @@ def test_detector_kinds_name_every_kind_the_detectors_report():
         and len(call.args) > 1 and isinstance(call.args[1], ast.Constant)
     }
     assert literal == set(DETECTOR_KINDS)
+
+
+def test_advice_is_given_in_the_keys_of_the_runs_stack():
+    rules = load_rules()
+    kl = next(r for r in rules.ranges if r.metric[0] == "kl")
+    assert "--init_kl_coef" in kl.advice_for(("deepspeed", "openrlhf", "vllm"))
+    assert "kl_loss_coef" in kl.advice_for(("fsdp", "verl", "vllm"))
+    assert kl.advice_for(("trl", "deepspeed")) == kl.advice  # TRL's `beta`, the generic text
+    clip = next(r for r in rules.ranges if r.metric[0] == "grad_norm" and r.when == "sft")
+    # Megatron-DeepSpeed: the framework's flag, not the engine's config key
+    assert "--clip-grad" in clip.advice_for(("deepspeed", "megatron"))
+    assert "gradient_clipping" in clip.advice_for(("deepspeed",))
+    assert "max_grad_norm" in clip.advice_for(("hf-trainer", "deepspeed"))

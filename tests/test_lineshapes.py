@@ -19,6 +19,7 @@ from forensics.metrics.names import named_like
 from forensics.metrics.table import KIND_NAMES, MetricsTable
 from forensics.metrics.timeline import build_timeline
 from forensics.report import render
+from forensics.stacks import STACKS
 
 from .mermaid_xychart import problems
 
@@ -247,3 +248,12 @@ def test_a_loss_of_any_name_going_nan_is_the_nan_onset(tmp_path):
     analysis = analyze(_log(tmp_path, lines))
     assert analysis.root_cause.finding.signature == "nan-loss"
     assert analysis.root_cause.finding.step == 60
+
+
+def test_a_shape_names_a_known_stack_and_its_run_gets_that_stacks_keys(tmp_path):
+    assert all(shape.stack in STACKS for shape in SHAPES if shape.stack)
+    lines = [_megatron(s, "3.876781E+00", "1.234") for s in range(1, 30)]
+    analysis = analyze(_log(tmp_path, [*lines, _megatron(30, "nan", "nan")]))
+    assert dict(analysis.environment)["stack"] == "Megatron-LM"
+    assert any("--clip-grad" in fix for fix in analysis.fixes)
+    assert not any("max_grad_norm" in fix for fix in analysis.fixes)

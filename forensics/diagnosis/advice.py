@@ -18,13 +18,14 @@ JOB_CAPTURES = ("job_id", "job")
 
 
 def run_stacks(tokens: Iterable[Token], tracebacks: Iterable[Traceback],
-               source_names: Iterable[str]) -> tuple[str, ...]:
-    """The stacks the run used, from the lines that name them, its tracebacks' packages and
-    its files' names."""
+               source_names: Iterable[str], printed_by: Iterable[str] = ()) -> tuple[str, ...]:
+    """The stacks the run used, from the lines that name them, its tracebacks' packages, its
+    files' names and the stacks whose own metric lines it printed (`printed_by`)."""
     names = list(source_names)
     return detect_stacks((t.text for t in tokens if "fact" in t.tags),
                          (p for tb in tracebacks for p in tb.packages),
-                         slurm_job=any(_file_job(name) for name in names))
+                         slurm_job=any(_file_job(name) for name in names),
+                         known=printed_by)
 
 
 def root_fixes(root: RootCause, signature: Signature, stacks: tuple[str, ...],

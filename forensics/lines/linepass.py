@@ -130,6 +130,7 @@ class LinePass:
     last_step_line: int = 0
     checkpoint: Checkpoint | None = None
     trained_on: dict[int, int] = field(default_factory=dict)  # bar total -> training records
+    shape_stacks: frozenset[str] = frozenset()  # stacks whose own metric lines were read
 
 
 class _LineReader:
@@ -156,6 +157,7 @@ class _LineReader:
         self._muted_texts: tuple[bytes, ...] = ()
         self._exhausted_since_block = False
         self.printed: list[tuple[int, int | None, str]] = []  # metrics dicts not yet parsed
+        self.shape_stacks: set[str] = set()
         # the last metrics line read, held while the next may redraw the same step (a bar)
         self.held: tuple[int, int, int | None, dict[str, float | None]] | None = None
         self.default_who = Attribution(rank=source.rank, local_rank=source.local_rank,
@@ -357,6 +359,8 @@ class _LineReader:
         of the held step adds to it (a bar redrawn, DeepSpeed's memory line after its step
         line), unless its shape keeps a step's first record; its total is counted like a
         progress bar's."""
+        if shape.stack:
+            self.shape_stacks.add(shape.stack)
         if self.held is not None and self.held[1] == step:
             if shape.keeps_first:
                 return
@@ -602,7 +606,7 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
         last_time=next((t for t in reversed(tail_times) if t), None)
         or next((t.who.time for t in reversed(scanner.tokens) if t.who.time), None),
         last_step_line=max(scanner.last_step_line, scanner.bars.last_line),
-        checkpoint=scanner.checkpoint,
+        checkpoint=scanner.checkpoint, shape_stacks=frozenset(scanner.shape_stacks),
     )
 
 

@@ -57,18 +57,21 @@ def run_mode(timeline: Timeline) -> str:
     return "pretrain" if any(c in PRETRAIN_HINTS for c in columns) else "sft"
 
 
-def assess(timeline: Timeline) -> list[Anomaly]:
-    """Every anomaly of the run, in step order."""
+def assess(timeline: Timeline, stacks: tuple[str, ...] = ()) -> list[Anomaly]:
+    """Every anomaly of the run, in step order, its advice in the keys of the run's stacks
+    where health.toml has them."""
     rules = load_rules()
     mode = run_mode(timeline)
     train = timeline.train
     anomalies: list[Anomaly] = []
     for rule in rules.ranges:
         if rule.when in JUDGED_BY[mode]:
+            rule = replace(rule, advice=rule.advice_for(stacks))
             anomalies += _one_per_rule([a for column in _matching(train.columns, rule.metric)
                                         if (a := _range_anomaly(rule, column, train[column]))])
     for detector in rules.detectors:
         if mode in detector.families:
+            detector = replace(detector, advice=detector.advice_for(stacks))
             anomalies += DETECTORS[detector.kind](detector, timeline, mode)
     return sorted(anomalies, key=lambda a: (a.step, a.metric))
 

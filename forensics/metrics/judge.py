@@ -63,18 +63,19 @@ def _order(evidence: Evidence, source_order: dict[str, int]) -> int:
     return source_order[evidence.source] * 10**12 + evidence.line
 
 
-def judge(tables: list[MetricsTable]) -> Health | None:
-    """The run's timeline and its anomalies (numbers near the float limit overflow in sums
-    and means quietly: the rules see inf, and stderr stays clean)."""
+def judge(tables: list[MetricsTable], stacks: tuple[str, ...] = ()) -> Health | None:
+    """The run's timeline and its anomalies, advised in the keys of its stacks (numbers near
+    the float limit overflow in sums and means quietly: the rules see inf, and stderr stays
+    clean)."""
     with np.errstate(all="ignore"):
-        return _judge(tables)
+        return _judge(tables, stacks)
 
 
-def _judge(tables: list[MetricsTable]) -> Health | None:
+def _judge(tables: list[MetricsTable], stacks: tuple[str, ...]) -> Health | None:
     timeline = build_timeline(tables)
     if timeline is None:
         return None
-    anomalies = tuple(assess(timeline))
+    anomalies = tuple(assess(timeline, stacks))
     mode = run_mode(timeline)
     declared = [t.max_steps for t in tables if t.max_steps]
     return Health(timeline, anomalies, mode, chart_series(timeline, mode),

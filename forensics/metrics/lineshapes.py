@@ -1,13 +1,14 @@
 """Metric lines that are not Python dicts, one registry entry per emitter: Megatron-LM's
-`iteration N/ M | lm loss: ... |` (and NeMo 2's), DeepSpeed's `step=N, skipped=K, lr=[...]`
-and memory lines, torchtitan's `step: N  loss: ...  grad_norm: ...`, verl's
+`iteration N/ M | lm loss: ... |` (and NeMo 2's, behind its epoch), DeepSpeed's `step=N,
+skipped=K, lr=[...]` and memory lines, torchtitan's `step: N  loss: ...  grad_norm: ...`, verl's
 `step:N - actor/entropy:... - critic/score/mean:...`, nanoGPT's `iter N: loss X`, `step=N
 loss=X` key=value lines, the postfix of a Lightning, OpenRLHF or any other bar that shows a
 loss, and JSON-lines metric files. Each entry says which literals flag its lines, where a
 record starts and what its step is, how its pairs read, and carries real lines from public
 logs with the record each must give (`tests/test_lineshapes.py` runs them all). Metric
 names stay as the emitter wrote them; `metrics.names` knows which canonical metric each one
-is. Printed Python dicts (HF Trainer, TRL, axolotl) have their own fast reader,
+is; a shape only one stack prints names that stack (its fixes are then given in its keys).
+Printed Python dicts (HF Trainer, TRL, axolotl) have their own fast reader,
 `metrics.table`; metric files read whole (trainer_state.json, wandb-summary.json,
 Lightning's metrics.csv) are `metrics.fileshapes`."""
 
@@ -41,6 +42,7 @@ class LineShape:
     #: on, so that the next step's values are drawn at this step's position); otherwise later
     #: lines of the same step add to it (a redrawn bar, DeepSpeed's step and memory lines)
     keeps_first: bool = False
+    stack: str = ""  # the stack (forensics/stacks.toml) that prints this shape, if only one
 
     def read(self, body: str) -> tuple[int, int | None, dict[str, float | None]] | None:
         """The record a line holds: its step, its total steps (or None) and its values. The
@@ -77,6 +79,17 @@ def _number(raw: str) -> float | None:
 
 SHAPES = (
     LineShape(
+        # NeMo 2 prints Megatron's shape behind its own epoch prefix
+        "nemo", ("Training epoch ",),
+        regex.compile(r"\bTraining epoch \d+, iteration\s+(?P<step>\d+)\s*/\s*(?P<total>\d+)\s*\|"),
+        regex.compile(rf"\|\s*(?P<key>[A-Za-z][\w ./()-]{{0,60}}?):\s+(?P<value>{_NUMBER})\s*"
+                      r"(?=\||$)"),
+        (("Training epoch 0, iteration 10/99 | lr: 1.5e-05 | global_batch_size: 8 | global_step: "
+          "10 | reduced_train_loss: 9.553 | train_step_timing in s: 0.4312 | consumed_samples: 88",
+          10, {"lr": 1.5e-05, "global_batch_size": 8.0, "reduced_train_loss": 9.553,
+               "train_step_timing in s": 0.4312, "consumed_samples": 88.0}),),
+        ("Training epoch 0, iteration 0/99 | sanity check done",), stack="nemo"),
+    LineShape(
         "megatron", ("iteration ",),
         regex.compile(r"\biteration\s+(?P<step>\d+)\s*/\s*(?P<total>\d+)\s*\|"),
         regex.compile(rf"\|\s*(?P<key>[A-Za-z][\w ./()-]{{0,60}}?):\s+(?P<value>{_NUMBER})\s*"
@@ -90,13 +103,8 @@ SHAPES = (
            "elapsed time per iteration (ms)": 31074.1, "learning rate": 5.997e-05,
            "global batch size": 80.0, "lm loss": 3.876781, "loss scale": 4096.0,
            "grad norm": 3246.595, "num zeros": 0.0, "number of skipped iterations": 0.0,
-           "number of nan iterations": 0.0}),
-         # NeMo 2 prints the same shape
-         ("Training epoch 0, iteration 10/99 | lr: 1.5e-05 | global_batch_size: 8 | global_step: "
-          "10 | reduced_train_loss: 9.553 | train_step_timing in s: 0.4312 | consumed_samples: 88",
-          10, {"lr": 1.5e-05, "global_batch_size": 8.0, "reduced_train_loss": 9.553,
-               "train_step_timing in s": 0.4312, "consumed_samples": 88.0})),
-        (" > finished iteration 100/ 500 of the data loader warm-up | rank 0",)),
+           "number of nan iterations": 0.0}),),
+        (" > finished iteration 100/ 500 of the data loader warm-up | rank 0",), stack="megatron"),
     LineShape(
         # engine.py's progress report, every steps_per_print steps (formats.md section 7)
         "deepspeed-step", ("skipped=",),
@@ -105,7 +113,8 @@ SHAPES = (
         (("[2023-11-07 01:55:23,711] [INFO] [logging.py:96:log_dist] [Rank 0] step=10, "
           "skipped=4, lr=[4.99804827338393e-05, 4.99804827338393e-05], mom=[(0.9, 0.95), "
           "(0.9, 0.95)]", 10, {"skipped": 4.0, "lr": 4.99804827338393e-05}),),
-        ("[INFO] [config.py:1000:print] steps_per_print .............. 10 skipped=0",)),
+        ("[INFO] [config.py:1000:print] steps_per_print .............. 10 skipped=0",),
+        stack="deepspeed"),
     LineShape(
         # the ThroughputTimer's line, printed with it
         "deepspeed-memory", ("MaxMemAllocated=",),
@@ -116,7 +125,7 @@ SHAPES = (
           "MemAllocated=4.32GB, MaxMemAllocated=38.49GB", 10,
           {"RunningAvgSamplesPerSec": 25.02, "CurrSamplesPerSec": 25.7, "MemAllocated": 4.32,
            "MaxMemAllocated": 38.49}),),
-        ("|  0  MaxMemAllocated=38.49GB  (a table's cell, no step)",)),
+        ("|  0  MaxMemAllocated=38.49GB  (a table's cell, no step)",), stack="deepspeed"),
     LineShape(
         "torchtitan", ("  loss: ",),
         regex.compile(r"\bstep:\s*(?P<step>\d+)\s+loss:"),
@@ -125,7 +134,8 @@ SHAPES = (
           "grad_norm:  0.8319  memory:  9.46GiB(64.99%)  tps: 7,282  tflops: 0.52  mfu: 0.17%",
           14, {"loss": 3.24405, "grad_norm": 0.8319, "memory": 9.46, "tps": 7282.0,
                "tflops": 0.52, "mfu": 0.17}),),
-        ("  loss: cross_entropy  # job config [training] section, step: 0",)),
+        ("  loss: cross_entropy  # job config [training] section, step: 0",),
+        stack="torchtitan"),
     LineShape(
         "verl", ("step:",),
         regex.compile(r"(?:^|\s)step:(?P<step>\d+) - "),
@@ -137,7 +147,7 @@ SHAPES = (
           {"global_seqlen/min": 419336.0, "actor/entropy": 0.2226657867,
            "actor/pg_loss": -0.005, "actor/grad_norm": 1.992, "critic/score/mean": 0.004,
            "response_length/mean": 512.5}),),
-        ("(TaskRunner pid=1) step:0 - starting validation before training",)),
+        ("(TaskRunner pid=1) step:0 - starting validation before training",), stack="verl"),
     LineShape(
         "nanogpt", ("iter ",),
         regex.compile(r"^iter (?P<step>\d+): loss "),
@@ -170,7 +180,7 @@ SHAPES = (
          ("Epoch 2:  50%|█████     | 50/100 [00:30<00:30,  1.65it/s, v_num=3, train_loss=0.512]",
           250, {"train_loss": 0.512})),
         ("Epoch 2:  50%|█████     | 50/100 [00:30<00:30,  1.65it/s, v_num=3]",),
-        needs=("loss",)),
+        needs=("loss",), stack="lightning"),
     LineShape(
         # OpenRLHF's PPO/GRPO episode bar: its postfix, set once a rollout batch has trained,
         # holds the mean status (policy_loss, kl, reward, ...); the bar counts rollout
@@ -189,7 +199,7 @@ SHAPES = (
         ("Episode [1/1]:   0%|          | 0/625 [00:00<?, ?it/s]",
          "Train epoch [1/1]:  50%|█████     | 2/4 [00:05<00:05,  2.50s/it, pg=0.0123, rm=0.5, "
          "kl=0.001, act_lr=5e-7]"),
-        needs=("loss", "reward", "kl"), first_epoch=1, keeps_first=True),
+        needs=("loss", "reward", "kl"), first_epoch=1, keeps_first=True, stack="openrlhf"),
     LineShape(
         # any other tqdm bar whose postfix holds a loss (kohya sd-scripts' and musubi-tuner's
         # `steps:` bar, a hand-written loop's): its position is the step, its postfix set

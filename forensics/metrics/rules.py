@@ -15,6 +15,7 @@ import pandas as pd
 
 from forensics import tomlfile
 from forensics.errors import CatalogError
+from forensics.stacks import STACKS
 
 RULES_FILE = Path(__file__).with_name("health.toml")
 #: the trainer families a run is judged as (`metrics.health.run_mode`)
@@ -56,6 +57,11 @@ class RangeRule:
     min_run: int = 3
     examples: tuple[tuple[float, ...], ...] = ()
     counterexamples: tuple[tuple[float, ...], ...] = ()
+    stack_advice: tuple[tuple[str, str], ...] = ()  # (stack, advice in its keys), in order
+
+    def advice_for(self, stacks: tuple[str, ...]) -> str:
+        """The advice in the keys of the first of the run's stacks that has its own."""
+        return _advice_for(self.advice, self.stack_advice, stacks)
 
     def violated(self, values: pd.Series) -> pd.Series:
         bad = pd.Series(False, index=values.index)
@@ -79,6 +85,11 @@ class Detector:
     healthy: str
     advice: str
     parameters: tuple[tuple[str, float], ...]
+    stack_advice: tuple[tuple[str, str], ...] = ()
+
+    def advice_for(self, stacks: tuple[str, ...]) -> str:
+        """The advice in the keys of the first of the run's stacks that has its own."""
+        return _advice_for(self.advice, self.stack_advice, stacks)
 
     def __getitem__(self, name: str) -> float:
         return dict(self.parameters)[name]
@@ -143,7 +154,7 @@ def _range_rule(path: Path, where: str, table: dict, problems: list[str]) -> Ran
     """One [[range]] table checked and converted; problems are appended."""
     start = len(problems)
     _known_keys(path, where, table, {"metric", "when", "min_run", "examples", "counterexamples",
-                                     *_TEXT, *_THRESHOLDS}, problems)
+                                     "stack_advice", *_TEXT, *_THRESHOLDS}, problems)
     _required(path, where, table, ("metric", "when", *_TEXT, "examples", "counterexamples"),
               problems)
     metric = _metric(path, where, table, problems)
@@ -162,10 +173,12 @@ def _range_rule(path: Path, where: str, table: dict, problems: list[str]) -> Ran
         problems.append(f"{path}: {where}.min_run: must be a whole number of at least 1")
     series = {key: _series(path, f"{where}.{key}", table.get(key, []), problems)
               for key in ("examples", "counterexamples")}
+    by_stack = _stack_advice(path, where, table, problems)
     if len(problems) > start:
         return None
     return RangeRule(metric=metric, when=when, kind=kind, healthy=table["healthy"],
-                     advice=table["advice"], min_run=min_run, **limits, **series)
+                     advice=table["advice"], min_run=min_run, **limits, **series,
+                     stack_advice=by_stack)
 
 
 def _detector(path: Path, where: str, table: dict, problems: list[str]) -> Detector | None:
@@ -173,7 +186,8 @@ def _detector(path: Path, where: str, table: dict, problems: list[str]) -> Detec
     start = len(problems)
     kind = table.get("kind")
     needed = DETECTOR_PARAMETERS.get(kind, ()) if isinstance(kind, str) else ()
-    _known_keys(path, where, table, {"metric", "families", *_TEXT, *needed}, problems)
+    _known_keys(path, where, table, {"metric", "families", "stack_advice", *_TEXT, *needed},
+                problems)
     _required(path, where, table, ("metric", "families", *_TEXT, *needed), problems)
     if "kind" in table and kind not in DETECTOR_PARAMETERS:
         problems.append(f"{path}: {where}.kind: {kind!r} is not one of "
@@ -189,10 +203,43 @@ def _detector(path: Path, where: str, table: dict, problems: list[str]) -> Detec
         if name in table and (isinstance(value, bool) or not isinstance(value, (int, float))
                               or not math.isfinite(value) or value <= 0):
             problems.append(f"{path}: {where}.{name}: must be a positive finite number")
+    by_stack = _stack_advice(path, where, table, problems)
     if len(problems) > start:
         return None
     return Detector(kind, metric, tuple(families), table["healthy"], table["advice"],
-                    tuple((name, float(table[name])) for name in needed))
+                    tuple((name, float(table[name])) for name in needed), by_stack)
+
+
+def _stack_advice(path: Path, where: str, table: dict,
+                  problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """A rule's advice in the keys of particular stacks: `{verl = "...", openrlhf = "..."}`,
+    each a known stack (forensics/stacks.toml) and a non-empty text."""
+    value = table.get("stack_advice", {})
+    if not isinstance(value, dict):
+        problems.append(f"{path}: {where}.stack_advice: must be a table of stack = advice")
+        return ()
+    for stack, text in value.items():
+        if stack not in STACKS:
+            problems.append(f"{path}: {where}.stack_advice.{stack}: unknown stack; known: "
+                            f"{', '.join(STACKS)}")
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(f"{path}: {where}.stack_advice.{stack}: must be a non-empty string")
+    return tuple(value.items())
+
+
+#: the stacks whose keys the generic advice is written in (HF TrainingArguments, TRL configs,
+#: axolotl YAML): a run on one of them gets it whatever engine it also uses
+GENERIC_STACKS = frozenset({"hf-trainer", "trl", "axolotl"})
+
+
+def _advice_for(advice: str, by_stack: tuple[tuple[str, str], ...],
+                stacks: tuple[str, ...]) -> str:
+    """The generic advice on the stacks it is written for; else the first stack advice (in
+    health.toml's order: a framework's own keys before its engine's) of a stack the run
+    uses; else the generic advice."""
+    if GENERIC_STACKS.intersection(stacks):
+        return advice
+    return next((text for key, text in by_stack if key in stacks), advice)
 
 
 def _known_keys(path: Path, where: str, table: dict, known: set[str],
