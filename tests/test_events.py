@@ -162,3 +162,26 @@ def test_a_long_run_is_thinned_but_keeps_its_nan_and_its_count(monkeypatch):
     kept = [metrics.row(i) for i in range(len(metrics))]
     assert any(row.step == 3333 and row.values["loss"] != row.values["loss"] for row in kept)
     assert [row.step for row in kept] == sorted(row.step for row in kept)
+
+
+def test_printed_records_are_thinned_as_records_added_one_by_one(monkeypatch):
+    """The fast path of thinning (plainly finite numbers counted without converting them)
+    keeps exactly the rows the general path keeps: NaN, inf, None and an exponent that
+    overflows are each kept, every k-th plain one too."""
+    monkeypatch.setattr(table_module, "MAX_ROWS", 300)
+    odd = {777: "nan", 901: "inf", 1203: "None", 1500: "1e400", 1777: "-3.5e-07"}
+    bodies = [f"{{'loss': {odd.get(i, f'{1.0 / (i + 1):.6f}')}, 'grad_norm': 0.5, "
+              f"'epoch': {i / 100:.2f}}}" for i in range(2000)]
+    printed = MetricsTable("x")
+    printed.add_printed(list(range(1, 2001)), list(range(2000)), bodies)
+    one_by_one = MetricsTable("x")
+    for i, body in enumerate(bodies):
+        value = odd.get(i, f"{1.0 / (i + 1):.6f}")
+        loss = None if value == "None" else float(value)
+        one_by_one.add(i + 1, i, {"loss": loss, "grad_norm": 0.5, "epoch": i / 100})
+    assert printed.stride > 1 and printed.count(TRAIN) == one_by_one.count(TRAIN) == 2000
+    def rows(table):  # NaN compares unequal to itself: compare reprs
+        return [repr(table.row(i)) for i in range(len(table))]
+
+    assert rows(printed) == rows(one_by_one)
+    assert {777, 901, 1203, 1500} <= {int(printed.row(i).step) for i in range(len(printed))}
