@@ -175,7 +175,7 @@ def test_printed_records_are_thinned_as_records_added_one_by_one(monkeypatch):
     printed = MetricsTable("x")
     printed.add_printed(list(range(1, 2001)), list(range(2000)), bodies)
     one_by_one = MetricsTable("x")
-    for i, body in enumerate(bodies):
+    for i in range(len(bodies)):
         value = odd.get(i, f"{1.0 / (i + 1):.6f}")
         loss = None if value == "None" else float(value)
         one_by_one.add(i + 1, i, {"loss": loss, "grad_norm": 0.5, "epoch": i / 100})

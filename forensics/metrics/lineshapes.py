@@ -21,6 +21,9 @@ import regex
 #: the record's own bookkeeping, not metrics (W&B's `_step`, `_runtime` start with `_`)
 SKIPPED_KEYS = frozenset({"step", "global_step", "train/global_step", "iteration", "v_num"})
 _NUMBER = r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|-?inf|-?Inf"
+#: one `key=value` of a tqdm bar's postfix (`[02:15<02:45,  3.33it/s, loss=0.512, lr=1e-05]`)
+_POSTFIX_PAIR = regex.compile(
+    rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.@]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])")
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ SHAPES = (
         "lightning-bar", ("it/s, ", "s/it, "),
         regex.compile(r"^Epoch (?P<epoch>\d+):\s+\d+%\|[^|]*\|\s*(?P<batch>\d+)/(?P<batches>\d+) "
                       r"\[[^\]]*?(?:it/s|s/it), "),
-        regex.compile(rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])"),
+        _POSTFIX_PAIR,
         (("Epoch 0:  31%|███       | 1222/3999 [1:05:55<2:29:48,  3.24s/it, v_num=29, "
           "train_intent_loss_step=1.000, train_total_loss=-.229]", 1222,
           {"train_intent_loss_step": 1.0, "train_total_loss": -0.229}),
@@ -189,7 +192,7 @@ SHAPES = (
         "openrlhf", ("it/s, ", "s/it, "),
         regex.compile(r"(?:^|\s)Episode \[(?P<epoch>\d+)/\d+\]:\s+\d+%\|[^|]*\|\s*(?P<batch>\d+)/"
                       r"(?P<batches>\d+) \[[^\]]*?(?:it/s|s/it), "),
-        regex.compile(rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.@]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])"),
+        _POSTFIX_PAIR,
         (("Episode [1/1]:  24%|██▍       | 2431/10050 [12:59:12<20:32:20,  9.70s/it, "
           "policy_loss=0.0432, kl=0.0387, reward=0.827, return=0.767, response_length=164, "
           "total_length=200, critic_loss=0.0235, values=0.614]", 2431,
@@ -207,7 +210,7 @@ SHAPES = (
         "bar-postfix", ("it/s, ", "s/it, "),
         regex.compile(r"(?:^|\r)(?!(?i:[^|\r\n]{0,60}?(?:eval|valid|test)))[^|\r\n]{0,60}?"
                       r"\d+%\|[^|\r\n]*\|\s*(?P<step>\d+)/\d+ \[[^\]]*?(?:it/s|s/it), "),
-        regex.compile(rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])"),
+        _POSTFIX_PAIR,
         (("steps:  10%|██████                                                      | 780/7800 "
           "[05:04<45:36,  2.57it/s, loss=0.117]", 780, {"loss": 0.117}),
          (" 45%|████▌     | 450/1000 [02:15<02:45,  3.33it/s, v_num=0, train_loss=0.512]", 450,
