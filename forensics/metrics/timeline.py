@@ -4,7 +4,7 @@ apart. Imported only when a job has metrics (pandas is a heavy import)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
@@ -19,21 +19,22 @@ class Timeline:
     """`frame`: one row per record (index `step`; columns `kind`, `source`, `line` and one per
     metric, as logged: NaN where not logged, and NaN/inf where logged so; a metric the log
     named like one of those four is `logged_<name>`); `nonfinite`: which cells were logged as
-    NaN or Inf. `train` and `eval` hold finite values only."""
+    NaN or Inf. `train` and `eval` hold finite values only (each made once: every detector
+    reads them; nothing may change them)."""
 
     frame: pd.DataFrame
     nonfinite: pd.DataFrame
 
-    @property
+    @cached_property
     def clean(self) -> pd.DataFrame:
         return self.frame.mask(self.nonfinite)
 
-    @property
+    @cached_property
     def train(self) -> pd.DataFrame:
         clean = self.clean
         return clean[clean["kind"] == "train"]
 
-    @property
+    @cached_property
     def eval(self) -> pd.DataFrame:
         clean = self.clean
         return clean[clean["kind"] == "eval"]
