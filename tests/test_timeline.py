@@ -224,6 +224,15 @@ def test_sft_sample_nan_after_grad_spike():
     assert any("preceded by a spike of `grad_norm`" in r for r in root.reasons)
 
 
+def test_what_broke_at_the_failures_own_step_did_not_precede_it():
+    """OpenRLHF's reward drops to 0 at the very step its policy loss goes NaN: one event."""
+    reasons = analyze(SAMPLES / "openrlhf-kl-blowup.log").root_cause.reasons
+    assert any(r.startswith("preceded by a high of `kl` at step 93") for r in reasons)
+    assert any(r.startswith("together with a stuck of `reward` at the same step")
+               for r in reasons)
+    assert not any("0 step(s) before" in r for r in reasons)
+
+
 def test_grpo_sample_entropy_collapse_and_zero_reward_std():
     analysis = analyze(SAMPLES / "grpo-entropy-collapse.log")
     found = {a.metric: a for a in analysis.anomalies}

@@ -268,15 +268,20 @@ def _reasons(root: Finding, signature: Signature, findings: list[Finding],
 
 
 def _preceded_by(root: Finding, anomalies: tuple[Anomaly, ...]) -> list[str]:
-    """Unhealthy metrics before the failure: contributing evidence."""
+    """Unhealthy metrics before the failure (or at its very step): contributing evidence."""
     limit = root.step
     earlier_ones = [a for a in anomalies if a.kind != "nan"
                     and (limit is None or a.step <= limit)]
     out = []
     for anomaly in earlier_ones[:2]:
+        seen = f"({anomaly.value:.4g}; healthy {anomaly.healthy})"
+        if anomaly.step == limit:  # what went wrong with it, not before it
+            out.append(f"together with a {anomaly.kind} of `{anomaly.metric}` at the same "
+                       f"step {seen}")
+            continue
         gap = f", {limit - anomaly.step} step(s) before" if limit is not None else ""
         out.append(f"preceded by a {anomaly.kind} of `{anomaly.metric}` at step "
-                   f"{anomaly.step} ({anomaly.value:.4g}; healthy {anomaly.healthy}){gap}")
+                   f"{anomaly.step} {seen}{gap}")
     return out
 
 
