@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from forensics import analyze
+from forensics.lines.signals import signal_of
 
 CUT_TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -159,6 +160,23 @@ def test_a_bare_exception_line_the_run_went_past_is_not_its_end(tmp_path):
 ])
 def test_a_shell_reports_a_fatal_signal_in_its_own_language(tmp_path, line, signature):
     assert root_of(run(tmp_path, f"step 12 loss 1.03\n{line}\n")) == signature
+
+
+@pytest.mark.parametrize(("line", "signal"), [
+    ("[2024-10-29 01:28:47,101] [INFO] [launch.py:325:sigkill_handler] Main process received "
+     "SIGINT, exiting", 2),  # DeepSpeed's launcher, Ctrl-C
+    ("KeyboardInterrupt: terminated", 15),  # a SIGTERM handler's own exception (vLLM)
+    ("KeyboardInterrupt", None), ("raise KeyboardInterrupt(\"terminated\")", None)])
+def test_a_launcher_or_handler_names_the_signal_it_got(line, signal):
+    assert signal_of(line) == signal
+
+
+def test_a_signal_handlers_exception_is_the_signal_not_an_unknown_exception(tmp_path):
+    log = ('  File "/venv/lib/python3.10/site-packages/vllm/entrypoints/openai/api_server.py", '
+           'line 1307, in signal_handler\n    raise KeyboardInterrupt("terminated")\n'
+           "KeyboardInterrupt: terminated\n")
+    assert root_of(run(tmp_path, "Traceback (most recent call last):\n" + log)) == \
+        "sigterm-received"
 
 
 def test_a_signal_word_inside_a_sentence_is_not_a_death(tmp_path):

@@ -29,6 +29,7 @@ ZSH_WORDS = {"hangup": 1, "interrupt": 2, "illegal hardware instruction": 4, "ab
              "segmentation fault": 11, "terminated": 15}
 #: literals that flag a line for the grammar below (the line pass's prefilter)
 KEYWORDS = ("SIG", "signal", "Signal", "Killed", "core dumped", "exitcode", "exit code",
+            "Interrupt: terminated",
             "Exit code", "exit status", "return code", "returncode", "Segmentation fault",
             "Bus error", "Aborted", "Floating point exception", "Terminated", "Hangup",
             "Illegal instruction", "Abort trap", "zsh: ", "abort  ", "killed  ",
@@ -48,6 +49,9 @@ _DEATH = regex.compile("|".join((
     rf"\b[Ss]ignal (?P<number>\d{{1,2}}) \({_NAME}\) received",
     # DeepSpeed's launcher: "Main process received SIGINT, exiting"
     rf"\b[Pp]rocess received (?P<name>{_NAME}), exiting",
+    # a SIGTERM handler's own exception (vLLM's API server, uvicorn-style shutdowns):
+    # "raise KeyboardInterrupt("terminated")", the word as zsh spells it
+    r"^KeyboardInterrupt: (?P<zsh>terminated)$",
     r"Received (?P<number>\d{1,2}) death signal",
     rf"Program (?:received|terminated with) signal (?P<name>{_NAME})",
     rf"Fatal Python error: (?P<word>{_WORDS})",
