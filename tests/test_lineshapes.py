@@ -3,6 +3,7 @@ give their records, its look-alikes give none, and a log in each shape has a tim
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -257,3 +258,20 @@ def test_a_shape_names_a_known_stack_and_its_run_gets_that_stacks_keys(tmp_path)
     assert dict(analysis.environment)["stack"] == "Megatron-LM"
     assert any("--clip-grad" in fix for fix in analysis.fixes)
     assert not any("max_grad_norm" in fix for fix in analysis.fixes)
+
+
+def test_a_trainer_state_record_is_at_the_line_its_entry_opens_on(tmp_path):
+    history = [{"epoch": 0.1 * i, "loss": 1.0 / i, "step": 10 * i} for i in range(1, 4)]
+    state = {"global_step": 30, "log_history": history, "max_steps": 100}
+    plan = compile_plan(load_catalog())
+    pretty = tmp_path / "trainer_state.json"
+    pretty.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")  # as HF writes it
+    table = line_pass(Source("trainer_state.json", pretty, content="trainer-state"), plan).metrics
+    lines = pretty.read_text().splitlines()
+    assert [lines[table.row(i).line - 1].strip() for i in range(3)] == ["{", "{", "{"]
+    assert [table.row(i).step for i in range(3)] == [10, 20, 30]
+    flat = tmp_path / "flat" / "trainer_state.json"
+    flat.parent.mkdir()
+    flat.write_text(json.dumps(state))  # one line: entries are numbered instead
+    table = line_pass(Source("trainer_state.json", flat, content="trainer-state"), plan).metrics
+    assert [table.row(i).line for i in range(3)] == [1, 2, 3]

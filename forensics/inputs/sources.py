@@ -253,10 +253,11 @@ def regular_file(path: Path) -> bool:
         return False
 
 
-def read_metric_file(source: Source, report: ReadStatus, form: str) -> object | None:
-    """A small metric file read whole: JSON (trainer_state.json, wandb-summary.json) by
-    Python's parser, which accepts the NaN and Infinity that `json.dumps` writes, or CSV
-    (a metrics.csv) as a list of {column: cell} rows. None (and a problem) if unreadable."""
+def read_metric_file(source: Source, report: ReadStatus, form: str) -> tuple[object, str]:
+    """A small metric file read whole, and its text: JSON (trainer_state.json,
+    wandb-summary.json) by Python's parser, which accepts the NaN and Infinity that
+    `json.dumps` writes, or CSV (a metrics.csv) as a list of {column: cell} rows. (None, "")
+    and a problem if unreadable."""
     try:
         with open(source.path, "rb") as fh:  # type: ignore[arg-type]
             raw = fh.read(JSON_LIMIT + 1)
@@ -265,14 +266,13 @@ def read_metric_file(source: Source, report: ReadStatus, form: str) -> object | 
         report.bytes_read = len(raw)
         text = raw.decode("utf-8", "replace")
         if form == "csv":
-            return list(csv.DictReader(io.StringIO(text, newline="")))
-        return json.loads(text, parse_int=_json_int)
+            return list(csv.DictReader(io.StringIO(text, newline=""))), text
+        return json.loads(text, parse_int=_json_int), text
     except RecursionError:
         report.problems.append(f"{source.name}: not readable JSON (nested too deeply)")
-        return None
     except (OSError, ValueError, csv.Error) as err:
         report.problems.append(f"{source.name}: not readable {form.upper()} ({err})")
-        return None
+    return None, ""
 
 
 def _json_int(digits: str) -> int | None:

@@ -626,7 +626,7 @@ def _scan_artifact(source: Source) -> LinePass:
         step = checkpoint_step(source.path.name) if source.path else None
         checkpoint = Checkpoint(str(source.path), step, source.name, 0) if step else None
     elif (shape := FILE_SHAPES.get(source.content)) is not None:
-        metrics = shape.read(source.name, read_metric_file(source, report, shape.format))
+        metrics = shape.read(source.name, *read_metric_file(source, report, shape.format))
     return LinePass(
         info=SourceInfo(source.name, report.bytes_read, 0, tuple(report.problems)),
         tokens=[], tracebacks=[], worker_failures=[], metrics=metrics, progress={},

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import regex
+
 from forensics.metrics.table import SUMMARY, TRAIN, MetricsTable, record_kind
 
 Parsed = object  # JSON: what json.loads gave; CSV: a list of {column: cell} dicts
@@ -22,7 +24,7 @@ class FileShape:
 
     kind: str
     format: str  # "json" | "csv"
-    read: Callable[[str, Parsed], MetricsTable]
+    read: Callable[[str, Parsed, str], MetricsTable]  # (source, parsed file, its text)
     example: tuple[str, float | None, dict[str, float]]
 
 
@@ -32,27 +34,54 @@ def _numbers(entry: dict[str, object], skipped: frozenset[str]) -> dict[str, flo
             and not isinstance(v, bool)}
 
 
-def log_history_table(source: str, data: Parsed) -> MetricsTable:
+def log_history_table(source: str, data: Parsed, text: str = "") -> MetricsTable:
     """A trainer_state.json's `log_history` (keys alphabetical, `step` included, NaN literal):
-    each entry's step is its `step`; `max_steps` is the run's total."""
+    each entry's step is its `step`, its line the one its object opens on; `max_steps` is the
+    run's total."""
     table = MetricsTable(source)
     history = data.get("log_history", []) if isinstance(data, dict) else []
+    history = history if isinstance(history, list) else []
     max_steps = data.get("max_steps") if isinstance(data, dict) else None
     table.max_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
-    for index, entry in enumerate(history if isinstance(history, list) else []):
+    lines = _entry_lines(text, "log_history")
+    if len(lines) != len(history):  # not laid out as json.dumps(indent=...) writes it
+        lines = list(range(1, len(history) + 1))
+    for line, entry in zip(lines, history, strict=True):
         if not isinstance(entry, dict):
             continue
         step = entry.get("step")
-        table.add(index + 1, step if isinstance(step, (int, float)) else None,
+        table.add(line, step if isinstance(step, (int, float)) else None,
                   _numbers(entry, frozenset({"step", "total_flos"})))
     return table
+
+
+def _entry_lines(text: str, key: str) -> list[int]:
+    """The line each object of the JSON list `key` opens on, in a file laid out as
+    `json.dumps(indent=...)` writes it (HF's trainer_state.json): every entry's `{` alone on
+    a line at the list's first entry's indentation, until the list's `]`."""
+    found = regex.search(rf'"{regex.escape(key)}": \[\n(?P<indent>[ \t]*)\{{\n', text)
+    if found is None:
+        return []
+    indent = found["indent"]
+    close = regex.compile(rf"^{indent[:-2] if len(indent) >= 2 else ''}\]", regex.M)
+    end = close.search(text, found.end())
+    opening = regex.compile(rf"^{regex.escape(indent)}\{{$", regex.M)
+    first_line = text.count("\n", 0, found.start("indent")) + 1
+    starts = [m.start() for m in opening.finditer(text, found.start("indent"),
+                                                   end.start() if end else len(text))]
+    lines, line, counted = [], first_line, found.start("indent")
+    for start in starts:
+        line += text.count("\n", counted, start)
+        counted = start
+        lines.append(line)
+    return lines
 
 
 #: where a W&B summary's step is, the trainer's own first
 _STEP_KEYS = ("train/global_step", "global_step", "_step")
 
 
-def wandb_summary_table(source: str, data: Parsed) -> MetricsTable:
+def wandb_summary_table(source: str, data: Parsed, text: str = "") -> MetricsTable:
     """A wandb-summary.json: the run's last logged values, one record at the trainer's global
     step where it logged one (HF's `train/global_step`), else at W&B's own `_step` (W&B's
     keys, `_runtime` and the like, left out)."""
@@ -68,7 +97,7 @@ def wandb_summary_table(source: str, data: Parsed) -> MetricsTable:
 
 
 
-def csv_metrics_table(source: str, rows: Parsed) -> MetricsTable:
+def csv_metrics_table(source: str, rows: Parsed, text: str = "") -> MetricsTable:
     """Lightning's CSVLogger metrics.csv: one row per logging call, its `step` column the
     global step (`epoch` where there is none), empty cells for what that call did not log;
     a file without either column holds no timeline."""
