@@ -83,10 +83,12 @@ class ProgressTracker:
     def finish_block(self, block: bytes, first_line: int, newlines: int) -> None:
         """Count this block's redraws per total and carry its last step to the next block
         (`newlines`: how many the block holds, for the line of its last bar)."""
-        marks = block.count(_MARK)
-        if marks:
+        percents = block.count(b"%")  # a third of the time of counting the two-byte mark
+        if percents:
             counts = self._counts(block)
-            if self._discovering and marks != sum(counts.values()):
+            known = sum(counts.values())
+            # every `%` a known total's redraw: no new bar; else count the marks themselves
+            if self._discovering and percents != known and block.count(_MARK) != known:
                 self._discover(block)
                 counts = self._counts(block)
             for total, seen in counts.items():
