@@ -36,7 +36,7 @@ from forensics.metrics.fileshapes import FILE_SHAPES
 from forensics.metrics.lineshapes import LineShape, line_record
 from forensics.metrics.progress import ProgressTracker
 from forensics.metrics.shapes import checkpoint_saved
-from forensics.metrics.table import SUMMARY, TRAIN, MetricsTable, record_kind
+from forensics.metrics.table import TRAIN, MetricsTable, step_kind
 from forensics.model import (
     NO_ATTRIBUTION,
     Attribution,
@@ -374,9 +374,7 @@ class _LineReader:
             return
         line_no, step, total, values = self.held
         self.held = None
-        # HF's summary keys (`train_loss`) mean a step's loss here, not the final summary
-        kind = record_kind(values)
-        self.metrics.add(line_no, step, values, TRAIN if kind == SUMMARY else kind)
+        self.metrics.add(line_no, step, values, step_kind(values))
         if total:
             self.bars.printed(step, total)
         if self.metrics.kinds and self.metrics.kinds[-1] == TRAIN:

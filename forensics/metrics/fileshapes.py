@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import regex
 
-from forensics.metrics.table import SUMMARY, TRAIN, MetricsTable, record_kind
+from forensics.metrics.table import MetricsTable, step_kind
 
 Parsed = object  # JSON: what json.loads gave; CSV: a list of {column: cell} dicts
 
@@ -34,6 +34,9 @@ def _numbers(entry: dict[str, object], skipped: frozenset[str]) -> dict[str, flo
             and not isinstance(v, bool)}
 
 
+_HISTORY_BOOKKEEPING = frozenset({"step", "total_flos"})  # a log_history entry's, not metrics
+
+
 def log_history_table(source: str, data: Parsed, text: str = "") -> MetricsTable:
     """A trainer_state.json's `log_history` (keys alphabetical, `step` included, NaN literal):
     each entry's step is its `step`, its line the one its object opens on; `max_steps` is the
@@ -51,7 +54,7 @@ def log_history_table(source: str, data: Parsed, text: str = "") -> MetricsTable
             continue
         step = entry.get("step")
         table.add(line, step if isinstance(step, (int, float)) else None,
-                  _numbers(entry, frozenset({"step", "total_flos"})))
+                  _numbers(entry, _HISTORY_BOOKKEEPING))
     return table
 
 
@@ -63,8 +66,9 @@ def _entry_lines(text: str, key: str) -> list[int]:
     if found is None:
         return []
     indent = found["indent"]
-    close = regex.compile(rf"^{indent[:-2] if len(indent) >= 2 else ''}\]", regex.M)
-    end = close.search(text, found.end())
+    # the list ends at the first `]` indented less than its entries
+    end = regex.compile(rf"^[ \t]{{0,{max(len(indent) - 1, 0)}}}\]", regex.M).search(
+        text, found.end())
     opening = regex.compile(rf"^{regex.escape(indent)}\{{$", regex.M)
     first_line = text.count("\n", 0, found.start("indent")) + 1
     starts = [m.start() for m in opening.finditer(text, found.start("indent"),
@@ -96,7 +100,6 @@ def wandb_summary_table(source: str, data: Parsed, text: str = "") -> MetricsTab
     return table
 
 
-
 def csv_metrics_table(source: str, rows: Parsed, text: str = "") -> MetricsTable:
     """Lightning's CSVLogger metrics.csv: one row per logging call, its `step` column the
     global step (`epoch` where there is none), empty cells for what that call did not log;
@@ -108,8 +111,7 @@ def csv_metrics_table(source: str, rows: Parsed, text: str = "") -> MetricsTable
                   if key not in ("step", "epoch") and key and (value := _cell(cell)) is not None}
         if step is None or not values:
             continue
-        kind = record_kind(values)  # `train_loss` is a step's loss here, not HF's summary
-        table.add(index + 2, step, values, TRAIN if kind == SUMMARY else kind)  # 1: header
+        table.add(index + 2, step, values, step_kind(values))  # line 1 is the header
     return table
 
 

@@ -26,8 +26,6 @@ from forensics.metrics.timeline import Timeline, nonfinite_onset
 from forensics.model import Anomaly
 
 LOSS = spellings("loss")
-GRAD_NORM = spellings("grad_norm")
-LEARNING_RATE = spellings("learning_rate")
 EVAL_LOSS = spellings("eval_loss")
 GRPO_HINTS = ("reward", "rewards/", "kl", "entropy", "completions/", "frac_reward_zero_std",
               "critic/score", "actor/entropy")
@@ -101,6 +99,17 @@ def _first(columns: pd.Index, names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in columns), None)
 
 
+def _watched(detector: Detector) -> tuple[str, ...]:
+    """Every spelling of the metrics a detector watches (health.toml's `metric`), in order."""
+    return tuple(dict.fromkeys(s for name in detector.metric for s in spellings(name)))
+
+
+def _watched_values(detector: Detector, frame: pd.DataFrame) -> pd.Series | None:
+    """The logged values of the first column the detector watches (None if none is logged)."""
+    column = _first(frame.columns, _watched(detector))
+    return None if column is None else frame[column].dropna()
+
+
 def _healthy(metric: str, mode: str, otherwise: str) -> str:
     """The healthy range health.toml's range rules give a metric in this mode."""
     for rule in range_rules():
@@ -134,7 +143,7 @@ def _nonfinite(detector: Detector, timeline: Timeline, mode: str) -> list[Anomal
     """The first non-finite loss or gradient norm; a loss that evaluation computes as NaN
     means the weights (or their fp16 forward) have gone non-finite, even while the training
     loss still prints numbers."""
-    watched = tuple(s for name in detector.metric for s in spellings(name))
+    watched = _watched(detector)
     # then any other column whose name says it is one (`avr_loss`, `nll_loss`)
     watched += tuple(c for c in timeline.train.columns if c not in watched
                      and any(named_like(c, name) for name in detector.metric))
@@ -148,13 +157,10 @@ def _nonfinite(detector: Detector, timeline: Timeline, mode: str) -> list[Anomal
 
 def _spike(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """A jump over the running median of the records before it."""
-    train = timeline.train
-    column = _first(train.columns, tuple(s for n in detector.metric for s in spellings(n)))
-    if column is None:
+    values = _watched_values(detector, timeline.train)
+    if values is None or len(values) <= detector["min_records"]:
         return []
-    values = train[column].dropna()
-    if len(values) <= detector["min_records"]:
-        return []
+    column = str(values.name)
     baseline = values.rolling(int(detector["window"]), min_periods=int(detector["min_records"])
                               ).median().shift(1)
     hits = np.flatnonzero(((baseline > 0) & (values > baseline * detector["factor"])
@@ -172,13 +178,10 @@ def _spike(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
 
 def _plateau(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """A loss whose last quarter is no lower than its first, and high."""
-    train = timeline.train
-    column = _first(train.columns, LOSS)
-    if column is None:
+    values = _watched_values(detector, timeline.train)
+    if values is None or len(values) < detector["min_records"]:
         return []
-    values = train[column].dropna()
-    if len(values) < detector["min_records"]:
-        return []
+    column = str(values.name)
     quarter = len(values) // 4
     early, late = values.iloc[:quarter].median(), values.iloc[-quarter:].median()
     if late > detector["above"] and late >= detector["flat_ratio"] * early:
@@ -190,7 +193,7 @@ def _plateau(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]
 def _overfitting(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """Evaluation loss rising past its best while the training loss still falls."""
     train, evals = timeline.train, timeline.eval
-    eval_column = _first(evals.columns, EVAL_LOSS)
+    eval_column = _first(evals.columns, _watched(detector))
     train_column = _first(train.columns, LOSS)
     if eval_column is None or train_column is None:
         return []
@@ -211,11 +214,9 @@ def _overfitting(detector: Detector, timeline: Timeline, mode: str) -> list[Anom
 
 
 def _learning_rates(train: pd.DataFrame, detector: Detector) -> pd.Series | None:
-    column = _first(train.columns, LEARNING_RATE)
-    if column is None:
-        return None
-    lr = train[column].dropna()
-    return lr if len(lr) >= detector["min_records"] and lr.max() > 0 else None
+    lr = _watched_values(detector, train)
+    return lr if lr is not None and len(lr) >= detector["min_records"] and lr.max() > 0 \
+        else None
 
 
 def _no_warmup(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
@@ -246,13 +247,11 @@ def _rising(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
 def _climbing(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """Completion length climbing on every recent record to near its maximum."""
     train = timeline.train
-    mean = _first(train.columns, detector.metric)
+    lengths = _watched_values(detector, train)
     records = int(detector["records"])
-    if mean is None:
+    if lengths is None or len(lengths) < records:
         return []
-    lengths = train[mean].dropna()
-    if len(lengths) < records:
-        return []
+    mean = str(lengths.name)
     ceiling = train["completions/max_length"].max() if "completions/max_length" in train else None
     last = lengths.iloc[-records:]
     climbing = bool((last.diff().dropna() >= 0).all()) \

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 
 import regex
 
+from forensics.metrics.table import STEP_KEYS
+
 #: the record's own bookkeeping, not metrics (W&B's `_step`, `_runtime` start with `_`)
-SKIPPED_KEYS = frozenset({"step", "global_step", "train/global_step", "iteration", "v_num"})
+SKIPPED_KEYS = STEP_KEYS | {"iteration", "v_num"}
 _NUMBER = r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|nan|NaN|-?inf|-?Inf"
+#: one `| key: value |` of Megatron-LM's iteration line (and NeMo 2's)
+_PIPE_PAIR = regex.compile(
+    rf"\|\s*(?P<key>[A-Za-z][\w ./()-]{{0,60}}?):\s+(?P<value>{_NUMBER})\s*(?=\||$)")
 #: one `key=value` of a tqdm bar's postfix (`[02:15<02:45,  3.33it/s, loss=0.512, lr=1e-05]`)
 _POSTFIX_PAIR = regex.compile(
     rf"(?<=[ ,])(?P<key>[A-Za-z_][\w/.@]{{0,60}})=(?P<value>{_NUMBER})(?=[,\]])")
@@ -85,8 +90,7 @@ SHAPES = (
         # NeMo 2 prints Megatron's shape behind its own epoch prefix
         "nemo", ("Training epoch ",),
         regex.compile(r"\bTraining epoch \d+, iteration\s+(?P<step>\d+)\s*/\s*(?P<total>\d+)\s*\|"),
-        regex.compile(rf"\|\s*(?P<key>[A-Za-z][\w ./()-]{{0,60}}?):\s+(?P<value>{_NUMBER})\s*"
-                      r"(?=\||$)"),
+        _PIPE_PAIR,
         (("Training epoch 0, iteration 10/99 | lr: 1.5e-05 | global_batch_size: 8 | global_step: "
           "10 | reduced_train_loss: 9.553 | train_step_timing in s: 0.4312 | consumed_samples: 88",
           10, {"lr": 1.5e-05, "global_batch_size": 8.0, "reduced_train_loss": 9.553,
@@ -95,8 +99,7 @@ SHAPES = (
     LineShape(
         "megatron", ("iteration ",),
         regex.compile(r"\biteration\s+(?P<step>\d+)\s*/\s*(?P<total>\d+)\s*\|"),
-        regex.compile(rf"\|\s*(?P<key>[A-Za-z][\w ./()-]{{0,60}}?):\s+(?P<value>{_NUMBER})\s*"
-                      r"(?=\||$)"),
+        _PIPE_PAIR,
         ((" iteration     6502/  159576 | consumed samples:       216960 | consumed tokens:    "
           "444334080 | elapsed time per iteration (ms): 31074.1 | learning rate: 5.997E-05 | "
           "global batch size:    80 | lm loss: 3.876781E+00 | loss scale: 4096.0 | grad norm: "

@@ -102,10 +102,9 @@ class Rules:
     ranges: tuple[RangeRule, ...]
     detectors: tuple[Detector, ...]
 
-    def detector(self, kind: str, metric: str | None = None) -> Detector | None:
-        """The detector of a kind (and of a metric, where a kind has several)."""
-        return next((d for d in self.detectors if d.kind == kind
-                     and (metric is None or metric in d.metric)), None)
+    def detector(self, kind: str) -> Detector | None:
+        """The (first) detector of a kind."""
+        return next((d for d in self.detectors if d.kind == kind), None)
 
 
 @cache

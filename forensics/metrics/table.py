@@ -71,6 +71,13 @@ def record_kind(values: dict[str, float | None]) -> int:
     return TRAIN
 
 
+def step_kind(values: dict[str, float | None]) -> int:
+    """The kind of a record that carries its own step (a metric line, a metrics.csv row):
+    HF's summary keys (`train_loss`) are a step's values there, not the final summary."""
+    kind = record_kind(values)
+    return TRAIN if kind == SUMMARY else kind
+
+
 @dataclass
 class Row:
     """One record read back from a table."""
