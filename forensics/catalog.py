@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -45,6 +45,42 @@ _PLACEHOLDER = regex.compile(r"\{[^{}]*\}")
 _PLACEHOLDERS = {"{host}", "{time}"}
 
 
+class Patterns(Sequence["regex.Pattern[str]"]):
+    """A signature's regexes, compiled when first used: a run meets a few of the built-in
+    catalog's ~460 (compiling them all took a fifth of a second), and `forensics patterns
+    check` compiles and lints every one before a release."""
+
+    __slots__ = ("_compiled", "sources")
+
+    def __init__(self, sources: tuple[str, ...],
+                 compiled: tuple[regex.Pattern[str], ...] | None = None) -> None:
+        self.sources = sources
+        self._compiled = compiled
+
+    def _all(self) -> tuple[regex.Pattern[str], ...]:
+        if self._compiled is None:
+            self._compiled = tuple(regex.compile(source) for source in self.sources)
+        return self._compiled
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __iter__(self) -> Iterator[regex.Pattern[str]]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Patterns) and other.sources == self.sources
+
+    def __hash__(self) -> int:
+        return hash(self.sources)
+
+    def __repr__(self) -> str:
+        return f"Patterns({self.sources!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     """One known failure: how to spot it, what it means and what to change."""
@@ -55,7 +91,7 @@ class Signature:
     severity: Severity
     priority: int
     keywords: tuple[str, ...]
-    patterns: tuple[regex.Pattern[str], ...]
+    patterns: Sequence[regex.Pattern[str]]
     cause: str
     fix: tuple[FixItem, ...]  # bullets, some tagged with the stacks they are for
     path: Path
@@ -63,7 +99,7 @@ class Signature:
     also_matches: tuple[str, ...] = ()
     generic: bool = False
     min_count: int = 1
-    corroborating_lines: tuple[regex.Pattern[str], ...] = ()
+    corroborating_lines: Sequence[regex.Pattern[str]] = ()
     corroborating_signatures: tuple[str, ...] = ()
     if_uncorroborated: str = ""
     onset_anomaly: str = ""  # its step is the first step with this anomaly kind (e.g. nan)
@@ -265,8 +301,11 @@ def toml_files(root: Path) -> list[Path]:
                   for name in names if name.endswith(".toml"))
 
 
-def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
+def load_catalog(*dirs: str | Path, builtin: bool = True,
+                 compile_builtin: bool = False) -> Catalog:
     """Load the built-in catalog, then each folder in `dirs` (later ids replace earlier ones).
+    A user's regexes are compiled and checked now; the built-in ones when first used, unless
+    `compile_builtin` (the lint).
 
     Raises CatalogError with `path: field: reason` lines when anything is wrong.
     """
@@ -279,7 +318,7 @@ def load_catalog(*dirs: str | Path, builtin: bool = True) -> Catalog:
             continue
         seen_here: set[str] = set()
         for path in toml_files(root):
-            signature = load_signature(path, root, problems)
+            signature = load_signature(path, root, problems, lazy=not compile_builtin)
             if signature is None:
                 continue
             if signature.id in seen_here:
@@ -331,8 +370,10 @@ def _expand_groups(by_id: dict[str, Signature], problems: list[str]) -> dict[str
     return out
 
 
-def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | None:
-    """Parse and validate one signature file; problems are appended, None on failure."""
+def load_signature(path: Path, root: Path, problems: list[str],
+                   lazy: bool = False) -> Signature | None:
+    """Parse and validate one signature file; problems are appended, None on failure.
+    `lazy`: a built-in file's regexes are compiled when first used."""
     data = _read_toml(path, problems)
     if data is None:
         return None
@@ -344,7 +385,8 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         problems.append(f"{path}: {key}: unknown field")
     if len(problems) > start:
         return None
-    fields = _Fields(path, data, problems)
+    builtin = root.resolve() == builtin_dir().resolve()
+    fields = _Fields(path, data, problems, lazy=lazy and builtin)
     sig_id, category = fields.text("id"), fields.text("category")
     _check_place(fields, sig_id, category, root)
     signature = Signature(
@@ -365,7 +407,7 @@ def load_signature(path: Path, root: Path, problems: list[str]) -> Signature | N
         root_levels=fields.choices("root_levels", Level, DEFAULT_ROOT_LEVELS),
         signals=fields.signals(), groups=fields.names("groups"),
         verdict=fields.choices("verdict", Verdict, (Verdict.FAILED,), VERDICTS)[0],
-        builtin=root.resolve() == builtin_dir().resolve(),
+        builtin=builtin,
     )
     return signature if len(problems) == start else None
 
@@ -395,8 +437,8 @@ class _Fields:
     """Typed reads of one signature file's fields: a wrong value appends a
     `path: field: reason` problem and reads as the field's empty value."""
 
-    def __init__(self, path: Path, data: dict, problems: list[str]) -> None:
-        self.path, self.data, self.problems = path, data, problems
+    def __init__(self, path: Path, data: dict, problems: list[str], lazy: bool = False) -> None:
+        self.path, self.data, self.problems, self.lazy = path, data, problems, lazy
 
     def problem(self, key: str, reason: str) -> None:
         self.problems.append(f"{self.path}: {key}: {reason}")
@@ -447,8 +489,11 @@ class _Fields:
                 self.problem("keywords", f"{keyword!r} spans lines")
         return keywords
 
-    def regexes(self, key: str) -> tuple[regex.Pattern[str], ...]:
-        """Compiled regexes whose capture names do not misspell a reserved one."""
+    def regexes(self, key: str) -> Patterns:
+        """Regexes (compiled when first used, if `lazy`) whose capture names do not misspell
+        a reserved one."""
+        if self.lazy:
+            return Patterns(self.strings(key))
         out = []
         for source in self.strings(key):
             try:
@@ -461,7 +506,7 @@ class _Fields:
                 if reserved is not None:
                     self.problem(key, f"capture {name!r} looks like the reserved name "
                                       f"{reserved!r}; spell it exactly or rename it")
-        return tuple(out)
+        return Patterns(tuple(p.pattern for p in out), tuple(out))
 
     def ids(self, key: str, own_id: str) -> tuple[str, ...]:
         """Other signatures' ids (their existence is checked once all files are loaded)."""

@@ -136,11 +136,12 @@ def write_file(data: bytes, output: str) -> None:
         fail(UsageError(f"-o {output}: {err.strerror or err}"))
 
 
-def user_catalog(pattern_dirs: tuple[str, ...]):
-    """The built-in catalog plus FORENSICS_PATTERNS and --patterns folders."""
+def user_catalog(pattern_dirs: tuple[str, ...], compile_builtin: bool = False):
+    """The built-in catalog plus FORENSICS_PATTERNS and --patterns folders (`compile_builtin`:
+    the built-in regexes compiled and checked now, not when first used)."""
     from forensics.catalog import load_catalog, user_dirs
 
     try:
-        return load_catalog(*user_dirs(pattern_dirs))
+        return load_catalog(*user_dirs(pattern_dirs), compile_builtin=compile_builtin)
     except ForensicsError as err:
         fail(err)

@@ -74,7 +74,7 @@ def patterns_check(pattern_dirs: tuple[str, ...]) -> None:
     """Lint the catalog; prints `path: field: reason` lines and exits 3 on any problem."""
     from forensics.lint import check_catalog
 
-    catalog = user_catalog(pattern_dirs)
+    catalog = user_catalog(pattern_dirs, compile_builtin=True)
     problems = check_catalog(catalog)
     for problem in problems:
         click.echo(problem)

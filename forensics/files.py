@@ -39,3 +39,39 @@ def replacing(target: Path) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+CACHE_ENV = "FORENSICS_CACHE_DIR"  # where compiled data is kept; empty: nowhere
+
+
+def cache_dir() -> Path | None:
+    """The folder for data forensics compiles and may reuse in a later run
+    (`$FORENSICS_CACHE_DIR`, else `$XDG_CACHE_HOME/forensics` or `~/.cache/forensics`),
+    or None when caching is turned off (`FORENSICS_CACHE_DIR=`)."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "forensics"
+
+
+def read_cached(name: str) -> bytes | None:
+    """A cache file's bytes, or None when there is none (or it cannot be read)."""
+    folder = cache_dir()
+    try:
+        return None if folder is None else (folder / name).read_bytes()
+    except OSError:
+        return None
+
+
+def write_cached(name: str, data: bytes) -> None:
+    """Keep `data` in the cache, atomically; a cache that cannot be written is skipped."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with replacing(folder / name) as temporary:
+            temporary.write_bytes(data)
+    except OSError:
+        return

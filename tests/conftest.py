@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,10 @@ import pytest
 from forensics.catalog import load_catalog
 from forensics.lines.engine import available_engines
 from forensics.lines.linepass import compile_plan
+
+# compiled data a run keeps for the next (forensics.files.cache_dir) goes to a folder of
+# this test session, not the user's ~/.cache
+os.environ.setdefault("FORENSICS_CACHE_DIR", tempfile.mkdtemp(prefix="forensics-tests-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_logs"

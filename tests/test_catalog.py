@@ -301,3 +301,15 @@ def test_every_catalog_field_and_reserved_capture_is_documented():
     missing = [name for name in sorted(_KNOWN) if f"| `{name}` |" not in readme]
     missing += [name for name in RESERVED_CAPTURES if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_builtin_regexes_compile_when_first_used_and_the_lint_compiles_them_all():
+    lazy = load_catalog()
+    signature = next(s for s in lazy.signatures if s.patterns)
+    assert signature.patterns._compiled is None
+    assert signature.patterns[0].search  # compiled now
+    assert signature.patterns._compiled is not None
+    eager = load_catalog(compile_builtin=True)
+    assert all(s.patterns._compiled is not None for s in eager.signatures if s.patterns)
+    assert [s.patterns for s in eager.signatures] == [s.patterns for s in lazy.signatures]
+

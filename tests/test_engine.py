@@ -63,3 +63,34 @@ def test_overlapping_and_caseless_keywords():
     expected = [(0, 6, frozenset({0, 1})), (15, 23, frozenset({2})), (24, 27, frozenset({0}))]
     assert PythonEngine(keywords).scan(data) == expected
     assert build_engine(keywords, "hyperscan").scan(data) == expected
+
+
+@pytest.mark.skipif("hyperscan" not in available_engines(), reason="no Hyperscan here")
+def test_compiled_keywords_are_kept_and_read_back(tmp_path, monkeypatch):
+    from forensics.lines import engine as engine_module
+
+    monkeypatch.setenv("FORENSICS_CACHE_DIR", str(tmp_path))
+    keywords = [Keyword(b"CUDA out of memory"), Keyword(b"nccl", caseless=True)]
+    block = b"x\nRuntimeError: CUDA out of memory.\nNCCL WARN\n"
+    first = build_engine(keywords, "hyperscan").scan(block)
+    (cached,) = tmp_path.iterdir()
+
+    class NoCompiling:  # a second engine of the same keywords must not compile them
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("compiled again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_module.hyperscan, "Database", NoCompiling)
+        assert build_engine(keywords, "hyperscan").scan(block) == first
+    cached.write_bytes(cached.read_bytes()[:100])  # torn: compiled again, and replaced
+    assert build_engine(keywords, "hyperscan").scan(block) == first
+    assert len(cached.read_bytes()) > 100
+    assert list(tmp_path.iterdir()) == [cached]
+
+
+@pytest.mark.skipif("hyperscan" not in available_engines(), reason="no Hyperscan here")
+def test_an_empty_cache_setting_keeps_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORENSICS_CACHE_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    build_engine([Keyword(b"some keyword nobody compiled before")], "hyperscan")
+    assert not list(tmp_path.iterdir())

@@ -152,6 +152,18 @@ def test_rows_a_program_ended_are_not_a_terminal_wrap():
     assert wrap_width(repeated.split("\n")) is None
 
 
+def test_rows_with_colour_codes_are_not_a_terminal_wrap():
+    """A screen copy holds no escape codes (the terminal rendered them): rows that do were
+    captured raw, so a row 200 characters long with its codes is no wrap at 200 columns
+    (a NeMo metrics line joined with the next, found by the property tests)."""
+    first = ("\x1b[31mTraining epoch 0, iteration 44/999 | lr: 0.0003 | global_batch_size: "
+             "512 | global_step: 44 | reduced_train_loss: 3.4 | train_step_timing in s: 4.211 "
+             "| grad_norm: 1.2 | consumed_samples: 22528\x1b[0m")
+    assert len(first) == 200
+    text = first + "\nTraining epoch 0, iteration 152/999 | lr: 0.0003\n"
+    assert normalize(text.encode(), small=True) == text.encode()
+
+
 def test_an_indented_row_under_a_full_row_is_a_line_of_its_own():
     """A metrics dict that happens to be 80 characters long, then a traceback's source
     line: not a wrapped row and its continuation (found by the property tests)."""

@@ -361,6 +361,7 @@ def read_blocks(source: Source, report: ReadStatus,
         for chunk in _utf8(_chunks(stream, codec, block_size, source, report, raw)):
             report.bytes_read += len(chunk)
             data = pending + chunk if pending else chunk
+            del chunk  # one copy of a block alive while it is read, not three
             cut = data.rfind(b"\n")
             if cut < 0:
                 if len(data) >= block_size:
@@ -371,7 +372,10 @@ def read_blocks(source: Source, report: ReadStatus,
                     pending = data
                 continue
             pending = data[cut + 1:]
-            yield data[: cut + 1]
+            block = data if cut + 1 == len(data) else data[: cut + 1]
+            del data
+            yield block
+            del block
         if pending:
             yield pending
     finally:

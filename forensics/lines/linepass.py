@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from forensics.catalog import LONG_LINE_CHARS, Catalog, Signature, completed_keyword
+from forensics.inputs.bytesearch import count_byte, positions
 from forensics.inputs.layouts import checkpoint_step
 from forensics.inputs.sources import (
     TAIL_BYTES,
@@ -31,6 +34,7 @@ from forensics.lines.blocks import (
 from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, clean, segments
 from forensics.lines.paste import PASTE_BYTES, normalize
+from forensics.lines.records import BULK_MIN, BlockDicts, classify, locate, read_run
 from forensics.lines.signals import HEDGED, signal_name, signal_of
 from forensics.metrics.fileshapes import FILE_SHAPES
 from forensics.metrics.lineshapes import LineShape, line_record
@@ -52,6 +56,7 @@ from forensics.model import (
 )
 from forensics.text import shorten
 
+NEWLINE = ord("\n")
 TAIL_LINES = 40
 CONTEXT_LINES = 3
 CONTEXT_CHARS = 400
@@ -157,6 +162,8 @@ class _LineReader:
         self._muted_texts: tuple[bytes, ...] = ()
         self._exhausted_since_block = False
         self.printed: list[tuple[int, int | None, str]] = []  # metrics dicts not yet parsed
+        self.dicts: BlockDicts | None = None  # the block's candidate metrics dicts
+        self.marks: np.ndarray | None = None  # where the block's `%` are, once asked
         self.shape_stacks: set[str] = set()
         # the last metrics line read, held while the next may redraw the same step (a bar)
         self.held: tuple[int, int, int | None, dict[str, float | None]] | None = None
@@ -188,12 +195,14 @@ class _LineReader:
             self._mute_exhausted()
         for keyword in self._muted_texts:  # lines of signatures past their budget: counted
             self.dropped_lines += block.count(keyword)
-        records = self._dict_lines(block, first_line)
+        self.dicts = locate(block, first_line)
+        self.marks = None
         for start, end, ids in self.engine.scan(block):
             line_no += block.count(b"\n", counted_to, start)
             counted_to = start
-            if records and records[-1][0] <= line_no:
-                self._queue_dicts(block, records, line_no)
+            if self.dicts is not None and self.dicts.read_to < len(self.dicts.lines) and \
+                    self.dicts.lines[self.dicts.read_to] <= line_no:
+                self._read_dicts(block, line_no)
             tags: set[str] = set()
             signatures: set[str] = set()
             for keyword_id in ids:
@@ -210,41 +219,61 @@ class _LineReader:
                 self.block_walker = FailureBlockWalker(self.source.name, line_no)
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, tags, signatures)
-        self._queue_dicts(block, records, None)
+        self._read_dicts(block, None)
         self.bars.finish_block(block, first_line, newlines)
         self.flush_printed()
 
-    @staticmethod
-    def _dict_lines(block: bytes, first_line: int) -> list[tuple[int, int, int]]:
-        """(line, offset of `{'`, line end) of each printed metrics dict in the block, last
-        first. They are found by one regex pass over the block, not by the keyword engine, so
-        that a log with a dict on every step costs no Python per line to find them."""
-        found: list[tuple[int, int, int]] = []
-        line_no, counted_to, line_end = first_line, 0, -1
-        for key in METRICS_KEYS.finditer(block):
-            if key.start() < line_end:
-                continue  # another key of a line already taken
-            start = block.rfind(b"\n", 0, key.start()) + 1
-            line_end = block.find(b"\n", key.start())
-            line_end = len(block) if line_end < 0 else line_end
-            brace = block.find(b"{'", start, line_end)
-            if brace < 0:
-                continue
-            line_no += block.count(b"\n", counted_to, start)
-            counted_to = start
-            found.append((line_no, brace, line_end))
-        found.reverse()
-        return found
+    def _read_dicts(self, block: bytes, until: int | None) -> None:
+        """Read the block's printed metrics dicts up to line `until` (all when None), so
+        that they reach the table in line order among the other metric lines: runs of
+        regular records in bulk (`lines.records`), the others one at a time."""
+        dicts = self.dicts
+        if dicts is None:
+            return
+        stop = len(dicts.lines) if until is None else \
+            int(np.searchsorted(dicts.lines, until, side="right"))
+        while dicts.read_to < stop:
+            start = dicts.read_to
+            if dicts.classified_with != len(self.metrics.bulk_shapes):
+                classify(block, dicts, start, self.metrics)
+            end = dicts.end_of_run(start, stop)
+            if dicts.shape[start] < 0 or not self._read_in_bulk(block, start, end):
+                for index in range(start, end):
+                    self._dict_at(block, index)
+                    if len(dicts.lines) - index > BULK_MIN:
+                        self.flush_printed()  # a new key sequence is learnt at once
+                    if dicts.classified_with != len(self.metrics.bulk_shapes):
+                        end = index + 1  # a new shape was learnt: classify the rest again
+                        break
+            dicts.read_to = end
 
-    def _queue_dicts(self, block: bytes, records: list[tuple[int, int, int]],
-                     until: int | None) -> None:
-        """Queue the block's dicts up to line `until` (all when None), each with the step of
-        its bar, so that they reach the table in line order among other metric lines."""
-        while records and (until is None or records[-1][0] <= until):
-            line_no, brace, end = records.pop()
-            text = block[brace:end].decode("utf-8", "replace")
-            self._printed(line_no, _whole_dict(text, block, end),
-                          self.bars.step_at(block, brace, "'eval_" in text))
+    def _read_in_bulk(self, block: bytes, start: int, end: int) -> bool:
+        """Read a run of regular records in bulk when the block draws one bar and each
+        record comes after one of its redraws (else False: they are read one at a time)."""
+        total = self.bars.single_total(block)
+        if total is None:
+            return False
+        if self.marks is None:
+            self.marks = positions(block, ord("%"))
+        if not len(self.marks) or self.dicts.braces[start] < self.marks[0]:
+            return False
+        self.flush_printed()  # what came before them, in line order
+        read_run(block, self.dicts, start, end, self.metrics, self.bars, self.marks, total)
+        self.last_step_line = max(self.last_step_line, int(self.dicts.lines[end - 1]))
+        return True
+
+    def _dict_at(self, block: bytes, index: int) -> None:
+        """Queue the block's `index`-th candidate dict if its line is a metrics record,
+        with the step of its bar."""
+        brace = int(self.dicts.braces[index])
+        start = block.rfind(b"\n", 0, brace) + 1
+        end = block.find(b"\n", brace)
+        end = len(block) if end < 0 else end
+        if METRICS_KEYS.search(block, start, end) is None:
+            return
+        text = block[brace:end].decode("utf-8", "replace")
+        self._printed(int(self.dicts.lines[index]), _whole_dict(text, block, end),
+                      self.bars.step_at(block, brace, "'eval_" in text))
 
     def cut_short(self, block: bytes, first_line: int) -> None:
         """The input's last line may be a message cut off before its end (a paste that
@@ -567,9 +596,9 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     seen = 0
     for block in read_blocks(source, report):
         seen += len(block)
-        previous = pasted
+        previous = pasted[-TAIL_BYTES:]  # where a last line alone in its block begins
         pasted = normalize(block, small=seen < PASTE_BYTES)
-        newlines = block.count(b"\n")
+        newlines = count_byte(block, NEWLINE)
         scanner.scan_block(pasted, lines + 1, newlines)
         lines += newlines
         ends_with_newline = block.endswith(b"\n")

@@ -83,8 +83,10 @@ def _unbox(rows: list[str]) -> list[str]:
 def wrap_width(rows: list[str]) -> int | None:
     """The width the rows were hard-wrapped at: no row is longer, and rows of exactly that
     width occur (once is enough at a common terminal width, else several different ones)."""
-    if any("\r" in row.rstrip("\r") or "%|" in row for row in rows):
-        return None  # progress bars: a file a program wrote, not a terminal's screen
+    if any("\r" in row.rstrip("\r") or "%|" in row or "\x1b[" in row for row in rows):
+        # progress bars, colour codes not yet rendered: a file a program wrote (or a raw
+        # capture such as `script`'s), not a terminal's screen, which wraps what it renders
+        return None
     lengths = [len(row) for row in rows if row and not row.endswith("\r")]
     if not lengths:
         return None

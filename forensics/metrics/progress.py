@@ -16,12 +16,52 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from forensics.inputs.bytesearch import count_byte, occurrences
+from forensics.metrics.spans import numbers
+
 #: a bar from its segment's start: its description, then `40%|█...| n/total [`
 _BAR = re.compile(rb"([^\r\n|]*?)\d+%\|[^|\r\n]*\|[ \t]*(\d+)/(\d+) \[")
 _MARK = b"%|"
+_PERCENT = ord("%")
 _TOTAL = re.compile(rb"%\|[^|\r\n]*\|[ \t]*\d+/(\d+) \[")  # starts with the mark: found fast
 _LOOK_BACK = 32  # bars with a description skipped while looking for the trainer's own
 MAX_TOTALS = 64  # totals tracked per source; each costs a byte search per block
+#: a bar's count and total from its `%` on (RE2, for bars read in bulk)
+_PLAIN_BAR = r"^%\|[^|\r\n]*\|[ \t]*(?P<g0>[0-9]{1,18})/(?P<g1>[0-9]{1,18}) \["
+_PERCENT_DIGITS = 8  # the most digits a plain bar's percentage is read back over
+_PAD = 64  # the most blanks before a plain bar's percentage
+
+
+def _byte_class(members: bytes) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[list(members)] = True
+    return table
+
+
+_DIGIT = _byte_class(b"0123456789")
+_BLANK = _byte_class(b" \t\x0b\x0c")  # what `strip()` removes from a description
+_SEGMENT_START = _byte_class(b"\r\n|")  # what a bar's segment begins after
+
+
+def _redraws(block: bytes, total: int) -> int:
+    """How many bars of `total` the block draws (`/5000 [` after each count)."""
+    return len(occurrences(block, b"/%d [" % total))
+
+
+def _walk_back(data: np.ndarray, back: np.ndarray, live: np.ndarray, byte_class: np.ndarray,
+               most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From each offset in `back` (where `live`), step back over bytes of `byte_class`, at
+    most `most` of them: where each stopped, which moved, and which had more to go."""
+    moved = np.zeros(len(back), dtype=bool)
+    for _ in range(most + 1):
+        live = live & (back >= 0) & byte_class[data[np.maximum(back, 0)]]
+        if not live.any() or _ == most:
+            break
+        back = back - live
+        moved |= live
+    return back, moved, live
 
 
 @dataclass
@@ -40,6 +80,7 @@ class ProgressTracker:
     # (offset of the last bar, its step, its total) so far
     _cached: tuple[int, int | None, int | None] = (-1, None, None)
     _looked_to: int = 0  # offset up to which this block was searched for bars
+    _block_counts: tuple[int, dict[int, int]] | None = None  # this block's `%`, redraws
     _discovering: bool = True
 
     def printed(self, step: int, total: int) -> None:
@@ -80,17 +121,65 @@ class ProgressTracker:
             end = mark
         self._looked_to = pos
 
+    def single_total(self, block: bytes) -> int | None:
+        """The total of every bar in this block when all of them are redraws of one
+        undescribed bar already met (its training records then take their steps in bulk:
+        `training_steps`), else None. The block's counts are kept for `finish_block`."""
+        if self._block_counts is None:
+            self._block_counts = self._redraws_by_total(block)
+        percents, counts = self._block_counts
+        drawn = [total for total, seen in counts.items() if seen]
+        if len(drawn) != 1 or counts[drawn[0]] != percents or self._described[drawn[0]]:
+            return None
+        return drawn[0]
+
+    def training_steps(self, block: bytes, marks: np.ndarray, positions: np.ndarray,
+                       total: int, records: int) -> np.ndarray:
+        """The steps of training records at `positions` (offsets in this block, in order,
+        each after one of the `%` at `marks`) in a block of one bar (`single_total`): each
+        record's step is its last bar's, as `step_at` reads it. A `%` that is not a plain
+        redraw of that bar (a description before it, another total, no bar at all) is
+        looked at again the slow way. `records` training records were read against the bar
+        (those whose steps were not needed included)."""
+        before = marks[np.searchsorted(marks, positions) - 1]
+        at, where = np.unique(before, return_inverse=True)
+        steps, plain = self._plain_bars(block, at, total)
+        steps, plain = steps[where], plain[where]
+        for index in np.flatnonzero(~plain):
+            self._looked_to, self._cached = 0, (-1, *self._carried)
+            self._last_bar(block, int(positions[index]))
+            steps[index] = np.nan if self._cached[1] is None else self._cached[1]
+        self.trained_on[total] = self.trained_on.get(total, 0) + records
+        if plain[-1]:  # where `_last_bar` would have left off
+            self._cached = (int(before[-1]), int(steps[-1]), total)
+            self._last_by_total[total] = int(steps[-1])
+        self._looked_to = int(positions[-1])
+        return steps
+
+    @staticmethod
+    def _plain_bars(block: bytes, at: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """The count of each bar whose `%` is at `at`, and whether it is a plain redraw of
+        the bar of `total`: blanks and digits from its segment's start to the `%`, then
+        `|...| n/total [`."""
+        found, matched = numbers(block, at, _PLAIN_BAR, 2)
+        data = np.frombuffer(block, dtype=np.uint8)
+        everywhere = np.ones(len(at), dtype=bool)
+        back, digits, long_number = _walk_back(data, at - 1, everywhere, _DIGIT, _PERCENT_DIGITS)
+        back, _, long_pad = _walk_back(data, back, digits, _BLANK, _PAD)
+        starts = (back < 0) | _SEGMENT_START[data[np.maximum(back, 0)]]
+        plain = matched & digits & starts & ~long_number & ~long_pad & (found[:, 1] == total)
+        return found[:, 0], plain
+
     def finish_block(self, block: bytes, first_line: int, newlines: int) -> None:
         """Count this block's redraws per total and carry its last step to the next block
         (`newlines`: how many the block holds, for the line of its last bar)."""
-        percents = block.count(b"%")  # a third of the time of counting the two-byte mark
+        if self._block_counts is None:
+            percents, counts = self._redraws_by_total(block)
+        else:
+            (percents, counts), self._block_counts = self._block_counts, None
+            counts.update({total: _redraws(block, total)  # totals parsed since
+                           for total in self._described if total not in counts})
         if percents:
-            counts = self._counts(block)
-            known = sum(counts.values())
-            # every `%` a known total's redraw: no new bar; else count the marks themselves
-            if self._discovering and percents != known and block.count(_MARK) != known:
-                self._discover(block)
-                counts = self._counts(block)
             for total, seen in counts.items():
                 if seen and not self._described[total]:
                     needle = b"/%d [" % total
@@ -105,9 +194,24 @@ class ProgressTracker:
             self._carried = self._cached[1:]
         self._looked_to, self._cached = 0, (-1, *self._carried)
 
+    def _redraws_by_total(self, block: bytes) -> tuple[int, dict[int, int]]:
+        """How many `%` the block holds, and how many redraws of each total met so far
+        (the block's new totals met first, when its `%` are more than known bars)."""
+        percents = count_byte(block, _PERCENT)
+        if not percents:
+            return 0, {}
+        counts = self._counts(block)
+        known = sum(counts.values())
+        # every `%` a known total's redraw: no new bar; else count the marks themselves
+        if self._discovering and percents != known and \
+                len(occurrences(block, _MARK)) != known:
+            self._discover(block)
+            counts = self._counts(block)
+        return percents, counts
+
     def _counts(self, block: bytes) -> dict[int, int]:
         """Redraws in the block of each total met so far."""
-        return {total: block.count(b"/%d [" % total) for total in self._described}
+        return {total: _redraws(block, total) for total in self._described}
 
     def _discover(self, block: bytes) -> None:
         """Meet the totals of a block that holds one not met before (each new total's first

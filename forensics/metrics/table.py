@@ -32,6 +32,7 @@ MAX_CELLS = 4_000_000  # records x metric names of the dense timeline of one sou
 class _Shape:
     """A printed dict's key sequence as one pattern, and where its cells go."""
 
+    keys: tuple[str, ...]
     pattern: re.Pattern[str]
     columns: array
     present: bytes
@@ -43,8 +44,17 @@ class _Shape:
         items = ", ".join(f"'{re.escape(key)}': '?([-+.\\w]{{1,64}})'?" for key in keys)
         step_at = next((i for i, key in enumerate(keys) if key in STEP_KEYS), None)
         columns = [key_index[key] for i, key in enumerate(keys) if i != step_at]
-        return _Shape(re.compile("\\{" + items + "\\}"), array("H", columns),
+        return _Shape(keys, re.compile("\\{" + items + "\\}"), array("H", columns),
                       bytes([PRESENT]) * len(columns), kind, step_at)
+
+
+@dataclass(frozen=True)
+class BulkShape:
+    """A training record's key sequence that can be read in bulk: its keys, and where its
+    values go (one column per key, in order)."""
+
+    keys: tuple[str, ...]
+    columns: np.ndarray  # uint16 key index per value
 
 
 def printed_value(raw: str) -> float | object | None:
@@ -107,6 +117,7 @@ class MetricsTable:
         self.summary: dict[str, float | None] | None = None
         self.max_steps: int | None = None
         self._shapes: list[_Shape] = []
+        self.bulk_shapes: list[BulkShape] = []  # training shapes without their own step
         self.offered = 0  # training records logged (kept or not)
         self.stride = 1  # 1: every record kept; k: every k-th (see `_skipped`)
         self.ignored_keys = 0  # cells of metric names past MAX_KEYS
@@ -216,8 +227,41 @@ class MetricsTable:
         self.add(line, step, values, kind)
         if kind != SUMMARY and len(self._shapes) < MAX_SHAPES and \
                 self._key_index.keys() >= values.keys():
-            self._shapes.append(_Shape.of(keys, kind, self._key_index))
+            shape = _Shape.of(keys, kind, self._key_index)
+            self._shapes.append(shape)
+            if kind == TRAIN and shape.step_at is None:
+                self.bulk_shapes.append(BulkShape(keys, np.frombuffer(shape.columns,
+                                                                      dtype=np.uint16)))
         return kind
+
+    def training_slots(self, count: int) -> tuple[np.ndarray, int]:
+        """For the next `count` training records, all of them finite: which the table keeps
+        (their offsets among them, at most as many as fit before it is full) and how many
+        records that decision covers. Those are counted as logged; `_skipped` decides the
+        same for records added one at a time, and the table is thinned first when full."""
+        if len(self.steps) >= MAX_ROWS:
+            self._thin()
+        room = MAX_ROWS - len(self.steps)
+        first = -(self.offered + 1) % self.stride
+        kept = np.arange(first, count, self.stride)[:room]
+        used = int(kept[-1]) + 1 if len(kept) == room else count
+        self.offered += used
+        return kept, used
+
+    def append_training(self, lines: np.ndarray, steps: np.ndarray, values: np.ndarray,
+                        shape: BulkShape) -> None:
+        """Append training records of one bulk shape (`values`: a records x keys matrix)
+        that `training_slots` kept."""
+        count, width = values.shape
+        row = len(self.steps)
+        self.steps.frombytes(steps.astype(np.float64).tobytes())
+        self.lines.frombytes(lines.astype(np.int64).tobytes())
+        self.kinds.frombytes(bytes([TRAIN]) * count)
+        self.cell_rows.frombytes(np.repeat(np.arange(row, row + count, dtype=np.int32),
+                                           width).tobytes())
+        self.cell_keys.frombytes(np.tile(shape.columns, count).tobytes())
+        self.cell_values.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        self.cell_states.extend(bytes([PRESENT]) * (count * width))
 
     def _skipped(self, kind: int, values: Iterable[float | None]) -> bool:
         """Whether a training record is left out to keep the table under MAX_ROWS: past

@@ -1,0 +1,127 @@
+"""Printed metrics dicts of one block, found and read in bulk.
+
+HF Trainer, TRL and axolotl print `{'loss': 1.23, ..., 'epoch': 0.5}` at every logging
+step, behind a redraw of the training bar; with `logging_steps=1` a 16 MiB block holds
+~100,000 of them. Here a block's dicts are found with byte comparisons over the whole block
+(each line's first `{'`), and those of a key sequence the table has met as a training
+record, whose values are all plain finite numbers, are *regular*: one RE2 pass per known
+key sequence tells them apart. A run of regular records is read at once: the table says
+which of them it keeps (past `MAX_ROWS` only every k-th training record), the steps of
+those are read from the bars before them and their values extracted and cast in one call.
+Every other dict (an evaluation, a NaN, a None, a new key sequence, a dict spread over
+lines) is read one at a time as before (`_LineReader._dict_at`), so both ways give the same
+table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from forensics.inputs.bytesearch import occurrences, positions, view
+from forensics.lines.blocks import METRICS_KEYS
+from forensics.metrics.progress import ProgressTracker
+from forensics.metrics.spans import matching, numbers
+from forensics.metrics.table import MetricsTable
+
+#: a value Python prints for a finite float (no `nan`, `inf`, `None`, `1_000`, `1e400`)
+NUMBER = r"-?(?:[0-9]{1,40}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,2})?"
+_OPEN, _QUOTE = ord("{"), ord("'")
+BULK_MIN = 1024  # dicts left in a block for them to be read in bulk
+_SPECIAL = frozenset("\\.+*?()|[]{}^$-#&~")
+
+
+def _literal(text: str) -> str:
+    """`text` as an RE2 literal (RE2 rejects Python's escapes of letters and spaces)."""
+    return "".join("\\" + c if c in _SPECIAL else c for c in text)
+
+
+def bulk_pattern(keys: tuple[str, ...]) -> str:
+    """The RE2 pattern of a regular record of `keys`: the table's own shape pattern with
+    every value a plain finite number (quoted, as Transformers 5.x prints them, or not)."""
+    items = ", ".join(f"'{_literal(key)}': '?(?P<g{i}>{NUMBER})'?"
+                      for i, key in enumerate(keys))
+    return "^\\{" + items + "\\}"
+
+
+def _found_like_a_record(keys: tuple[str, ...]) -> bool:
+    """Whether a dict of `keys` alone holds what the record search looks for (the dict's
+    line is then a record whatever else it holds)."""
+    return METRICS_KEYS.search(("{" + ", ".join(f"'{k}': 0" for k in keys) + "}")
+                               .encode("utf-8")) is not None
+
+
+@dataclass
+class BlockDicts:
+    """Each line's first `{'` in one block, in order, and how far they were read."""
+
+    braces: np.ndarray  # offsets in the block
+    lines: np.ndarray  # their line numbers
+    #: the bulk shape of each regular record, -1 for the others
+    shape: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    changes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    read_to: int = 0  # dicts before this index were read
+    classified_with: int = -1  # how many bulk shapes the table had then
+
+    def end_of_run(self, start: int, stop: int) -> int:
+        """Where the run of dicts of `start`'s shape (or of irregular ones) ends, at most
+        at `stop`."""
+        after = np.searchsorted(self.changes, start, side="right")
+        return min(stop, int(self.changes[after])) if after < len(self.changes) else stop
+
+
+def locate(block: bytes, first_line: int) -> BlockDicts | None:
+    """The block's candidate dicts: the first `{'` of each line (None when there is none)."""
+    if block.find(b"{") < 0:
+        return None
+    data = view(block)
+    braces = positions(block, _OPEN)
+    braces = braces[braces + 1 < len(data)]
+    braces = braces[data[braces + 1] == _QUOTE]
+    if not len(braces):
+        return None
+    line_index = np.searchsorted(positions(block, ord("\n")), braces)
+    first = np.ones(len(braces), dtype=bool)
+    first[1:] = line_index[1:] != line_index[:-1]
+    return BlockDicts(braces[first], first_line + line_index[first])
+
+
+def classify(block: bytes, dicts: BlockDicts, start: int, table: MetricsTable) -> None:
+    """Mark which dicts from `start` on are regular records, and of which bulk shape."""
+    if len(dicts.shape) != len(dicts.braces):
+        dicts.shape = np.full(len(dicts.braces), -1, dtype=np.int16)
+    dicts.classified_with = len(table.bulk_shapes)
+    dicts.shape[start:] = -1
+    braces = dicts.braces[start:]
+    if len(braces) < BULK_MIN:  # read one at a time: no need to load Arrow's kernels
+        dicts.changes = np.flatnonzero(np.diff(dicts.shape) != 0) + 1
+        return
+    for index, shape in enumerate(table.bulk_shapes):
+        if not _found_like_a_record(shape.keys):
+            continue
+        open_ = np.flatnonzero(dicts.shape[start:] < 0)
+        hit = open_[matching(block, braces[open_], bulk_pattern(shape.keys))]
+        dicts.shape[start + hit] = index
+    if len(occurrences(block, b"'eval_")):  # a line that also says eval_ reads its bar as eval's
+        regular = np.flatnonzero(dicts.shape[start:] >= 0)
+        evaluation = matching(block, braces[regular], r"^[^\n]*'eval_")
+        dicts.shape[start + regular[evaluation]] = -1
+    dicts.changes = np.flatnonzero(np.diff(dicts.shape) != 0) + 1
+
+
+def read_run(block: bytes, dicts: BlockDicts, start: int, stop: int, table: MetricsTable,
+             bars: ProgressTracker, marks: np.ndarray, total: int) -> None:
+    """Add the regular records `start:stop`, all of one shape and read against one bar
+    (`total`; each after a `%` of `marks`), to the table, in slices it decides on at once."""
+    shape = table.bulk_shapes[int(dicts.shape[start])]
+    pattern = bulk_pattern(shape.keys)
+    while start < stop:
+        kept, used = table.training_slots(stop - start)
+        chosen = start + kept
+        asked = dicts.braces[np.append(chosen, start + used - 1)]
+        steps = bars.training_steps(block, marks, asked, total, used)[:len(chosen)]
+        if len(chosen):
+            values, _ = numbers(block, dicts.braces[chosen], pattern, len(shape.keys))
+            table.append_training(dicts.lines[chosen], steps, values, shape)
+        start += used
