@@ -32,7 +32,8 @@ from forensics.inputs.layouts import (
     is_log_name,
 )
 
-BLOCK_SIZE = 16 * 1024 * 1024
+BLOCK_SIZE = 8 * 1024 * 1024  # read at once: two blocks are held while one is prepared
+LONG_LINE_BLOCKS = 2  # a line longer than this many blocks (16 MiB) is scanned in pieces
 TAIL_BYTES = 64 * 1024
 COMPRESSED_PIECE = 64 * 1024
 SNIFF_BYTES = 8192
@@ -360,20 +361,20 @@ def read_blocks(source: Source, report: ReadStatus,
         pending = b""
         for chunk in _utf8(_chunks(stream, codec, block_size, source, report, raw)):
             report.bytes_read += len(chunk)
-            data = pending + chunk if pending else chunk
-            del chunk  # one copy of a block alive while it is read, not three
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                if len(data) >= block_size:
+            cut = chunk.rfind(b"\n")
+            if cut < 0:  # a line longer than the chunk: gathered up to LONG_LINE_BLOCKS
+                pending = pending + chunk if pending else chunk
+                if len(pending) >= LONG_LINE_BLOCKS * block_size:
                     report.long_lines += 1
-                    yield data
+                    yield pending
                     pending = b""
-                else:
-                    pending = data
                 continue
-            pending = data[cut + 1:]
-            block = data if cut + 1 == len(data) else data[: cut + 1]
-            del data
+            # the block is copied once (not three times: the chunk, then pending + chunk,
+            # then its part up to the newline), and held once while it is read
+            block = chunk if not pending and cut + 1 == len(chunk) else \
+                b"".join((pending, memoryview(chunk)[:cut + 1]))
+            pending = chunk[cut + 1:]
+            del chunk
             yield block
             del block
         if pending:

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from forensics.catalog import LONG_LINE_CHARS, Catalog, Signature, completed_keyword
-from forensics.inputs.bytesearch import count_byte, positions
+from forensics.inputs.bytesearch import positions
 from forensics.inputs.layouts import checkpoint_step
 from forensics.inputs.sources import (
     TAIL_BYTES,
     ReadStatus,
     Source,
-    read_blocks,
     read_metric_file,
 )
 from forensics.lines.blocks import (
@@ -33,8 +32,8 @@ from forensics.lines.blocks import (
 )
 from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, clean, segments
-from forensics.lines.paste import PASTE_BYTES, normalize
-from forensics.lines.records import BULK_MIN, BlockDicts, classify, locate, read_run
+from forensics.lines.prefetch import Prepared, prepared_blocks
+from forensics.lines.records import BULK_MIN, BlockDicts, classify, read_run
 from forensics.lines.signals import HEDGED, signal_name, signal_of
 from forensics.metrics.fileshapes import FILE_SHAPES
 from forensics.metrics.lineshapes import LineShape, line_record
@@ -56,7 +55,6 @@ from forensics.model import (
 )
 from forensics.text import shorten
 
-NEWLINE = ord("\n")
 TAIL_LINES = 40
 CONTEXT_LINES = 3
 CONTEXT_CHARS = 400
@@ -181,7 +179,10 @@ class _LineReader:
             host=who.host, pid=who.pid, time=who.time or self.default_who.time,
         )
 
-    def scan_block(self, block: bytes, first_line: int, newlines: int) -> None:
+    def scan_block(self, prepared: Prepared) -> None:
+        """Walk one prepared block: the engine's flagged lines, the metrics dicts in line
+        order among them, the walkers of what spans lines, the block's bars."""
+        block, first_line = prepared.block, prepared.first_line
         walked_until = block_walked_until = 0
         # a paste may begin inside a traceback, its header cut off above its first frame
         headless = first_line == 1 and self.tracebacks.begin_headless(*_first_line(block))
@@ -195,9 +196,12 @@ class _LineReader:
             self._mute_exhausted()
         for keyword in self._muted_texts:  # lines of signatures past their budget: counted
             self.dropped_lines += block.count(keyword)
-        self.dicts = locate(block, first_line)
+        self.dicts = prepared.dicts
         self.marks = None
-        for start, end, ids in self.engine.scan(block):
+        hits = prepared.hits if prepared.hits is not None else self.engine.scan(block)
+        for start, end, ids in hits:
+            if self._muted and not (ids := ids - self._muted):
+                continue  # a keyword muted after the block was prepared
             line_no += block.count(b"\n", counted_to, start)
             counted_to = start
             if self.dicts is not None and self.dicts.read_to < len(self.dicts.lines) and \
@@ -220,7 +224,7 @@ class _LineReader:
                 block_walked_until = self._walk(block, start, line_no, self._feed_block)
             self._line(block, start, end, line_no, raw, tags, signatures)
         self._read_dicts(block, None)
-        self.bars.finish_block(block, first_line, newlines)
+        self.bars.finish_block(block, first_line, prepared.newlines)
         self.flush_printed()
 
     def _read_dicts(self, block: bytes, until: int | None) -> None:
@@ -237,30 +241,39 @@ class _LineReader:
             if dicts.classified_with != len(self.metrics.bulk_shapes):
                 classify(block, dicts, start, self.metrics)
             end = dicts.end_of_run(start, stop)
-            if dicts.shape[start] < 0 or not self._read_in_bulk(block, start, end):
+            if dicts.shape[start] >= 0:
+                start = self._read_in_bulk(block, start, end)
+            if start < end:
+                # an irregular dict may be a new key sequence: learnt at once, with many left
+                learn = dicts.shape[start] < 0 and len(dicts.lines) - start > BULK_MIN
                 for index in range(start, end):
                     self._dict_at(block, index)
-                    if len(dicts.lines) - index > BULK_MIN:
-                        self.flush_printed()  # a new key sequence is learnt at once
+                    if learn:
+                        self.flush_printed()
                     if dicts.classified_with != len(self.metrics.bulk_shapes):
                         end = index + 1  # a new shape was learnt: classify the rest again
                         break
             dicts.read_to = end
 
-    def _read_in_bulk(self, block: bytes, start: int, end: int) -> bool:
-        """Read a run of regular records in bulk when the block draws one bar and each
-        record comes after one of its redraws (else False: they are read one at a time)."""
+    def _read_in_bulk(self, block: bytes, start: int, end: int) -> int:
+        """Read a run of regular records in bulk when the block draws one bar, from the first
+        record after one of its redraws on; returns where the records not read begin (those
+        before the block's first bar, or all when it draws several bars)."""
         total = self.bars.single_total(block)
         if total is None:
-            return False
+            return start
         if self.marks is None:
             self.marks = positions(block, ord("%"))
-        if not len(self.marks) or self.dicts.braces[start] < self.marks[0]:
-            return False
-        self.flush_printed()  # what came before them, in line order
-        read_run(block, self.dicts, start, end, self.metrics, self.bars, self.marks, total)
-        self.last_step_line = max(self.last_step_line, int(self.dicts.lines[end - 1]))
-        return True
+        if not len(self.marks):
+            return start
+        first = start + int(np.searchsorted(self.dicts.braces[start:end], self.marks[0]))
+        for index in range(start, first):  # their step is a bar of the block before
+            self._dict_at(block, index)
+        if first < end:
+            self.flush_printed()  # what came before them, in line order
+            read_run(block, self.dicts, first, end, self.metrics, self.bars, self.marks, total)
+            self.last_step_line = max(self.last_step_line, int(self.dicts.lines[end - 1]))
+        return end
 
     def _dict_at(self, block: bytes, index: int) -> None:
         """Queue the block's `index`-th candidate dict if its line is a metrics record,
@@ -593,14 +606,11 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
     tail = b""
     ends_with_newline = True
     pasted = previous = b""
-    seen = 0
-    for block in read_blocks(source, report):
-        seen += len(block)
+    for prepared in prepared_blocks(source, report, lambda: scanner.engine, scanner.metrics):
         previous = pasted[-TAIL_BYTES:]  # where a last line alone in its block begins
-        pasted = normalize(block, small=seen < PASTE_BYTES)
-        newlines = count_byte(block, NEWLINE)
-        scanner.scan_block(pasted, lines + 1, newlines)
-        lines += newlines
+        pasted, block = prepared.block, prepared.raw
+        scanner.scan_block(prepared)
+        lines += prepared.newlines
         ends_with_newline = block.endswith(b"\n")
         tail = (tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES else block[-TAIL_BYTES:]
     if b"\n" not in pasted:  # the last line came as a block of its own: read it with the one before

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_SLICE = 16384  # spans whose groups are extracted at once (Arrow's buffers stay small)
+
 
 def _arrow():
     import pyarrow
@@ -57,13 +59,16 @@ def numbers(block: bytes, starts: np.ndarray, pattern: str,
     matched (rows of the others are NaN)."""
     pa, pc = _arrow()
     values = np.full((len(starts), width), np.nan)
-    if not len(starts):
-        return values, np.zeros(0, dtype=bool)
-    found = pc.extract_regex(spans(block, starts), pattern)
-    matched = _bools(found.is_valid())
-    if matched.any():
-        found = found.filter(pa.array(matched))
+    matched = np.zeros(len(starts), dtype=bool)
+    for first in range(0, len(starts), _SLICE):
+        rows = slice(first, first + _SLICE)
+        found = pc.extract_regex(spans(block, starts[rows]), pattern)
+        hit = _bools(found.is_valid())
+        matched[rows] = hit
+        if not hit.any():
+            continue
+        found = found.filter(pa.array(hit))
         for column in range(width):
             text = found.field(f"g{column}").cast(pa.large_string())
-            values[matched, column] = text.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            values[rows][hit, column] = text.cast(pa.float64()).to_numpy(zero_copy_only=False)
     return values, matched
