@@ -205,3 +205,49 @@ def test_byte_searches_find_what_re_finds(monkeypatch):
         assert bytesearch.count_byte(block, ord("a")) == block.count(b"a")
         assert bytesearch.positions(block, ord("/")).tolist() == \
             [i for i, c in enumerate(block) if c == ord("/")]
+
+
+class _Executor:
+    """A stand-in for the prefetch thread: work submitted runs at once (`eager`, so each
+    block is prepared before the one before it is walked: with the engine as it was), or
+    only when its result is asked for (with the engine as the walk left it)."""
+
+    def __init__(self, eager: bool) -> None:
+        self.eager = eager
+
+    def __call__(self, *args, **kwargs) -> _Executor:
+        return self
+
+    def __enter__(self) -> _Executor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def submit(self, work):
+        done = work() if self.eager else None
+
+        class Ahead:
+            def result(self):
+                return done if self.eager else work()
+
+        Ahead.eager = self.eager
+        return Ahead()
+
+
+def test_keywords_muted_while_a_block_was_prepared_are_dropped(plan, monkeypatch):
+    """A warning printed on every step leaves the engine once its signature kept its lines;
+    a block prepared before that still holds its hits, which the walk drops."""
+    from forensics.lines import prefetch
+
+    warning = ("/opt/conda/lib/python3.11/site-packages/torch/utils/checkpoint.py:87: "
+               "UserWarning: None of the inputs have requires_grad=True. Gradients will be None")
+    data = "".join(f"step {i}\n{warning}\n" for i in range(3000)).encode()
+    monkeypatch.setattr(sources.read_blocks, "__defaults__", (16 * 1024,))
+    results = []
+    for eager in (True, False):
+        monkeypatch.setattr(prefetch, "ThreadPoolExecutor", _Executor(eager))
+        lines = linepass.line_pass(Source("run.log", data=data), plan)
+        results.append(([(t.line, t.matches) for t in lines.tokens], lines.info.notes))
+    assert results[0] == results[1]
+    assert any("further matching lines" in note for note in results[0][1])

@@ -5,7 +5,8 @@ repair, counting its lines, the keyword engine's pass, finding its printed metri
 telling the regular ones apart — depends on nothing the walk decides except the engine's
 keywords and the key sequences met so far, and runs in C that lets go of the GIL (file
 reads, zlib, Hyperscan, numpy, Arrow). So while the line pass walks block N in Python, block
-N+1 is prepared on another core; at most two blocks are held at once. The walk corrects
+N+1 is prepared on another core; at most two blocks are held at once (three at the start:
+a log of one block, as most are, is read without a thread). The walk corrects
 for what changed meanwhile: keywords muted since are dropped from the engine's hits, and
 dicts are classified again when a key sequence was learnt since.
 """
@@ -59,12 +60,17 @@ def prepared_blocks(source: Source, report: ReadStatus, engine: Callable[[], Eng
             classify(block, dicts, 0, table)
         return Prepared(raw, block, first_line, newlines, engine().scan(block), dicts)
 
-    first = prepare()
-    if first is None:
+    first, second = prepare(), None
+    if first is not None:
+        second = prepare()
+    if second is None:  # a log of one block (most of them) starts no thread
+        if first is not None:
+            yield first
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="forensics-read") as pool:
         ahead = pool.submit(prepare)
         yield first
+        yield second
         while (prepared := ahead.result()) is not None:
             ahead = pool.submit(prepare)
             yield prepared
