@@ -164,6 +164,15 @@ def test_rows_with_colour_codes_are_not_a_terminal_wrap():
     assert normalize(text.encode(), small=True) == text.encode()
 
 
+def test_a_whole_printed_dict_of_full_width_is_a_line_of_its_own():
+    """A metrics dict exactly 80 characters long, then a launcher line cut at its start:
+    the dict is whole on its row, so no wrap joins them (found by the property tests)."""
+    text = ("{'loss': 1.2673, 'grad_norm': 0.8883, 'learning_rate': 0.0001509, 'epoch': 0.27}\n"
+            "] exits with return code = -9\n")
+    assert len(text.split("\n")[0]) == 80
+    assert normalize(text.encode(), small=True) == text.encode()
+
+
 def test_an_indented_row_under_a_full_row_is_a_line_of_its_own():
     """A metrics dict that happens to be 80 characters long, then a traceback's source
     line: not a wrapped row and its continuation (found by the property tests)."""

@@ -116,12 +116,20 @@ def _join_full_rows(rows: list[str], width: int, padded: bool) -> list[str]:
     return out
 
 
+def _whole_dict(row: str) -> bool:
+    """Whether the row is one printed dict from `{'` to its closing `}`."""
+    text = row.strip()
+    return text.startswith("{'") and text.endswith("}") and text.count("{") == text.count("}")
+
+
 def _glue(row: str, nxt: str, width: int, padded: bool) -> str | None:
     """How `row` continues on `nxt`: "" (cut mid-word), " " (wrapped at a space), or None
     (`nxt` is a line of its own)."""
-    if not nxt.strip() or _RECORD_START.match(nxt) or nxt[:3] == row[:3] or row.endswith("\r"):
+    if not nxt.strip() or _RECORD_START.match(nxt) or nxt[:3] == row[:3] or row.endswith("\r") \
+            or _whole_dict(row):
         return None  # a row of its own: empty, a new record, another row of the same kind,
-        # or a row a program ended (CRLF): a terminal's wrap leaves no carriage return
+        # a row a program ended (CRLF): a terminal's wrap leaves no carriage return, or a
+        # printed dict whole on its row (a trainer prints one a line)
     if len(row) == width and not (padded and row.endswith(" ")):
         # an indented row is a line of its own (a frame, quoted source); a cut leaves at
         # most the one space it fell on
