@@ -198,8 +198,7 @@ class _LineReader:
             self.dropped_lines += block.count(keyword)
         self.dicts = prepared.dicts
         self.marks = None
-        hits = prepared.hits if prepared.hits is not None else self.engine.scan(block)
-        for start, end, ids in hits:
+        for start, end, ids in prepared.hits:
             if self._muted and not (ids := ids - self._muted):
                 continue  # a keyword muted after the block was prepared
             line_no += block.count(b"\n", counted_to, start)
@@ -259,12 +258,10 @@ class _LineReader:
         """Read a run of regular records in bulk when the block draws one bar, from the first
         record after one of its redraws on; returns where the records not read begin (those
         before the block's first bar, or all when it draws several bars)."""
-        total = self.bars.single_total(block)
-        if total is None:
-            return start
         if self.marks is None:
             self.marks = positions(block, ord("%"))
-        if not len(self.marks):
+        total = self.bars.single_total(block, len(self.marks))
+        if total is None:
             return start
         first = start + int(np.searchsorted(self.dicts.braces[start:end], self.marks[0]))
         for index in range(start, first):  # their step is a bar of the block before

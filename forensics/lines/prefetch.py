@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from forensics.inputs.bytesearch import count_byte
+from forensics.inputs.bytesearch import count_byte, positions
 from forensics.inputs.sources import ReadStatus, Source, read_blocks
 from forensics.lines.engine import Engine, LineHit
 from forensics.lines.paste import PASTE_BYTES, normalize
@@ -44,18 +44,21 @@ def prepared_blocks(source: Source, report: ReadStatus, engine: Callable[[], Eng
     """The source's blocks, each prepared while the one before is walked (`engine`: the
     line pass's engine at the time; `table`: the one whose key sequences classify dicts)."""
     blocks = read_blocks(source, report)
-    read = {"bytes": 0, "lines": 0}
+    bytes_read = lines_read = 0
 
     def prepare() -> Prepared | None:
+        nonlocal bytes_read, lines_read
         raw = next(blocks, None)
         if raw is None:
             return None
-        read["bytes"] += len(raw)
-        block = normalize(raw, small=read["bytes"] < PASTE_BYTES)
-        first_line = read["lines"] + 1
-        newlines = count_byte(raw, NEWLINE)
-        read["lines"] += newlines
-        dicts = locate(block, first_line)
+        bytes_read += len(raw)
+        block = normalize(raw, small=bytes_read < PASTE_BYTES)
+        first_line = lines_read + 1
+        # where dicts may be, their line numbers come from the same pass that counts lines
+        ends = positions(raw, NEWLINE) if block is raw and raw.find(b"{") >= 0 else None
+        newlines = count_byte(raw, NEWLINE) if ends is None else len(ends)
+        lines_read += newlines
+        dicts = locate(block, first_line, ends)
         if dicts is not None:
             classify(block, dicts, 0, table)
         return Prepared(raw, block, first_line, newlines, engine().scan(block), dicts)

@@ -15,6 +15,7 @@ table.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ def _literal(text: str) -> str:
     return "".join("\\" + c if c in _SPECIAL else c for c in text)
 
 
+@functools.lru_cache(maxsize=64)
 def bulk_pattern(keys: tuple[str, ...]) -> str:
     """The RE2 pattern of a regular record of `keys`: the table's own shape pattern with
     every value a plain finite number (quoted, as Transformers 5.x prints them, or not)."""
@@ -45,6 +47,7 @@ def bulk_pattern(keys: tuple[str, ...]) -> str:
     return "^\\{" + items + "\\}"
 
 
+@functools.lru_cache(maxsize=64)
 def _found_like_a_record(keys: tuple[str, ...]) -> bool:
     """Whether a dict of `keys` alone holds what the record search looks for (the dict's
     line is then a record whatever else it holds)."""
@@ -71,8 +74,10 @@ class BlockDicts:
         return min(stop, int(self.changes[after])) if after < len(self.changes) else stop
 
 
-def locate(block: bytes, first_line: int) -> BlockDicts | None:
-    """The block's candidate dicts: the first `{'` of each line (None when there is none)."""
+def locate(block: bytes, first_line: int,
+           newlines: np.ndarray | None = None) -> BlockDicts | None:
+    """The block's candidate dicts: the first `{'` of each line (None when there is none);
+    `newlines`: where the block's line ends are, if known."""
     if block.find(b"{") < 0:
         return None
     data = view(block)
@@ -81,7 +86,9 @@ def locate(block: bytes, first_line: int) -> BlockDicts | None:
     braces = braces[data[braces + 1] == _QUOTE]
     if not len(braces):
         return None
-    line_index = np.searchsorted(positions(block, ord("\n")), braces)
+    if newlines is None:
+        newlines = positions(block, ord("\n"))
+    line_index = np.searchsorted(newlines, braces)
     first = np.ones(len(braces), dtype=bool)
     first[1:] = line_index[1:] != line_index[:-1]
     return BlockDicts(braces[first], first_line + line_index[first])
@@ -94,20 +101,22 @@ def classify(block: bytes, dicts: BlockDicts, start: int, table: MetricsTable) -
     dicts.classified_with = len(table.bulk_shapes)
     dicts.shape[start:] = -1
     braces = dicts.braces[start:]
-    if len(braces) < BULK_MIN:  # read one at a time: no need to load Arrow's kernels
-        dicts.changes = np.flatnonzero(np.diff(dicts.shape) != 0) + 1
-        return
-    for index, shape in enumerate(table.bulk_shapes):
-        if not _found_like_a_record(shape.keys):
-            continue
-        open_ = np.flatnonzero(dicts.shape[start:] < 0)
-        hit = open_[matching(block, braces[open_], bulk_pattern(shape.keys))]
-        dicts.shape[start + hit] = index
-    if len(occurrences(block, b"'eval_")):  # a line that also says eval_ reads its bar as eval's
-        regular = np.flatnonzero(dicts.shape[start:] >= 0)
-        evaluation = matching(block, braces[regular], r"^[^\n]*'eval_")
-        dicts.shape[start + regular[evaluation]] = -1
+    if len(braces) >= BULK_MIN:  # fewer are read one at a time: Arrow's kernels not loaded
+        _mark_regular(block, braces, dicts.shape[start:], table)
     dicts.changes = np.flatnonzero(np.diff(dicts.shape) != 0) + 1
+
+
+def _mark_regular(block: bytes, braces: np.ndarray, shape: np.ndarray,
+                  table: MetricsTable) -> None:
+    """Set `shape` (a view) to the bulk shape of each dict at `braces` that is regular."""
+    for index, bulk in enumerate(table.bulk_shapes):
+        if not _found_like_a_record(bulk.keys):
+            continue
+        open_ = np.flatnonzero(shape < 0)
+        shape[open_[matching(block, braces[open_], bulk_pattern(bulk.keys))]] = index
+    if len(occurrences(block, b"'eval_")):  # a line that also says eval_ reads its bar as eval's
+        regular = np.flatnonzero(shape >= 0)
+        shape[regular[matching(block, braces[regular], r"^[^\n]*'eval_")]] = -1
 
 
 def read_run(block: bytes, dicts: BlockDicts, start: int, stop: int, table: MetricsTable,

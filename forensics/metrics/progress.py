@@ -121,12 +121,13 @@ class ProgressTracker:
             end = mark
         self._looked_to = pos
 
-    def single_total(self, block: bytes) -> int | None:
-        """The total of every bar in this block when all of them are redraws of one
-        undescribed bar already met (its training records then take their steps in bulk:
-        `training_steps`), else None. The block's counts are kept for `finish_block`."""
+    def single_total(self, block: bytes, percents: int) -> int | None:
+        """The total of every bar in this block (which holds `percents` `%`) when all of
+        them are redraws of one undescribed bar already met (its training records then take
+        their steps in bulk: `training_steps`), else None. The block's counts are kept for
+        `finish_block`."""
         if self._block_counts is None:
-            self._block_counts = self._redraws_by_total(block)
+            self._block_counts = self._redraws_by_total(block, percents)
         percents, counts = self._block_counts
         drawn = [total for total, seen in counts.items() if seen]
         if len(drawn) != 1 or counts[drawn[0]] != percents or self._described[drawn[0]]:
@@ -194,10 +195,12 @@ class ProgressTracker:
             self._carried = self._cached[1:]
         self._looked_to, self._cached = 0, (-1, *self._carried)
 
-    def _redraws_by_total(self, block: bytes) -> tuple[int, dict[int, int]]:
-        """How many `%` the block holds, and how many redraws of each total met so far
-        (the block's new totals met first, when its `%` are more than known bars)."""
-        percents = count_byte(block, _PERCENT)
+    def _redraws_by_total(self, block: bytes,
+                          percents: int | None = None) -> tuple[int, dict[int, int]]:
+        """How many `%` the block holds (counted unless given), and how many redraws of each
+        total met so far (the block's new totals met first, when its `%` are more than known
+        bars)."""
+        percents = count_byte(block, _PERCENT) if percents is None else percents
         if not percents:
             return 0, {}
         counts = self._counts(block)
