@@ -28,7 +28,7 @@ from forensics.diagnosis.verdict import decide_verdict
 from forensics.errors import InputError
 from forensics.inputs.sources import Source, discover
 from forensics.lines.facts import environment
-from forensics.lines.linepass import LinePass, LinePlan, compile_plan, line_pass
+from forensics.lines.linepass import LinePass, LinePlan, compile_plan, line_passes
 from forensics.metrics.table import TRAIN, MetricsTable
 from forensics.model import (
     Analysis,
@@ -63,7 +63,7 @@ class Analyzer:
                         redact_secrets: bool = True) -> Analysis:
         """Read, match and diagnose the given sources as one job."""
         flight, memory, unreadable = _artifacts(sources)
-        passes = [line_pass(source, self.plan) for source in sources]
+        passes = line_passes(sources, self.plan)
         analysis = build_analysis(passes, self.catalog, list(problems or []), flight, memory)
         if unreadable:
             analysis = replace(analysis, sources=(
@@ -173,7 +173,7 @@ def export_timeline(sources: list[Source], fmt: str) -> tuple[str | bytes | None
     from forensics.metrics.timeline import build_timeline, render_table
 
     plan = compile_plan(load_catalog())
-    passes = [line_pass(source, plan) for source in sources]
+    passes = line_passes(sources, plan)
     problems = [problem for lines in passes for problem in lines.info.problems]
     timeline = build_timeline([lines.metrics for lines in passes])
     if timeline is None:

@@ -4,6 +4,7 @@ and the block walkers assemble what spans several lines. Only flagged lines reac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,7 +33,7 @@ from forensics.lines.blocks import (
 )
 from forensics.lines.engine import Engine, Keyword, build_engine
 from forensics.lines.lexer import Segment, clean, segments
-from forensics.lines.prefetch import Prepared, prepared_blocks
+from forensics.lines.prefetch import Prepared, Reading, prepared_blocks
 from forensics.lines.records import BULK_MIN, BlockDicts, classify, read_run
 from forensics.lines.signals import HEDGED, signal_name, signal_of
 from forensics.metrics.fileshapes import FILE_SHAPES
@@ -197,7 +198,8 @@ class _LineReader:
         for keyword in self._muted_texts:  # lines of signatures past their budget: counted
             self.dropped_lines += block.count(keyword)
         self.dicts = prepared.dicts
-        self.marks = None
+        self.marks = prepared.marks
+        self.bars.begin_block(*prepared.redraws)
         for start, end, ids in prepared.hits:
             if self._muted and not (ids := ids - self._muted):
                 continue  # a keyword muted after the block was prepared
@@ -593,55 +595,92 @@ def _context(block: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple
 def line_pass(source: Source, plan: LinePlan) -> LinePass:
     """Stream one source through the engine and the event walkers (JSON artifacts and
     checkpoint folders are read for what they say about the timeline)."""
+    return line_passes([source], plan)[0]
+
+
+def line_passes(sources: Sequence[Source], plan: LinePlan) -> list[LinePass]:
+    """Every source's line pass, in order; the logs' blocks are prepared one ahead on a
+    second thread, across the boundaries between them (`lines.prefetch`)."""
+    walks = {index: _Walk(source, plan) for index, source in enumerate(sources)
+             if source.content == "log"}
+    order = list(walks)
+    passes: dict[int, LinePass] = {}
+    for position, prepared in prepared_blocks([walks[index].reading for index in order]):
+        while len(passes) < position:  # the sources before were read to their end
+            passes[order[len(passes)]] = walks[order[len(passes)]].finish()
+        walks[order[position]].feed(prepared)
+    for index in order[len(passes):]:
+        passes[index] = walks[index].finish()
+    return [passes[index] if index in passes else _read_whole(source)
+            for index, source in enumerate(sources)]
+
+
+def _read_whole(source: Source) -> LinePass:
+    """The pass of a source that is no log: an artifact read for the timeline."""
     if source.content in ("flight-dump", "memory-snapshot"):
         return _empty_scan(source)  # read as a whole by forensics.artifacts
-    if source.content != "log":
-        return _scan_artifact(source)
-    report = ReadStatus()
-    scanner = _LineReader(source, plan)
-    lines = 0
-    tail = b""
-    ends_with_newline = True
-    pasted = previous = b""
-    for prepared in prepared_blocks(source, report, lambda: scanner.engine, scanner.metrics):
-        previous = pasted[-TAIL_BYTES:]  # where a last line alone in its block begins
-        pasted, block = prepared.block, prepared.raw
-        scanner.scan_block(prepared)
-        lines += prepared.newlines
-        ends_with_newline = block.endswith(b"\n")
-        tail = (tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES else block[-TAIL_BYTES:]
-    if b"\n" not in pasted:  # the last line came as a block of its own: read it with the one before
-        pasted = previous + pasted
-    scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)
-    scanner.tracebacks.close_all()
-    if scanner.block_walker is not None:
-        scanner.block_walker.close()
-        for failure in scanner.block_walker.failures:
-            keep_bounded(scanner.failures, failure)
-    if not ends_with_newline:
-        lines += 1
-    problems = list(report.problems)
-    if report.bytes_read == 0 and not problems:
-        problems.append(f"{source.name}: empty file")
-    if report.long_lines:
-        problems.append(f"{source.name}: a line longer than 16 MiB was scanned in pieces")
-    tail_lines, tail_times = _tail(source.name, tail, lines)
-    return LinePass(
-        info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems),
-                        _notes(source.name, scanner)),
-        tokens=scanner.tokens,
-        tracebacks=[replace(tb, who=scanner.who(tb.who)) for tb in scanner.tracebacks.done],
-        worker_failures=scanner.failures,
-        metrics=scanner.metrics,
-        progress=scanner.bars.bars, trained_on=scanner.bars.trained_on,
-        completion=scanner.completion,
-        tail=tail_lines,
-        python_versions=scanner.tracebacks.python_versions,
-        last_time=next((t for t in reversed(tail_times) if t), None)
-        or next((t.who.time for t in reversed(scanner.tokens) if t.who.time), None),
-        last_step_line=max(scanner.last_step_line, scanner.bars.last_line),
-        checkpoint=scanner.checkpoint, shape_stacks=frozenset(scanner.shape_stacks),
-    )
+    return _scan_artifact(source)
+
+
+class _Walk:
+    """One log's line pass, fed its prepared blocks in order."""
+
+    def __init__(self, source: Source, plan: LinePlan) -> None:
+        self.scanner = scanner = _LineReader(source, plan)
+        self.report = ReadStatus()
+        self.reading = Reading(source, self.report, lambda: scanner.engine, scanner.metrics,
+                               scanner.bars)
+        self.lines = 0
+        self.tail = b""
+        self.ends_with_newline = True
+        self.pasted = self.previous = b""
+
+    def feed(self, prepared: Prepared) -> None:
+        """Walk the next block."""
+        self.previous = self.pasted[-TAIL_BYTES:]  # where a last line alone in its block begins
+        self.pasted, block = prepared.block, prepared.raw
+        self.scanner.scan_block(prepared)
+        self.lines += prepared.newlines
+        self.ends_with_newline = block.endswith(b"\n")
+        self.tail = (self.tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES \
+            else block[-TAIL_BYTES:]
+
+    def finish(self) -> LinePass:
+        """What the source yielded, once its last block was walked."""
+        scanner, report, source = self.scanner, self.report, self.scanner.source
+        pasted, lines = self.pasted, self.lines
+        if b"\n" not in pasted:  # a last line alone in its block: read with the one before
+            pasted = self.previous + pasted
+        scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)
+        scanner.tracebacks.close_all()
+        if scanner.block_walker is not None:
+            scanner.block_walker.close()
+            for failure in scanner.block_walker.failures:
+                keep_bounded(scanner.failures, failure)
+        if not self.ends_with_newline:
+            lines += 1
+        problems = list(report.problems)
+        if report.bytes_read == 0 and not problems:
+            problems.append(f"{source.name}: empty file")
+        if report.long_lines:
+            problems.append(f"{source.name}: a line longer than 16 MiB was scanned in pieces")
+        tail_lines, tail_times = _tail(source.name, self.tail, lines)
+        return LinePass(
+            info=SourceInfo(source.name, report.bytes_read, lines, tuple(problems),
+                            _notes(source.name, scanner)),
+            tokens=scanner.tokens,
+            tracebacks=[replace(tb, who=scanner.who(tb.who)) for tb in scanner.tracebacks.done],
+            worker_failures=scanner.failures,
+            metrics=scanner.metrics,
+            progress=scanner.bars.bars, trained_on=scanner.bars.trained_on,
+            completion=scanner.completion,
+            tail=tail_lines,
+            python_versions=scanner.tracebacks.python_versions,
+            last_time=next((t for t in reversed(tail_times) if t), None)
+            or next((t.who.time for t in reversed(scanner.tokens) if t.who.time), None),
+            last_step_line=max(scanner.last_step_line, scanner.bars.last_line),
+            checkpoint=scanner.checkpoint, shape_stacks=frozenset(scanner.shape_stacks),
+        )
 
 
 def _empty_scan(source: Source) -> LinePass:

@@ -1,30 +1,43 @@
-"""Blocks read and prepared one ahead, on a second thread.
+"""Blocks read and prepared ahead of the line pass, on other threads.
 
 What a block needs before the line pass walks it — reading (and decompressing) it, paste
 repair, counting its lines, the keyword engine's pass, finding its printed metrics dicts and
 telling the regular ones apart — depends on nothing the walk decides except the engine's
 keywords and the key sequences met so far, and runs in C that lets go of the GIL (file
 reads, zlib, Hyperscan, numpy, Arrow). So while the line pass walks block N in Python, block
-N+1 is prepared on another core; at most two blocks are held at once (three at the start:
-a log of one block, as most are, is read without a thread). The walk corrects
-for what changed meanwhile: keywords muted since are dropped from the engine's hits, and
-dicts are classified again when a key sequence was learnt since.
+N+1 and N+2 are prepared on other threads (numpy, Arrow and Hyperscan run side by side),
+across the boundary between files: the next file's first block is prepared while the last
+one of the file before is walked (a `torchrun --log-dir` tree of 64 files of two blocks each
+would otherwise be read one file at a time). A job of one block, as most are, is read
+without a thread; a block that flags many lines is followed by one in preparation, not two.
+The walk corrects for what changed meanwhile: keywords muted since are dropped from the
+engine's hits, and dicts are classified again when a key sequence was learnt since.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import numpy as np
 
 from forensics.inputs.bytesearch import count_byte, positions
 from forensics.inputs.sources import ReadStatus, Source, read_blocks
 from forensics.lines.engine import Engine, LineHit
 from forensics.lines.paste import PASTE_BYTES, normalize
-from forensics.lines.records import BlockDicts, classify, locate
+from forensics.lines.records import BULK_MIN, BlockDicts, classify, locate
+from forensics.metrics.progress import ProgressTracker, block_redraws
 from forensics.metrics.table import MetricsTable
 
-NEWLINE = ord("\n")
+NEWLINE, PERCENT = ord("\n"), ord("%")
+AHEAD = 2  # blocks prepared at once, each on its own thread
+#: a block that flags more lines is followed by one block in preparation, not `AHEAD` (each
+#: flagged line is a Python object: a log whose every line holds a keyword would otherwise
+#: hold three blocks of them)
+MANY_HITS = 16_384
 
 
 @dataclass(frozen=True)
@@ -37,43 +50,88 @@ class Prepared:
     newlines: int  # in `raw`
     hits: list[LineHit]  # the engine's flagged lines of `block`
     dicts: BlockDicts | None  # its candidate metrics dicts, classified
+    marks: np.ndarray | None  # where its `%` are, where it holds dicts enough to read in bulk
+    redraws: tuple[int, dict[int, int]]  # its `%` and bars' redraws (`block_redraws`)
 
 
-def prepared_blocks(source: Source, report: ReadStatus, engine: Callable[[], Engine],
-                    table: MetricsTable) -> Iterator[Prepared]:
-    """The source's blocks, each prepared while the one before is walked (`engine`: the
-    line pass's engine at the time; `table`: the one whose key sequences classify dicts)."""
-    blocks = read_blocks(source, report)
-    bytes_read = lines_read = 0
+@dataclass(frozen=True)
+class Reading:
+    """One source to read, and what of its walk preparing a block depends on."""
 
-    def prepare() -> Prepared | None:
-        nonlocal bytes_read, lines_read
-        raw = next(blocks, None)
-        if raw is None:
-            return None
-        bytes_read += len(raw)
-        block = normalize(raw, small=bytes_read < PASTE_BYTES)
-        first_line = lines_read + 1
-        # where dicts may be, their line numbers come from the same pass that counts lines
-        ends = positions(raw, NEWLINE) if block is raw and raw.find(b"{") >= 0 else None
-        newlines = count_byte(raw, NEWLINE) if ends is None else len(ends)
-        lines_read += newlines
+    source: Source
+    report: ReadStatus  # filled in as its blocks are read
+    engine: Callable[[], Engine]  # the walk's engine at the time (keywords muted so far)
+    table: MetricsTable  # whose key sequences classify dicts
+    bars: ProgressTracker  # whose totals are counted
+
+
+class _Cursor:
+    """Where the reading of a list of sources has got to. Reading a block and counting its
+    lines happen in order, under a lock; the rest of preparing it does not, so that two
+    blocks can be prepared at once."""
+
+    def __init__(self, readings: Sequence[Reading]) -> None:
+        self.readings = readings
+        self.index = -1
+        self.blocks: Iterator[bytes] = iter(())
+        self.bytes_read = self.lines_read = 0
+        self.lock = threading.Lock()
+
+    def _next_raw(self) -> bytes | None:
+        """The next block of the current source, moving on to the next source at the end
+        of one (None after the last)."""
+        while (raw := next(self.blocks, None)) is None:
+            self.index += 1
+            if self.index >= len(self.readings):
+                return None
+            reading = self.readings[self.index]
+            self.blocks = read_blocks(reading.source, reading.report)
+            self.bytes_read = self.lines_read = 0
+        return raw
+
+    def prepare(self) -> tuple[int, Prepared] | None:
+        """The next block, prepared, with the index of its source."""
+        with self.lock:
+            raw = self._next_raw()
+            if raw is None:
+                return None
+            index, reading = self.index, self.readings[self.index]
+            self.bytes_read += len(raw)
+            block = normalize(raw, small=self.bytes_read < PASTE_BYTES)
+            # where dicts may be, their line numbers come from the pass that counts lines
+            ends = positions(raw, NEWLINE) if block is raw and raw.find(b"{") >= 0 else None
+            newlines = count_byte(raw, NEWLINE) if ends is None else len(ends)
+            first_line = self.lines_read + 1
+            self.lines_read += newlines
         dicts = locate(block, first_line, ends)
+        marks = None
         if dicts is not None:
-            classify(block, dicts, 0, table)
-        return Prepared(raw, block, first_line, newlines, engine().scan(block), dicts)
+            classify(block, dicts, 0, reading.table)
+            if len(dicts.braces) >= BULK_MIN:
+                marks = positions(block, PERCENT)
+        redraws = block_redraws(block, reading.bars.known_totals(),
+                                None if marks is None else len(marks))
+        return index, Prepared(raw, block, first_line, newlines, reading.engine().scan(block),
+                               dicts, marks, redraws)
 
-    first, second = prepare(), None
+
+def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared]]:
+    """Every source's blocks in turn, each with its source's index, prepared ahead of the
+    walk (`AHEAD` at once)."""
+    cursor = _Cursor(readings)
+    first, second = cursor.prepare(), None
     if first is not None:
-        second = prepare()
-    if second is None:  # a log of one block (most of them) starts no thread
+        second = cursor.prepare()
+    if second is None:  # a job of one block (most of them) starts no thread
         if first is not None:
             yield first
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="forensics-read") as pool:
-        ahead = pool.submit(prepare)
+    with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="forensics-read") as pool:
+        ahead = deque([pool.submit(cursor.prepare)])
         yield first
         yield second
-        while (prepared := ahead.result()) is not None:
-            ahead = pool.submit(prepare)
+        while (prepared := ahead.popleft().result()) is not None:
+            wanted = AHEAD if len(prepared[1].hits) <= MANY_HITS else 1
+            while len(ahead) < wanted:
+                ahead.append(pool.submit(cursor.prepare))
             yield prepared

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forensics.inputs.bytesearch import occurrences, positions, view
+from forensics.inputs.bytesearch import positions, view
 from forensics.lines.blocks import METRICS_KEYS
 from forensics.metrics.progress import ProgressTracker
 from forensics.metrics.spans import matching, numbers
@@ -41,10 +41,11 @@ def _literal(text: str) -> str:
 @functools.lru_cache(maxsize=64)
 def bulk_pattern(keys: tuple[str, ...]) -> str:
     """The RE2 pattern of a regular record of `keys`: the table's own shape pattern with
-    every value a plain finite number (quoted, as Transformers 5.x prints them, or not)."""
+    every value a plain finite number (quoted, as Transformers 5.x prints them, or not),
+    the dict ending its line (so no `'eval_` after it makes it an evaluation's)."""
     items = ", ".join(f"'{_literal(key)}': '?(?P<g{i}>{NUMBER})'?"
                       for i, key in enumerate(keys))
-    return "^\\{" + items + "\\}"
+    return "^\\{" + items + "\\}[ \\t\\r]*(?:\\n|$)"
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,9 +115,6 @@ def _mark_regular(block: bytes, braces: np.ndarray, shape: np.ndarray,
             continue
         open_ = np.flatnonzero(shape < 0)
         shape[open_[matching(block, braces[open_], bulk_pattern(bulk.keys))]] = index
-    if len(occurrences(block, b"'eval_")):  # a line that also says eval_ reads its bar as eval's
-        regular = np.flatnonzero(shape >= 0)
-        shape[regular[matching(block, braces[regular], r"^[^\n]*'eval_")]] = -1
 
 
 def read_run(block: bytes, dicts: BlockDicts, start: int, stop: int, table: MetricsTable,

@@ -50,6 +50,15 @@ def _redraws(block: bytes, total: int) -> int:
     return len(occurrences(block, b"/%d [" % total))
 
 
+def block_redraws(block: bytes, totals: tuple[int, ...],
+                  percents: int | None = None) -> tuple[int, dict[int, int]]:
+    """How many `%` the block holds (counted unless given), and how many redraws of each of
+    `totals` (for `ProgressTracker.begin_block`; byte searches that can run on another
+    thread)."""
+    percents = count_byte(block, _PERCENT) if percents is None else percents
+    return percents, ({total: _redraws(block, total) for total in totals} if percents else {})
+
+
 def _walk_back(data: np.ndarray, back: np.ndarray, live: np.ndarray, byte_class: np.ndarray,
                most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """From each offset in `back` (where `live`), step back over bytes of `byte_class`, at
@@ -81,7 +90,19 @@ class ProgressTracker:
     _cached: tuple[int, int | None, int | None] = (-1, None, None)
     _looked_to: int = 0  # offset up to which this block was searched for bars
     _block_counts: tuple[int, dict[int, int]] | None = None  # this block's `%`, redraws
+    #: this block's `%` and redraws of the totals met before it, counted when it was prepared
+    _counted: tuple[int, dict[int, int]] | None = None
     _discovering: bool = True
+
+    def known_totals(self) -> tuple[int, ...]:
+        """Every total met so far (safe to ask from another thread)."""
+        return tuple(self._described)
+
+    def begin_block(self, percents: int, counted: dict[int, int]) -> None:
+        """Take the next block's count of `%` and the redraws of the totals met before it
+        (`block_redraws`, counted while it was prepared); totals met since are counted here
+        when asked."""
+        self._counted = (percents, counted)
 
     def printed(self, step: int, total: int) -> None:
         """A step a metrics line printed with its total (`iteration 120/ 5000 |`), counted
@@ -194,27 +215,33 @@ class ProgressTracker:
                 self.last_line = first_line + newlines - block.count(b"\n", self._cached[0])
             self._carried = self._cached[1:]
         self._looked_to, self._cached = 0, (-1, *self._carried)
+        self._counted = None
 
     def _redraws_by_total(self, block: bytes,
                           percents: int | None = None) -> tuple[int, dict[int, int]]:
         """How many `%` the block holds (counted unless given), and how many redraws of each
         total met so far (the block's new totals met first, when its `%` are more than known
         bars)."""
-        percents = count_byte(block, _PERCENT) if percents is None else percents
+        counted: dict[int, int] = {}
+        if self._counted is not None:
+            percents, counted = self._counted
+        elif percents is None:
+            percents = count_byte(block, _PERCENT)
         if not percents:
             return 0, {}
-        counts = self._counts(block)
+        counts = self._counts(block, counted)
         known = sum(counts.values())
         # every `%` a known total's redraw: no new bar; else count the marks themselves
         if self._discovering and percents != known and \
                 len(occurrences(block, _MARK)) != known:
             self._discover(block)
-            counts = self._counts(block)
+            counts = self._counts(block, counted)
         return percents, counts
 
-    def _counts(self, block: bytes) -> dict[int, int]:
-        """Redraws in the block of each total met so far."""
-        return {total: _redraws(block, total) for total in self._described}
+    def _counts(self, block: bytes, counted: dict[int, int]) -> dict[int, int]:
+        """Redraws in the block of each total met so far (those `counted` already taken)."""
+        return {total: counted[total] if total in counted else _redraws(block, total)
+                for total in self._described}
 
     def _discover(self, block: bytes) -> None:
         """Meet the totals of a block that holds one not met before (each new total's first

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from forensics.metrics.names import column as metric_column
-from forensics.metrics.table import KIND_NAMES, PRESENT, TRAIN, MetricsTable
+from forensics.metrics.table import EVAL, PRESENT, TRAIN, MetricsTable
 from forensics.text import md_text
 
 
@@ -52,7 +52,29 @@ def _metric_column(key: str) -> str:
     return f"logged_{key}" if key in (*BOOKKEEPING, "step") else key
 
 
-def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
+class _Cells:
+    """A table's cells, read as numpy arrays, one column at a time."""
+
+    def __init__(self, table: MetricsTable) -> None:
+        self.rows = np.frombuffer(table.cell_rows, dtype=np.int32)
+        self.keys = np.frombuffer(table.cell_keys, dtype=np.uint16)
+        self.values = np.frombuffer(table.cell_values, dtype=np.float64)
+        self.present = np.frombuffer(bytes(table.cell_states), dtype=np.uint8) == PRESENT
+        self.records = len(table)
+
+    def column(self, column: int) -> tuple[np.ndarray, np.ndarray]:
+        """One key's values by record (NaN where not logged or logged as None), and which
+        of them were logged as NaN or inf."""
+        mine = self.keys == column
+        data = np.full(self.records, np.nan)
+        data[self.rows[mine]] = np.where(self.present[mine], self.values[mine], np.nan)
+        flags = np.zeros(self.records, dtype=bool)
+        flags[self.rows[mine]] = self.present[mine] & ~np.isfinite(self.values[mine])
+        return data, flags
+
+
+def _table_steps(table: MetricsTable, cells: _Cells) -> np.ndarray:
+    """Each record's step in the timeline."""
     steps = np.frombuffer(table.steps, dtype=np.float64).copy()
     kinds = np.frombuffer(table.kinds, dtype=np.int8)
     own = ~np.isnan(steps)
@@ -63,27 +85,28 @@ def _table_frame(table: MetricsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
         # them 1, 2, 3 ... in their order
         steps = np.where(stepless, np.cumsum(stepless), steps)
     steps = pd.Series(steps).ffill().fillna(0).to_numpy()
-    rows = np.frombuffer(table.cell_rows, dtype=np.int32)
-    keys = np.frombuffer(table.cell_keys, dtype=np.uint16)
-    cells = np.frombuffer(table.cell_values, dtype=np.float64)
-    present = np.frombuffer(bytes(table.cell_states), dtype=np.uint8) == PRESENT
+    epoch = table.keys.index("epoch") if "epoch" in table.keys else None
+    if epoch is not None and epoch in table.columns():
+        steps = _untie(steps, kinds == TRAIN, cells.column(epoch)[0])
+    return steps.astype(np.int64)
+
+
+def _table_frame(table: MetricsTable, cells: _Cells, steps: np.ndarray,
+                 keep: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The `keep` records of a table as a frame indexed by their `steps`, and which of its
+    cells were logged as NaN or inf."""
     values, bad = {}, {}
     for column in table.columns():
-        key = table.keys[column]
-        mine = keys == column
-        data = np.full(len(steps), np.nan)
-        data[rows[mine]] = np.where(present[mine], cells[mine], np.nan)
-        flags = np.zeros(len(steps), dtype=bool)
-        flags[rows[mine]] = present[mine] & ~np.isfinite(cells[mine])
-        values[_metric_column(key)], bad[_metric_column(key)] = data, flags
-    if "epoch" in values:
-        steps = _untie(steps, kinds == TRAIN, values["epoch"])
-    index = pd.Index(steps.astype(np.int64), name="step")
+        data, flags = cells.column(column)
+        name = _metric_column(table.keys[column])
+        values[name], bad[name] = data[keep], flags[keep]
+    index = pd.Index(steps[keep], name="step")
     frame = pd.DataFrame(values, index=index)
-    frame.insert(0, "line", np.frombuffer(table.lines, dtype=np.int64))
+    frame.insert(0, "line", np.frombuffer(table.lines, dtype=np.int64)[keep])
     frame.insert(0, "source", table.source)
-    frame.insert(0, "kind", pd.Categorical([KIND_NAMES[k] for k in kinds],
-                                           categories=["train", "eval"]))
+    kinds = np.frombuffer(table.kinds, dtype=np.int8)[keep]
+    codes = np.select([kinds == TRAIN, kinds == EVAL], [0, 1], -1)
+    frame.insert(0, "kind", pd.Categorical.from_codes(codes, categories=["train", "eval"]))
     return frame, pd.DataFrame(bad, index=index)
 
 
@@ -121,13 +144,15 @@ def build_timeline(tables: list[MetricsTable]) -> Timeline | None:
     tables.sort(key=lambda t: (not t.source.endswith("trainer_state.json"), -t.count(TRAIN)))
     frames, flags = [], []
     last_step = -1
-    for table in tables:
-        frame, bad = _table_frame(table)
-        keep = frame.index > last_step if frames else np.ones(len(frame), dtype=bool)
+    for table in tables:  # a frame is built only of the records it keeps
+        cells = _Cells(table)
+        steps = _table_steps(table, cells)
+        keep = steps > last_step if frames else np.ones(len(steps), dtype=bool)
         if keep.any():
-            frames.append(frame[keep])
-            flags.append(bad[keep])
-            last_step = max(last_step, int(frame.index[keep].max()))
+            frame, bad = _table_frame(table, cells, steps, keep)
+            frames.append(frame)
+            flags.append(bad)
+            last_step = max(last_step, int(steps[keep].max()))
     frame = pd.concat(frames)
     nonfinite = pd.concat(flags).reindex(columns=frame.columns, fill_value=False)
     return Timeline(frame, nonfinite.fillna(False).astype(bool))
