@@ -197,9 +197,13 @@ def test_training_slots_keep_what_one_at_a_time_keeps(seed, monkeypatch):
 def test_byte_searches_find_what_re_finds(monkeypatch):
     monkeypatch.setattr(bytesearch, "_PIECE", 7)  # pieces of a block join exactly
     rng = random.Random(3)
-    for _ in range(2000):
+    for _ in range(4000):
         block = bytes(rng.choice(b"ab/[ %{'\n") for _ in range(rng.randrange(0, 60)))
         needle = bytes(rng.choice(b"ab/[ %") for _ in range(rng.randrange(1, 4)))
+        if rng.random() < 0.5:  # needles of a word and more, compared eight bytes at once
+            alphabet = rng.choice([b"ab", b"a"])
+            block = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 80)))
+            needle = bytes(rng.choice(alphabet) for _ in range(rng.randrange(7, 20)))
         starts = [m.start() for m in re.finditer(b"(?=" + re.escape(needle) + b")", block)]
         assert bytesearch.occurrences(block, needle).tolist() == starts
         assert bytesearch.count_byte(block, ord("a")) == block.count(b"a")

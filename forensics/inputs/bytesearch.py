@@ -56,7 +56,15 @@ def occurrences(block: bytes, needle: bytes) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     anchor = int(np.argmin(_RANK[list(needle)]))
     starts = _where(data, needle[anchor], anchor, len(data) - len(needle) + 1)
-    for index, byte in enumerate(needle):
-        if index != anchor and len(starts):
-            starts = starts[data[starts + index] == byte]
+    if len(needle) < 8:
+        for index, byte in enumerate(needle):
+            if index != anchor and len(starts):
+                starts = starts[data[starts + index] == byte]
+        return starts
+    # eight bytes compared at once: the block read as a word at every offset (no copy)
+    words = np.ndarray((len(data) - 7,), dtype="<u8", buffer=block, strides=(1,))
+    for offset in sorted({*range(0, len(needle) - 7, 8), len(needle) - 8}):
+        if len(starts):
+            word = np.frombuffer(needle[offset:offset + 8], dtype="<u8")[0]
+            starts = starts[words[starts + offset] == word]
     return starts
