@@ -599,18 +599,18 @@ def line_pass(source: Source, plan: LinePlan) -> LinePass:
 
 
 def line_passes(sources: Sequence[Source], plan: LinePlan) -> list[LinePass]:
-    """Every source's line pass, in order; the logs' blocks are prepared one ahead on a
-    second thread, across the boundaries between them (`lines.prefetch`)."""
+    """Every source's line pass, in order; the logs' blocks are prepared ahead on other
+    threads, across the boundaries between them (`lines.prefetch`)."""
     walks = {index: _Walk(source, plan) for index, source in enumerate(sources)
              if source.content == "log"}
     order = list(walks)
     passes: dict[int, LinePass] = {}
     for position, prepared in prepared_blocks([walks[index].reading for index in order]):
         while len(passes) < position:  # the sources before were read to their end
-            passes[order[len(passes)]] = walks[order[len(passes)]].finish()
+            passes[order[len(passes)]] = walks.pop(order[len(passes)]).finish()
         walks[order[position]].feed(prepared)
     for index in order[len(passes):]:
-        passes[index] = walks[index].finish()
+        passes[index] = walks.pop(index).finish()
     return [passes[index] if index in passes else _read_whole(source)
             for index, source in enumerate(sources)]
 
@@ -646,9 +646,11 @@ class _Walk:
             else block[-TAIL_BYTES:]
 
     def finish(self) -> LinePass:
-        """What the source yielded, once its last block was walked."""
+        """What the source yielded, once its last block was walked (the arrays over that
+        block are let go of: the reader outlives the walk while later sources are read)."""
         scanner, report, source = self.scanner, self.report, self.scanner.source
         pasted, lines = self.pasted, self.lines
+        scanner.dicts = scanner.marks = None
         if b"\n" not in pasted:  # a last line alone in its block: read with the one before
             pasted = self.previous + pasted
         scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)
