@@ -46,7 +46,6 @@ def _summary(result: linepass.LinePass) -> tuple:
 def small_blocks(monkeypatch):
     monkeypatch.setattr(sources.read_blocks, "__defaults__", (32 * 1024,))
     monkeypatch.setattr(linepass, "BULK_MIN", 16)
-    monkeypatch.setattr(prefetch, "BULK_MIN", 16)
     monkeypatch.setattr(records, "BULK_MIN", 16)
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from forensics.catalog import LONG_LINE_CHARS, Catalog, Signature, completed_keyword
-from forensics.inputs.bytesearch import positions
 from forensics.inputs.layouts import checkpoint_step
 from forensics.inputs.sources import (
     TAIL_BYTES,
@@ -162,7 +161,6 @@ class _LineReader:
         self._exhausted_since_block = False
         self.printed: list[tuple[int, int | None, str]] = []  # metrics dicts not yet parsed
         self.dicts: BlockDicts | None = None  # the block's candidate metrics dicts
-        self.marks: np.ndarray | None = None  # where the block's `%` are, once asked
         self.shape_stacks: set[str] = set()
         # the last metrics line read, held while the next may redraw the same step (a bar)
         self.held: tuple[int, int, int | None, dict[str, float | None]] | None = None
@@ -198,7 +196,6 @@ class _LineReader:
         for keyword in self._muted_texts:  # lines of signatures past their budget: counted
             self.dropped_lines += block.count(keyword)
         self.dicts = prepared.dicts
-        self.marks = prepared.marks
         self.bars.begin_block(*prepared.redraws)
         for start, end, ids in prepared.hits:
             if self._muted and not (ids := ids - self._muted):
@@ -260,17 +257,15 @@ class _LineReader:
         """Read a run of regular records in bulk when the block draws one bar, from the first
         record after one of its redraws on; returns where the records not read begin (those
         before the block's first bar, or all when it draws several bars)."""
-        if self.marks is None:
-            self.marks = positions(block, ord("%"))
-        total = self.bars.single_total(block, len(self.marks))
+        total = self.bars.single_total(block)
         if total is None:
             return start
-        first = start + int(np.searchsorted(self.dicts.braces[start:end], self.marks[0]))
+        first = start + int(np.searchsorted(self.dicts.braces[start:end], block.find(b"%")))
         for index in range(start, first):  # their step is a bar of the block before
             self._dict_at(block, index)
         if first < end:
             self.flush_printed()  # what came before them, in line order
-            read_run(block, self.dicts, first, end, self.metrics, self.bars, self.marks, total)
+            read_run(block, self.dicts, first, end, self.metrics, self.bars, total)
             self.last_step_line = max(self.last_step_line, int(self.dicts.lines[end - 1]))
         return end
 
@@ -650,7 +645,7 @@ class _Walk:
         block are let go of: the reader outlives the walk while later sources are read)."""
         scanner, report, source = self.scanner, self.report, self.scanner.source
         pasted, lines = self.pasted, self.lines
-        scanner.dicts = scanner.marks = None
+        scanner.dicts = None
         if b"\n" not in pasted:  # a last line alone in its block: read with the one before
             pasted = self.previous + pasted
         scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)

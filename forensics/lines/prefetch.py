@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
-
 from forensics.inputs.bytesearch import count_byte, positions
 from forensics.inputs.sources import ReadStatus, Source, read_blocks
 from forensics.lines.engine import Engine, LineHit
 from forensics.lines.paste import PASTE_BYTES, normalize
-from forensics.lines.records import BULK_MIN, BlockDicts, classify, locate
+from forensics.lines.records import BlockDicts, classify, locate
 from forensics.metrics.progress import ProgressTracker, block_redraws
 from forensics.metrics.table import MetricsTable
 
-NEWLINE, PERCENT = ord("\n"), ord("%")
+NEWLINE = ord("\n")
 AHEAD = 2  # blocks prepared at once, each on its own thread
 #: a block that flags more lines is followed by one block in preparation, not `AHEAD` (each
 #: flagged line is a Python object: a log whose every line holds a keyword would otherwise
@@ -50,7 +48,6 @@ class Prepared:
     newlines: int  # in `raw`
     hits: list[LineHit]  # the engine's flagged lines of `block`
     dicts: BlockDicts | None  # its candidate metrics dicts, classified
-    marks: np.ndarray | None  # where its `%` are, where it holds dicts enough to read in bulk
     redraws: tuple[int, dict[int, int]]  # its `%` and bars' redraws (`block_redraws`)
 
 
@@ -104,15 +101,11 @@ class _Cursor:
             first_line = self.lines_read + 1
             self.lines_read += newlines
         dicts = locate(block, first_line, ends)
-        marks = None
         if dicts is not None:
             classify(block, dicts, 0, reading.table)
-            if len(dicts.braces) >= BULK_MIN:
-                marks = positions(block, PERCENT)
-        redraws = block_redraws(block, reading.bars.known_totals(),
-                                None if marks is None else len(marks))
+        redraws = block_redraws(block, reading.bars.known_totals())
         return index, Prepared(raw, block, first_line, newlines, reading.engine().scan(block),
-                               dicts, marks, redraws)
+                               dicts, redraws)
 
 
 def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared]]:

@@ -128,16 +128,16 @@ def _mark_regular(block: bytes, braces: np.ndarray, shape: np.ndarray,
 
 
 def read_run(block: bytes, dicts: BlockDicts, start: int, stop: int, table: MetricsTable,
-             bars: ProgressTracker, marks: np.ndarray, total: int) -> None:
+             bars: ProgressTracker, total: int) -> None:
     """Add the regular records `start:stop`, all of one shape and read against one bar
-    (`total`; each after a `%` of `marks`), to the table, in slices it decides on at once."""
+    (`total`; each after a `%`), to the table, in slices it decides on at once."""
     shape = table.bulk_shapes[int(dicts.shape[start])]
     pattern = values_pattern(shape.keys)
     while start < stop:
         kept, used = table.training_slots(stop - start)
         chosen = start + kept
         asked = dicts.braces[np.append(chosen, start + used - 1)]
-        steps = bars.training_steps(block, marks, asked, total, used)[:len(chosen)]
+        steps = bars.training_steps(block, asked, total, used)[:len(chosen)]
         if len(chosen):
             values, _ = numbers(block, dicts.braces[chosen], pattern, len(shape.keys))
             table.append_training(dicts.lines[chosen], steps, values, shape)

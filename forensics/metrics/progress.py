@@ -50,12 +50,10 @@ def _redraws(block: bytes, total: int) -> int:
     return len(occurrences(block, b"/%d [" % total))
 
 
-def block_redraws(block: bytes, totals: tuple[int, ...],
-                  percents: int | None = None) -> tuple[int, dict[int, int]]:
-    """How many `%` the block holds (counted unless given), and how many redraws of each of
-    `totals` (for `ProgressTracker.begin_block`; byte searches that can run on another
-    thread)."""
-    percents = count_byte(block, _PERCENT) if percents is None else percents
+def block_redraws(block: bytes, totals: tuple[int, ...]) -> tuple[int, dict[int, int]]:
+    """How many `%` the block holds, and how many redraws of each of `totals` (for
+    `ProgressTracker.begin_block`; byte searches that can run on another thread)."""
+    percents = count_byte(block, _PERCENT)
     return percents, ({total: _redraws(block, total) for total in totals} if percents else {})
 
 
@@ -142,28 +140,27 @@ class ProgressTracker:
             end = mark
         self._looked_to = pos
 
-    def single_total(self, block: bytes, percents: int) -> int | None:
-        """The total of every bar in this block (which holds `percents` `%`) when all of
-        them are redraws of one undescribed bar already met (its training records then take
-        their steps in bulk: `training_steps`), else None. The block's counts are kept for
-        `finish_block`."""
+    def single_total(self, block: bytes) -> int | None:
+        """The total of every bar in this block when all of them are redraws of one
+        undescribed bar already met (its training records then take their steps in bulk:
+        `training_steps`), else None. The block's counts are kept for `finish_block`."""
         if self._block_counts is None:
-            self._block_counts = self._redraws_by_total(block, percents)
+            self._block_counts = self._redraws_by_total(block)
         percents, counts = self._block_counts
         drawn = [total for total, seen in counts.items() if seen]
         if len(drawn) != 1 or counts[drawn[0]] != percents or self._described[drawn[0]]:
             return None
         return drawn[0]
 
-    def training_steps(self, block: bytes, marks: np.ndarray, positions: np.ndarray,
-                       total: int, records: int) -> np.ndarray:
+    def training_steps(self, block: bytes, positions: np.ndarray, total: int,
+                       records: int) -> np.ndarray:
         """The steps of training records at `positions` (offsets in this block, in order,
-        each after one of the `%` at `marks`) in a block of one bar (`single_total`): each
-        record's step is its last bar's, as `step_at` reads it. A `%` that is not a plain
-        redraw of that bar (a description before it, another total, no bar at all) is
-        looked at again the slow way. `records` training records were read against the bar
-        (those whose steps were not needed included)."""
-        before = marks[np.searchsorted(marks, positions) - 1]
+        each after a `%`) in a block of one bar (`single_total`): each record's step is its
+        last bar's, as `step_at` reads it. A `%` that is not a plain redraw of that bar (a
+        description before it, another total, no bar at all) is looked at again the slow
+        way. `records` training records were read against the bar (those whose steps were
+        not needed included)."""
+        before = np.array([block.rfind(b"%", 0, int(at)) for at in positions], dtype=np.int64)
         at, where = np.unique(before, return_inverse=True)
         steps, plain = self._plain_bars(block, at, total)
         steps, plain = steps[where], plain[where]
@@ -217,16 +214,11 @@ class ProgressTracker:
         self._looked_to, self._cached = 0, (-1, *self._carried)
         self._counted = None
 
-    def _redraws_by_total(self, block: bytes,
-                          percents: int | None = None) -> tuple[int, dict[int, int]]:
-        """How many `%` the block holds (counted unless given), and how many redraws of each
-        total met so far (the block's new totals met first, when its `%` are more than known
-        bars)."""
-        counted: dict[int, int] = {}
-        if self._counted is not None:
-            percents, counted = self._counted
-        elif percents is None:
-            percents = count_byte(block, _PERCENT)
+    def _redraws_by_total(self, block: bytes) -> tuple[int, dict[int, int]]:
+        """How many `%` the block holds, and how many redraws of each total met so far (the
+        block's new totals met first, when its `%` are more than known bars)."""
+        percents, counted = self._counted if self._counted is not None else \
+            (count_byte(block, _PERCENT), {})
         if not percents:
             return 0, {}
         counts = self._counts(block, counted)
