@@ -4,7 +4,8 @@ file the line pass it gets when read alone."""
 from __future__ import annotations
 
 import random
-from concurrent.futures import Future
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -91,8 +92,8 @@ def test_blocks_are_prepared_across_the_boundary_between_files(plan, small_block
 
     def prepare(cursor):
         prepared = real(cursor)
-        if prepared is not None:
-            order.append(("prepared", prepared[0]))
+        if prepared[1] is not None:
+            order.append(("prepared", prepared[1][0]))
         return prepared
 
     monkeypatch.setattr(prefetch._Cursor, "prepare", prepare)
@@ -110,6 +111,49 @@ def test_blocks_are_prepared_across_the_boundary_between_files(plan, small_block
     first_of_second = order.index(("prepared", 1))
     assert first_of_second < last_of_first  # the next file was read before the last ended
     assert seen == sorted(seen) and set(seen) == {0, 1}
+
+
+class _FirstWaits(ThreadPoolExecutor):
+    """A pool whose first task starts reading only once its second one has finished, so
+    the block read second is handed back first."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.submitted = 0
+        self.second_done = threading.Event()
+
+    def submit(self, task):
+        self.submitted += 1
+        if self.submitted == 1:
+            return super().submit(self._after_second, task)
+        if self.submitted == 2:
+            return super().submit(self._second, task)
+        return super().submit(task)
+
+    def _after_second(self, task):
+        assert self.second_done.wait(timeout=30)
+        return task()
+
+    def _second(self, task):
+        try:
+            return task()
+        finally:
+            self.second_done.set()
+
+
+def test_blocks_prepared_out_of_order_are_walked_in_order(plan, small_blocks, monkeypatch):
+    log = Source("rank0.log", data=_log(0, 3000))
+    alone = _summary(linepass.line_pass(log, plan))
+    with monkeypatch.context() as patch:
+        patch.setattr(prefetch, "ThreadPoolExecutor", _FirstWaits)
+        reading = prefetch.Reading(log, sources.ReadStatus(), lambda: plan.engine,
+                                   linepass.MetricsTable(log.name),
+                                   progress.ProgressTracker())
+        firsts = [p.first_line for _, p in prefetch.prepared_blocks([reading])]
+        out_of_order = _summary(linepass.line_pass(log, plan))
+    assert len(firsts) > 4
+    assert firsts == sorted(firsts)
+    assert out_of_order == alone
 
 
 def test_redraws_counted_ahead_leave_totals_met_since_to_the_walk():

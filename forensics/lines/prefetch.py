@@ -62,37 +62,47 @@ class Reading:
     bars: ProgressTracker  # whose totals are counted
 
 
+#: a prepared block with its source's index, in its turn (None past the last block)
+Turn = tuple[int, tuple[int, Prepared] | None]
+
+
 class _Cursor:
-    """Where the reading of a list of sources has got to. Reading a block and counting its
-    lines happen in order, under a lock; the rest of preparing it does not, so that two
-    blocks can be prepared at once."""
+    """Where the reading of a list of sources has got to. Reading a block, numbering its
+    turn and counting its lines happen in order, under a lock; the rest of preparing it
+    does not, so that two blocks can be prepared at once (and finish in either order)."""
 
     def __init__(self, readings: Sequence[Reading]) -> None:
-        self.readings = readings
+        self.readings: list[Reading | None] = list(readings)  # None once read to its end
         self.index = -1
         self.blocks: Iterator[bytes] = iter(())
         self.bytes_read = self.lines_read = 0
+        self.turns = 0
         self.lock = threading.Lock()
 
     def _next_raw(self) -> bytes | None:
         """The next block of the current source, moving on to the next source at the end
         of one (None after the last)."""
         while (raw := next(self.blocks, None)) is None:
+            if 0 <= self.index < len(self.readings):
+                self.readings[self.index] = None  # its walk's reader can go once walked
             self.index += 1
             if self.index >= len(self.readings):
                 return None
             reading = self.readings[self.index]
+            assert reading is not None
             self.blocks = read_blocks(reading.source, reading.report)
             self.bytes_read = self.lines_read = 0
         return raw
 
-    def prepare(self) -> tuple[int, Prepared] | None:
-        """The next block, prepared, with the index of its source."""
+    def prepare(self) -> Turn:
+        """The next block, prepared, with the index of its source, and its turn."""
         with self.lock:
+            turn, self.turns = self.turns, self.turns + 1
             raw = self._next_raw()
             if raw is None:
-                return None
+                return turn, None
             index, reading = self.index, self.readings[self.index]
+            assert reading is not None
             self.bytes_read += len(raw)
             block = normalize(raw, small=self.bytes_read < PASTE_BYTES)
             # where dicts may be, their line numbers come from the pass that counts lines
@@ -104,27 +114,39 @@ class _Cursor:
         if dicts is not None:
             classify(block, dicts, 0, reading.table)
         redraws = block_redraws(block, reading.bars.known_totals())
-        return index, Prepared(raw, block, first_line, newlines, reading.engine().scan(block),
-                               dicts, redraws)
+        return turn, (index, Prepared(raw, block, first_line, newlines,
+                                      reading.engine().scan(block), dicts, redraws))
 
 
 def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared]]:
     """Every source's blocks in turn, each with its source's index, prepared ahead of the
     walk (`AHEAD` at once)."""
     cursor = _Cursor(readings)
-    first, second = cursor.prepare(), None
+    del readings  # the cursor lets go of each source once past it
+    first, second = cursor.prepare()[1], None
     if first is not None:
-        second = cursor.prepare()
+        second = cursor.prepare()[1]
     if second is None:  # a job of one block (most of them) starts no thread
         if first is not None:
             yield first
         return
     with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="forensics-read") as pool:
-        ahead = deque([pool.submit(cursor.prepare)])
+        hits = max(len(first[1].hits), len(second[1].hits))
+        running = deque(pool.submit(cursor.prepare)
+                        for _ in range(AHEAD if hits <= MANY_HITS else 1))
         yield first
         yield second
-        while (prepared := ahead.popleft().result()) is not None:
+        first = second = None
+        done: dict[int, tuple[int, Prepared] | None] = {}  # finished before their turn
+        turn = 2
+        while True:
+            while turn not in done:  # it is running: every turn before it was walked
+                done.update([running.popleft().result()])
+            prepared = done.pop(turn)
+            if prepared is None:
+                return
+            turn += 1
             wanted = AHEAD if len(prepared[1].hits) <= MANY_HITS else 1
-            while len(ahead) < wanted:
-                ahead.append(pool.submit(cursor.prepare))
+            while len(running) + len(done) < wanted:
+                running.append(pool.submit(cursor.prepare))
             yield prepared

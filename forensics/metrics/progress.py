@@ -79,6 +79,7 @@ class ProgressTracker:
     bars: dict[int, tuple[int, int]] = field(default_factory=dict)  # total -> (last n, seen)
     last_line: int = 0  # line number of the last undescribed bar
     _described: dict[int, bool] = field(default_factory=dict)  # every total met -> described
+    _totals: tuple[int, ...] = ()  # the keys of `_described`, in the order met
     #: total -> how many training records were read against a bar of that total: the
     #: training bar is the one they use, whatever eval bars are redrawn more often
     trained_on: dict[int, int] = field(default_factory=dict)
@@ -93,8 +94,13 @@ class ProgressTracker:
     _discovering: bool = True
 
     def known_totals(self) -> tuple[int, ...]:
-        """Every total met so far (safe to ask from another thread)."""
-        return tuple(self._described)
+        """Every total met so far (safe to ask from another thread: a tuple replaced, never
+        changed, as totals are met)."""
+        return self._totals
+
+    def _meet(self, total: int, described: bool) -> None:
+        self._described[total] = described
+        self._totals = (*self._totals, total)
 
     def begin_block(self, percents: int, counted: dict[int, int]) -> None:
         """Take the next block's count of `%` and the redraws of the totals met before it
@@ -247,7 +253,7 @@ class ProgressTracker:
         for total in new:
             first = block.find(b"/%d [" % total)
             if self._parse(block, block.rfind(_MARK, 0, first)) is None:
-                self._described[total] = True  # not a bar the trainer draws: ignored
+                self._meet(total, True)  # not a bar the trainer draws: ignored
         self._discovering = bool(new)
 
     def _parse(self, block: bytes, mark: int) -> tuple[bool, int, int] | None:
@@ -266,5 +272,5 @@ class ProgressTracker:
         if total not in self._described:
             if len(self._described) >= MAX_TOTALS:
                 return None
-            self._described[total] = described
+            self._meet(total, described)
         return described, int(found[2]), total
