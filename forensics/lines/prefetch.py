@@ -2,14 +2,16 @@
 
 What a block needs before the line pass walks it — reading (and decompressing) it, paste
 repair, counting its lines, the keyword engine's pass, finding its printed metrics dicts and
-telling the regular ones apart — depends on nothing the walk decides except the engine's
-keywords and the key sequences met so far, and runs in C that lets go of the GIL (file
+telling the regular ones apart, counting its `%` and bar redraws — depends on nothing the
+walk decides except the engine's keywords, the key sequences and the bar totals met so far,
+and runs in C that lets go of the GIL (file
 reads, zlib, Hyperscan, numpy, Arrow). So while the line pass walks block N in Python, block
 N+1 and N+2 are prepared on other threads (numpy, Arrow and Hyperscan run side by side),
 across the boundary between files: the next file's first block is prepared while the last
 one of the file before is walked (a `torchrun --log-dir` tree of 64 files of two blocks each
 would otherwise be read one file at a time). A job of one block, as most are, is read
-without a thread; a block that flags many lines is followed by one in preparation, not two.
+without a thread (whether a second block follows is known by reading it, not preparing
+it); a block that flags many lines is followed by one in preparation, not two.
 The walk corrects for what changed meanwhile: keywords muted since are dropped from the
 engine's hits, and dicts are classified again when a key sequence was learnt since.
 """
@@ -78,10 +80,21 @@ class _Cursor:
         self.bytes_read = self.lines_read = 0
         self.turns = 0
         self.lock = threading.Lock()
+        self._ahead: bytes | None = None  # a block read by `more`, prepared in its turn
+
+    def more(self) -> bool:
+        """Whether another block follows (read now: it is prepared in its turn)."""
+        with self.lock:
+            if self._ahead is None:
+                self._ahead = self._next_raw()
+            return self._ahead is not None
 
     def _next_raw(self) -> bytes | None:
         """The next block of the current source, moving on to the next source at the end
         of one (None after the last)."""
+        if self._ahead is not None:
+            raw, self._ahead = self._ahead, None
+            return raw
         while (raw := next(self.blocks, None)) is None:
             if 0 <= self.index < len(self.readings):
                 self.readings[self.index] = None  # its walk's reader can go once walked
@@ -123,22 +136,19 @@ def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared
     walk (`AHEAD` at once)."""
     cursor = _Cursor(readings)
     del readings  # the cursor lets go of each source once past it
-    first, second = cursor.prepare()[1], None
-    if first is not None:
-        second = cursor.prepare()[1]
-    if second is None:  # a job of one block (most of them) starts no thread
-        if first is not None:
-            yield first
+    first = cursor.prepare()[1]
+    if first is None:
+        return
+    if not cursor.more():  # a job of one block (most of them) starts no thread
+        yield first
         return
     with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="forensics-read") as pool:
-        hits = max(len(first[1].hits), len(second[1].hits))
         running = deque(pool.submit(cursor.prepare)
-                        for _ in range(AHEAD if hits <= MANY_HITS else 1))
+                        for _ in range(AHEAD if len(first[1].hits) <= MANY_HITS else 1))
         yield first
-        yield second
-        first = second = None
+        first = None
         done: dict[int, tuple[int, Prepared] | None] = {}  # finished before their turn
-        turn = 2
+        turn = 1
         while True:
             while turn not in done:  # it is running: every turn before it was walked
                 done.update([running.popleft().result()])
