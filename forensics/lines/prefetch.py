@@ -4,16 +4,16 @@ What a block needs before the line pass walks it — reading (and decompressing)
 repair, counting its lines, the keyword engine's pass, finding its printed metrics dicts and
 telling the regular ones apart, counting its `%` and bar redraws — depends on nothing the
 walk decides except the engine's keywords, the key sequences and the bar totals met so far,
-and runs in C that lets go of the GIL (file
-reads, zlib, Hyperscan, numpy, Arrow). So while the line pass walks block N in Python, block
-N+1 and N+2 are prepared on other threads (numpy, Arrow and Hyperscan run side by side),
+and runs in C that lets go of the GIL (file reads, zlib, Hyperscan, numpy, Arrow). So while
+the line pass walks block N in Python, blocks N+1 and N+2 are prepared on other threads,
 across the boundary between files: the next file's first block is prepared while the last
 one of the file before is walked (a `torchrun --log-dir` tree of 64 files of two blocks each
 would otherwise be read one file at a time). A job of one block, as most are, is read
 without a thread (whether a second block follows is known by reading it, not preparing
 it); a block that flags many lines is followed by one in preparation, not two.
 The walk corrects for what changed meanwhile: keywords muted since are dropped from the
-engine's hits, and dicts are classified again when a key sequence was learnt since.
+engine's hits, dicts are classified again when a key sequence was learnt since, and bars of
+a total met since are counted then.
 """
 
 from __future__ import annotations
