@@ -214,7 +214,7 @@ def test_byte_searches_find_what_re_finds(monkeypatch):
             [i for i, c in enumerate(block) if c == ord("/")]
 
 
-class _Executor:
+class InlineExecutor:
     """A stand-in for the prefetch thread: work submitted runs at once (`eager`, so each
     block is prepared before the one before it is walked: with the engine as it was), or
     only when its result is asked for (with the engine as the walk left it)."""
@@ -222,10 +222,10 @@ class _Executor:
     def __init__(self, eager: bool) -> None:
         self.eager = eager
 
-    def __call__(self, *args, **kwargs) -> _Executor:
+    def __call__(self, *args, **kwargs) -> InlineExecutor:
         return self
 
-    def __enter__(self) -> _Executor:
+    def __enter__(self) -> InlineExecutor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -253,7 +253,7 @@ def test_keywords_muted_while_a_block_was_prepared_are_dropped(plan, monkeypatch
     monkeypatch.setattr(sources.read_blocks, "__defaults__", (16 * 1024,))
     results = []
     for eager in (True, False):
-        monkeypatch.setattr(prefetch, "ThreadPoolExecutor", _Executor(eager))
+        monkeypatch.setattr(prefetch, "ThreadPoolExecutor", InlineExecutor(eager))
         lines = linepass.line_pass(Source("run.log", data=data), plan)
         results.append(([(t.line, t.matches) for t in lines.tokens], lines.info.notes))
     assert results[0] == results[1]

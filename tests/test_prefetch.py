@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ from forensics.inputs import sources
 from forensics.inputs.sources import Source
 from forensics.lines import linepass, prefetch, records
 from forensics.metrics import progress
+from tests.test_bulk_records import InlineExecutor
 
 OOM = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
        "total capacity of 79.15 GiB of which 1.02 GiB is free.")
@@ -67,24 +68,6 @@ def test_logs_read_together_each_get_the_pass_they_get_alone(plan, small_blocks,
     assert len(together[2].metrics) == 1
 
 
-class _AtOnce:
-    """An executor that runs each task as it is submitted (the order becomes fixed)."""
-
-    def __init__(self, **_: object) -> None:
-        pass
-
-    def __enter__(self) -> _AtOnce:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-    def submit(self, task):
-        done: Future = Future()
-        done.set_result(task())
-        return done
-
-
 def test_blocks_are_prepared_across_the_boundary_between_files(plan, small_blocks,
                                                                  monkeypatch):
     order: list[tuple[str, int]] = []
@@ -97,7 +80,7 @@ def test_blocks_are_prepared_across_the_boundary_between_files(plan, small_block
         return prepared
 
     monkeypatch.setattr(prefetch._Cursor, "prepare", prepare)
-    monkeypatch.setattr(prefetch, "ThreadPoolExecutor", _AtOnce)
+    monkeypatch.setattr(prefetch, "ThreadPoolExecutor", InlineExecutor(eager=True))
     walks = [Source(f"rank{i}.log", data=_log(i, 800)) for i in range(2)]
     reading = [prefetch.Reading(s, sources.ReadStatus(), lambda: plan.engine,
                                 linepass.MetricsTable(s.name), progress.ProgressTracker())

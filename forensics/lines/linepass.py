@@ -641,11 +641,9 @@ class _Walk:
             else block[-TAIL_BYTES:]
 
     def finish(self) -> LinePass:
-        """What the source yielded, once its last block was walked (the arrays over that
-        block are let go of: the reader outlives the walk while later sources are read)."""
+        """What the source yielded, once its last block was walked."""
         scanner, report, source = self.scanner, self.report, self.scanner.source
         pasted, lines = self.pasted, self.lines
-        scanner.dicts = None
         if b"\n" not in pasted:  # a last line alone in its block: read with the one before
             pasted = self.previous + pasted
         scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)

@@ -74,8 +74,9 @@ class _Cursor:
     does not, so that two blocks can be prepared at once (and finish in either order)."""
 
     def __init__(self, readings: Sequence[Reading]) -> None:
-        self.readings: list[Reading | None] = list(readings)  # None once read to its end
+        self.readings: list[Reading | None] = list(readings)  # None once being read
         self.index = -1
+        self.reading: Reading | None = None  # the one being read (let go of once past it)
         self.blocks: Iterator[bytes] = iter(())
         self.bytes_read = self.lines_read = 0
         self.turns = 0
@@ -96,14 +97,12 @@ class _Cursor:
             raw, self._ahead = self._ahead, None
             return raw
         while (raw := next(self.blocks, None)) is None:
-            if 0 <= self.index < len(self.readings):
-                self.readings[self.index] = None  # its walk's reader can go once walked
             self.index += 1
             if self.index >= len(self.readings):
+                self.reading = None
                 return None
-            reading = self.readings[self.index]
-            assert reading is not None
-            self.blocks = read_blocks(reading.source, reading.report)
+            self.reading, self.readings[self.index] = self.readings[self.index], None
+            self.blocks = read_blocks(self.reading.source, self.reading.report)
             self.bytes_read = self.lines_read = 0
         return raw
 
@@ -114,8 +113,7 @@ class _Cursor:
             raw = self._next_raw()
             if raw is None:
                 return turn, None
-            index, reading = self.index, self.readings[self.index]
-            assert reading is not None
+            index, reading = self.index, self.reading
             self.bytes_read += len(raw)
             block = normalize(raw, small=self.bytes_read < PASTE_BYTES)
             # where dicts may be, their line numbers come from the pass that counts lines
@@ -131,6 +129,11 @@ class _Cursor:
                                       reading.engine().scan(block), dicts, redraws))
 
 
+def _ahead_of(prepared: Prepared) -> int:
+    """How many blocks to prepare ahead of this one (`MANY_HITS`)."""
+    return AHEAD if len(prepared.hits) <= MANY_HITS else 1
+
+
 def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared]]:
     """Every source's blocks in turn, each with its source's index, prepared ahead of the
     walk (`AHEAD` at once)."""
@@ -143,8 +146,7 @@ def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared
         yield first
         return
     with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="forensics-read") as pool:
-        running = deque(pool.submit(cursor.prepare)
-                        for _ in range(AHEAD if len(first[1].hits) <= MANY_HITS else 1))
+        running = deque(pool.submit(cursor.prepare) for _ in range(_ahead_of(first[1])))
         yield first
         first = None
         done: dict[int, tuple[int, Prepared] | None] = {}  # finished before their turn
@@ -156,7 +158,6 @@ def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared
             if prepared is None:
                 return
             turn += 1
-            wanted = AHEAD if len(prepared[1].hits) <= MANY_HITS else 1
-            while len(running) + len(done) < wanted:
+            while len(running) + len(done) < _ahead_of(prepared[1]):
                 running.append(pool.submit(cursor.prepare))
             yield prepared

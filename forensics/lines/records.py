@@ -1,8 +1,8 @@
 """Printed metrics dicts of one block, found and read in bulk.
 
 HF Trainer, TRL and axolotl print `{'loss': 1.23, ..., 'epoch': 0.5}` at every logging
-step, behind a redraw of the training bar; with `logging_steps=1` a 16 MiB block holds
-~100,000 of them. Here a block's dicts are found with byte comparisons over the whole block
+step, behind a redraw of the training bar; with `logging_steps=1` an 8 MiB block holds
+~50,000 of them. Here a block's dicts are found with byte comparisons over the whole block
 (each line's first `{'`), and those of a key sequence the table has met as a training
 record, whose values are all plain finite numbers, are *regular*: one RE2 pass per known
 key sequence tells them apart. A run of regular records is read at once: the table says
@@ -16,6 +16,7 @@ table.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,14 +39,19 @@ def _literal(text: str) -> str:
     return "".join("\\" + c if c in _SPECIAL else c for c in text)
 
 
+def _record_pattern(keys: tuple[str, ...], value: Callable[[int], str], end: str = "") -> str:
+    """An anchored RE2 pattern of a printed dict of `keys` whose i-th value matches
+    `value(i)` (quoted, as Transformers 5.x prints them, or not), followed by `end`."""
+    items = ", ".join(f"'{_literal(key)}': '?{value(i)}'?" for i, key in enumerate(keys))
+    return "^\\{" + items + "\\}" + end
+
+
 @functools.lru_cache(maxsize=64)
 def bulk_pattern(keys: tuple[str, ...]) -> str:
     """The RE2 pattern of a regular record of `keys`: the table's own shape pattern with
-    every value a plain finite number (quoted, as Transformers 5.x prints them, or not),
-    the dict ending its line (so no `'eval_` after it makes it an evaluation's)."""
-    items = ", ".join(f"'{_literal(key)}': '?(?P<g{i}>{NUMBER})'?"
-                      for i, key in enumerate(keys))
-    return "^\\{" + items + "\\}[ \\t\\r]*(?:\\n|$)"
+    every value a plain finite number, the dict ending its line (so no `'eval_` after it
+    makes it an evaluation's)."""
+    return _record_pattern(keys, lambda _: f"(?:{NUMBER})", "[ \\t\\r]*(?:\\n|$)")
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,9 +59,7 @@ def values_pattern(keys: tuple[str, ...]) -> str:
     """The RE2 pattern that reads the values of a record `bulk_pattern` found regular: each
     value as the run of number characters it is (cheaper to compile and to run than the
     number grammar, which told the record regular already)."""
-    items = ", ".join(f"'{_literal(key)}': '?(?P<g{i}>[-+.eE0-9]+)'?"
-                      for i, key in enumerate(keys))
-    return "^\\{" + items + "\\}"
+    return _record_pattern(keys, lambda i: f"(?P<g{i}>[-+.eE0-9]+)")
 
 
 @functools.lru_cache(maxsize=64)

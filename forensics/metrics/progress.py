@@ -201,9 +201,9 @@ class ProgressTracker:
         if self._block_counts is None:
             percents, counts = self._redraws_by_total(block)
         else:
-            (percents, counts), self._block_counts = self._block_counts, None
-            counts.update({total: _redraws(block, total)  # totals parsed since
-                           for total in self._described if total not in counts})
+            (percents, counted), self._block_counts = self._block_counts, None
+            # totals parsed since the block's counts were taken are counted too
+            counts = self._counts(block, counted) if percents else {}
         if percents:
             for total, seen in counts.items():
                 if seen and not self._described[total]:

@@ -1,6 +1,6 @@
 """Many short spans of one block read by one RE2 pass (Arrow's regex kernels).
 
-A log that prints a metrics record on every step holds ~100,000 records per 16 MiB block;
+A log that prints a metrics record on every step holds ~50,000 records per 8 MiB block;
 reading them one Python call at a time is what made such logs 20x slower than grep. Here a
 block's spans (each from an offset to the next one, so Arrow sees them without a copy) are
 matched or have their groups extracted in one call, and numbers are cast in bulk. Patterns

@@ -53,7 +53,7 @@ def _metric_column(key: str) -> str:
 
 
 class _Cells:
-    """A table's cells, read as numpy arrays, one column at a time."""
+    """A table's cells, read as numpy arrays, one column at a time (each once)."""
 
     def __init__(self, table: MetricsTable) -> None:
         self.rows = np.frombuffer(table.cell_rows, dtype=np.int32)
@@ -61,10 +61,17 @@ class _Cells:
         self.values = np.frombuffer(table.cell_values, dtype=np.float64)
         self.present = np.frombuffer(bytes(table.cell_states), dtype=np.uint8) == PRESENT
         self.records = len(table)
+        self.columns = table.columns()  # the keys the timeline gets
+        self._read: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def column(self, column: int) -> tuple[np.ndarray, np.ndarray]:
         """One key's values by record (NaN where not logged or logged as None), and which
         of them were logged as NaN or inf."""
+        if column not in self._read:
+            self._read[column] = self._column(column)
+        return self._read[column]
+
+    def _column(self, column: int) -> tuple[np.ndarray, np.ndarray]:
         mine = self.keys == column
         data = np.full(self.records, np.nan)
         data[self.rows[mine]] = np.where(self.present[mine], self.values[mine], np.nan)
@@ -86,7 +93,7 @@ def _table_steps(table: MetricsTable, cells: _Cells) -> np.ndarray:
         steps = np.where(stepless, np.cumsum(stepless), steps)
     steps = pd.Series(steps).ffill().fillna(0).to_numpy()
     epoch = table.keys.index("epoch") if "epoch" in table.keys else None
-    if epoch is not None and epoch in table.columns():
+    if epoch is not None and epoch in cells.columns:
         steps = _untie(steps, kinds == TRAIN, cells.column(epoch)[0])
     return steps.astype(np.int64)
 
@@ -96,7 +103,7 @@ def _table_frame(table: MetricsTable, cells: _Cells, steps: np.ndarray,
     """The `keep` records of a table as a frame indexed by their `steps`, and which of its
     cells were logged as NaN or inf."""
     values, bad = {}, {}
-    for column in table.columns():
+    for column in cells.columns:
         data, flags = cells.column(column)
         name = _metric_column(table.keys[column])
         values[name], bad[name] = data[keep], flags[keep]
