@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+from forensics.heap import tune_heap
+
 INTERRUPTED = 130
 _interrupted = False
 
@@ -58,6 +60,7 @@ def _quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    tune_heap()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_interrupt)
         sys.unraisablehook = _quiet_interrupts

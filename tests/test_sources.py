@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from forensics import analyze
 from forensics.cli import cli
 from forensics.errors import InputError
+from forensics.inputs import sources
+from forensics.inputs.sources import ReadStatus, Source, read_blocks
 
 LOG = (b"{'loss': 1.0, 'epoch': 0.1}\n"
        b"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n")
@@ -119,6 +121,42 @@ def test_huge_line_without_newline_streams(tmp_path):
     analysis = analyze(path)
     assert analysis.sources[0].bytes_read > 40 << 20
     assert any("scanned in pieces" in p for p in analysis.sources[0].problems)
+
+
+def _lines(count: int, long_every: int | None = None) -> bytes:
+    """Lines of up to 100 bytes, the last of every `long_every` 3,000 bytes long."""
+    return b"".join(b"%d %s\n" % (i, b"x" * (
+        3000 if long_every and i % long_every == long_every - 1 else i % 97))
+        for i in range(count))
+
+
+@pytest.mark.parametrize("long_every", [7, 50, None])
+def test_a_plain_file_is_cut_at_line_ends_without_a_second_copy(tmp_path, monkeypatch,
+                                                                 long_every):
+    """A plain file's blocks end at a newline and are read to it (no block is longer than
+    the block size), except where no newline is near the end of a piece: then the piece's
+    tail waits for the next one. Every way gives back the file, cut only at line ends."""
+    monkeypatch.setattr(sources, "LINE_END_WINDOW", 1024)
+    data = _lines(20_000, long_every)
+    path = tmp_path / "train.log"
+    path.write_bytes(data)
+    size = 16 * 1024
+    blocks = list(read_blocks(Source("train.log", path=path), ReadStatus(), size))
+    assert b"".join(blocks) == data
+    assert all(block.endswith(b"\n") for block in blocks)
+    if long_every is None:  # a newline in every window: each block read to it, none longer
+        assert max(map(len, blocks)) <= size
+    assert len(blocks) >= len(data) // (2 * size)
+    piped = list(read_blocks(Source("train.log", data=data), ReadStatus(), size))
+    assert b"".join(piped) == data and all(block.endswith(b"\n") for block in piped)
+
+
+def test_a_block_size_under_the_window_still_reads_forward(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_bytes(_lines(300))
+    blocks = list(read_blocks(Source("train.log", path=path), ReadStatus(), 512))
+    assert b"".join(blocks) == path.read_bytes()
+    assert all(0 < len(block) <= 512 for block in blocks)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")

@@ -18,6 +18,7 @@ from forensics.fleet.dataset import DatasetWriter, JobResult, cached_rows, job_r
 from forensics.fleet.discover import Job, discover_jobs, main_log
 from forensics.fleet.labels import ends, job_labels
 from forensics.fleet.summary import summarize
+from forensics.heap import tune_heap
 from forensics.inputs.sources import ReadLimits, Source, discover
 from forensics.model import Analysis
 from forensics.pipeline import Analyzer
@@ -139,16 +140,18 @@ def _execute(todo: list[tuple[Job, str]], workers: int, scheduler: str | None,
         yield from _pool(todo, workers, settings)
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which stops the scan cleanly."""
+def _start_worker() -> None:
+    """Workers leave Ctrl-C to the main process, which stops the scan cleanly, and keep
+    the memory a job freed for the next one (a worker may be started, not forked)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_heap()
 
 
 def _pool(todo: list[tuple[Job, str]], workers: int,
           settings: Settings) -> Iterator[JobResult]:
     """A local process pool with a bounded number of jobs in flight (memory flat in N)."""
     pending = iter(todo)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
         running = set()
         try:
             while True:

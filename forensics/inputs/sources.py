@@ -36,6 +36,7 @@ BLOCK_SIZE = 8 * 1024 * 1024  # read at once: two blocks are held while one is p
 LONG_LINE_BLOCKS = 2  # a line longer than this many blocks (16 MiB) is scanned in pieces
 TAIL_BYTES = 64 * 1024
 COMPRESSED_PIECE = 64 * 1024
+LINE_END_WINDOW = 64 * 1024  # where a plain file's block is cut: its last newline in here
 SNIFF_BYTES = 8192
 
 GIB = 1024 ** 3
@@ -432,16 +433,41 @@ def _past_limits(limits: ReadLimits, expanded: int, raw: BinaryIO) -> str | None
     return None
 
 
+def _file_descriptor(raw: BinaryIO) -> int | None:
+    """The descriptor of a regular file (one that can be read at any offset), else None."""
+    try:
+        descriptor = raw.fileno()
+        return descriptor if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _to_line_end(stream: BinaryIO, descriptor: int, size: int) -> int:
+    """How many bytes to read from a plain file so that the piece ends at a newline: up to
+    the last one in the piece's final `LINE_END_WINDOW` bytes, looked at before reading (the
+    piece is then a block as it is, not copied again to cut it); `size` when there is none
+    there, or when the file ends before."""
+    span = min(LINE_END_WINDOW, size)
+    try:
+        window = os.pread(descriptor, span, stream.tell() + size - span)
+    except OSError:
+        return size
+    cut = window.rfind(b"\n")
+    return size - span + cut + 1 if len(window) == span and cut >= 0 else size
+
+
 def _chunks(stream: BinaryIO, codec: str | None, block_size: int, source: Source,
             report: ReadStatus, raw: BinaryIO) -> Iterator[bytes]:
     """Read `block_size` pieces; compressed streams are read in small pieces so that a
     truncated archive loses at most one piece, and stop at the source's limits."""
     piece = block_size if codec is None else COMPRESSED_PIECE
+    descriptor = _file_descriptor(raw) if codec is None else None
     buffer = bytearray()
     expanded = 0
     while True:
         try:
-            chunk = stream.read(piece)
+            chunk = stream.read(piece if descriptor is None else
+                                _to_line_end(stream, descriptor, piece))
         except Exception as err:  # EOFError, OSError, lzma.LZMAError, zstd.ZstdError
             what = f"{codec} data" if codec else "file"
             report.problems.append(f"{source.name}: truncated or corrupt {what} ({err}); "
