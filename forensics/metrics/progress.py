@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forensics.inputs.bytesearch import count_byte, occurrences
+from forensics.inputs.bytesearch import count_byte, count_occurrences
 from forensics.metrics.spans import numbers
 
 #: a bar from its segment's start: its description, then `40%|█...| n/total [`
@@ -47,7 +47,7 @@ _SEGMENT_START = _byte_class(b"\r\n|")  # what a bar's segment begins after
 
 def _redraws(block: bytes, total: int) -> int:
     """How many bars of `total` the block draws (`/5000 [` after each count)."""
-    return len(occurrences(block, b"/%d [" % total))
+    return count_occurrences(block, b"/%d [" % total)
 
 
 def block_redraws(block: bytes, totals: tuple[int, ...]) -> tuple[int, dict[int, int]]:
@@ -231,7 +231,7 @@ class ProgressTracker:
         known = sum(counts.values())
         # every `%` a known total's redraw: no new bar; else count the marks themselves
         if self._discovering and percents != known and \
-                len(occurrences(block, _MARK)) != known:
+                count_occurrences(block, _MARK) != known:
             self._discover(block)
             counts = self._counts(block, counted)
         return percents, counts
