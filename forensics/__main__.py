@@ -60,10 +60,10 @@ def _quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    tune_heap()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_interrupt)
         sys.unraisablehook = _quiet_interrupts
+    tune_heap()
     try:
         try:
             code = _run()

@@ -8,15 +8,16 @@ per 4 KiB, at the cost of a second read of the whole log. Here the process keeps
 and has one heap (arena) for all its threads, so that what one thread freed is what the
 next block reuses, and the memory kept stays that of one heap.
 
-Only the command and the workers of `forensics scan` tune their heap: a program that
-imports forensics as a library keeps its own settings.
+Only the command and the worker processes of `forensics scan` tune their heap: a program
+that imports forensics as a library keeps its own settings. A worker that is spawned rather
+than forked tunes its heap once its imports ran, so an arena they made stays.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
+from typing import Any
 
 #: mallopt(3) parameters
 _M_TRIM_THRESHOLD = -1
@@ -24,19 +25,23 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 KEEP_FREE = 64 << 20  # freed memory kept at the top of the heap before it is given back
-HEAP_BELOW = 32 << 20  # allocations smaller than this come from the heap (glibc's maximum)
+HEAP_BELOW = 32 << 20  # allocations below this come from the heap (glibc's 64-bit maximum)
 ARENAS = 1
 
 
-def _glibc() -> ctypes.CDLL | None:
-    """The running C library when it is glibc, else None (musl, macOS, Windows)."""
-    if not sys.platform.startswith("linux"):
+def _glibc() -> Any:
+    """The running C library (a `ctypes.CDLL`) when it is a 64-bit glibc, else None (musl,
+    macOS, Windows, a 32-bit process, no ctypes)."""
+    if not sys.platform.startswith("linux") or sys.maxsize <= 2**32:
         return None
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):
             return None
-        return ctypes.CDLL(None)
-    except (OSError, ValueError):
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") else None
+    except (ImportError, OSError, ValueError):
         return None
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
+from forensics import __main__ as command
 from forensics import heap
+from forensics.fleet import run
 
 FAULTS = """
 import resource, sys
@@ -33,8 +37,21 @@ def _faults(mode: str) -> int:
 
 
 @pytest.mark.skipif(heap._glibc() is None, reason="the heap is tuned on glibc only")
+@pytest.mark.skipif("LD_PRELOAD" in os.environ, reason="another allocator may be preloaded")
 def test_freed_blocks_are_reused_without_page_faults():
     # glibc's defaults give two freed 8 MiB blocks back at once and fault them in again:
     # 4,096 faults a cycle
     assert _faults("plain") > 20 * 2048
     assert _faults("tuned") < 20 * 64
+
+
+def test_the_command_and_the_scan_workers_tune_their_heap(monkeypatch):
+    tuned = []
+    monkeypatch.setattr(command, "tune_heap", lambda: tuned.append("command"))
+    monkeypatch.setattr(run, "tune_heap", lambda: tuned.append("worker"))
+    monkeypatch.setattr(sys, "argv", ["forensics", "--version"])
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the test's handlers stay
+    with pytest.raises(SystemExit):
+        command.main()
+    run._start_worker()
+    assert tuned == ["command", "worker"]

@@ -159,6 +159,27 @@ def test_a_block_size_under_the_window_still_reads_forward(tmp_path):
     assert all(0 < len(block) <= 512 for block in blocks)
 
 
+def test_without_pread_a_plain_file_is_read_as_before(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "pread")  # Windows
+    data = _lines(5_000)
+    path = tmp_path / "train.log"
+    path.write_bytes(data)
+    status = ReadStatus()
+    blocks = list(read_blocks(Source("train.log", path=path), status, 4096))
+    assert b"".join(blocks) == data and status.problems == []
+    assert all(block.endswith(b"\n") for block in blocks)
+
+
+def test_utf16_is_told_from_a_first_piece_cut_at_a_line_end(tmp_path):
+    """A UTF-16 log whose first line is empty: the first piece is cut at a line end, yet
+    holds enough of the file to tell UTF-16 by."""
+    text = "\n" + "step 1 loss 2.0 " * 2_000 + "\ntorch.OutOfMemoryError: CUDA out of memory.\n"
+    path = tmp_path / "train.log"
+    path.write_bytes(text.encode("utf-16"))
+    blocks = list(read_blocks(Source("train.log", path=path), ReadStatus(), 16 * 1024))
+    assert b"".join(blocks).decode("utf-8") == text
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
 def test_permission_denied(tmp_path):
     path = tmp_path / "secret.log"

@@ -434,7 +434,10 @@ def _past_limits(limits: ReadLimits, expanded: int, raw: BinaryIO) -> str | None
 
 
 def _file_descriptor(raw: BinaryIO) -> int | None:
-    """The descriptor of a regular file (one that can be read at any offset), else None."""
+    """The descriptor of a regular file (one that can be read at any offset, where the
+    system has `pread`), else None."""
+    if not hasattr(os, "pread"):  # Windows
+        return None
     try:
         descriptor = raw.fileno()
         return descriptor if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
@@ -444,10 +447,11 @@ def _file_descriptor(raw: BinaryIO) -> int | None:
 
 def _to_line_end(stream: BinaryIO, descriptor: int, size: int) -> int:
     """How many bytes to read from a plain file so that the piece ends at a newline: up to
-    the last one in the piece's final `LINE_END_WINDOW` bytes, looked at before reading (the
-    piece is then a block as it is, not copied again to cut it); `size` when there is none
-    there, or when the file ends before."""
-    span = min(LINE_END_WINDOW, size)
+    the last one in the piece's final `LINE_END_WINDOW` bytes (its second half at most, so
+    that a first piece holds enough to tell UTF-16 by), looked at before reading (the piece
+    is then a block as it is, not copied again to cut it); `size` when there is none there,
+    or when the file ends before."""
+    span = min(LINE_END_WINDOW, size // 2)
     try:
         window = os.pread(descriptor, span, stream.tell() + size - span)
     except OSError:

@@ -4,7 +4,8 @@ What a block needs before the line pass walks it — reading (and decompressing)
 repair, counting its lines, the keyword engine's pass, finding its printed metrics dicts and
 telling the regular ones apart, counting its `%` and bar redraws — depends on nothing the
 walk decides except the engine's keywords, the key sequences and the bar totals met so far,
-and runs in C that lets go of the GIL (file reads, zlib, Hyperscan, numpy, Arrow). So while
+and runs in C that mostly lets go of the GIL (file reads, zlib, Hyperscan, numpy, Arrow;
+StringZilla's count of a bar's redraws, ~1 ms a block, holds it). So while
 the line pass walks block N in Python, blocks N+1 and N+2 are prepared on other threads,
 across the boundary between files: the next file's first block is prepared while the last
 one of the file before is walked (a `torchrun --log-dir` tree of 64 files of two blocks each
