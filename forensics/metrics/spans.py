@@ -45,12 +45,11 @@ def _bools(array) -> np.ndarray:
 
 
 def _floats(array) -> np.ndarray:
-    """An Arrow float64 array as a numpy one, from its data buffer (its `to_numpy` imports
-    pandas; see `_mask`)."""
-    if array.null_count:
-        return array.to_numpy(zero_copy_only=False)
-    return np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array),
-                         offset=array.offset * 8)
+    """An Arrow float64 array as a numpy one (nulls as NaN), from its buffers (its
+    `to_numpy` imports pandas; see `_mask`)."""
+    values = np.frombuffer(array.buffers()[1], dtype=np.float64, count=len(array),
+                           offset=array.offset * 8)
+    return np.where(_bools(array.is_valid()), values, np.nan) if array.null_count else values
 
 
 def _mask(values: np.ndarray):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from forensics.metrics.names import column as metric_column
-from forensics.metrics.table import EVAL, PRESENT, TRAIN, MetricsTable
+from forensics.metrics.table import EVAL, KIND_NAMES, PRESENT, TRAIN, MetricsTable
 from forensics.text import md_text
 
 
@@ -113,7 +113,8 @@ def _table_frame(table: MetricsTable, cells: _Cells, steps: np.ndarray,
     frame.insert(0, "source", table.source)
     kinds = np.frombuffer(table.kinds, dtype=np.int8)[keep]
     codes = np.select([kinds == TRAIN, kinds == EVAL], [0, 1], -1)
-    frame.insert(0, "kind", pd.Categorical.from_codes(codes, categories=["train", "eval"]))
+    frame.insert(0, "kind", pd.Categorical.from_codes(
+        codes, categories=[KIND_NAMES[TRAIN], KIND_NAMES[EVAL]]))
     return frame, pd.DataFrame(bad, index=index)
 
 
