@@ -3,6 +3,7 @@ per file, the id being the file name."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -280,8 +281,10 @@ class Catalog:
         return tuple(s.id for s in self.signatures)
 
 
+@functools.cache
 def builtin_dir() -> Path:
-    """The catalog that ships with forensics (inside the wheel, or the source tree)."""
+    """The catalog that ships with forensics (inside the wheel, or the source tree); asked
+    for each signature loaded, so found once (resolving the path is a system call each)."""
     packaged = Path(__file__).resolve().parent / "patterns"
     if packaged.is_dir():
         return packaged

@@ -15,7 +15,7 @@ import pytest
 from forensics.inputs import bytesearch, sources
 from forensics.inputs.sources import Source
 from forensics.lines import linepass, records
-from forensics.metrics import progress, spans, table
+from forensics.metrics import printed, progress, spans, table
 
 TOTAL = 9000
 
@@ -137,18 +137,18 @@ def test_a_block_of_two_bars_is_read_one_at_a_time(plan, monkeypatch):
 
 
 def test_bulk_pattern_matches_what_python_float_reads_finite():
-    pattern = re.compile(records.bulk_pattern(("loss", "a b", "x.y")))
+    pattern = re.compile(printed.bulk_pattern(("loss", "a b", "x.y")))
     assert pattern.match("{'loss': 1.5, 'a b': '2e-05', 'x.y': .5}")
     for value in ("nan", "inf", "-inf", "None", "1_0", "1e400", "np.float64(1.0)", "0x10"):
         assert not pattern.match(f"{{'loss': {value}, 'a b': 1, 'x.y': 2}}"), value
-    for text in re.findall(records.NUMBER, "1 -2.5 .5 3. 1e5 1E-07 12345.6789"):
+    for text in re.findall(printed.NUMBER, "1 -2.5 .5 3. 1e5 1E-07 12345.6789"):
         assert np.isfinite(float(text))
 
 
 def test_spans_read_numbers_and_matches_in_one_call():
     block = b"xx{'a': 1.5}\xff\n{'a': 'nan'}\n{'a': -2e-05}\n"
     starts = np.array([m.start() for m in re.finditer(rb"\{'", block)])
-    pattern = "^\\{'a': '?(?P<g0>" + records.NUMBER + ")'?\\}"
+    pattern = "^\\{'a': '?(?P<g0>" + printed.NUMBER + ")'?\\}"
     values, matched = spans.numbers(block, starts, pattern, 1)
     assert matched.tolist() == [True, False, True]
     assert values[matched, 0].tolist() == [1.5, -2e-05]
@@ -180,21 +180,26 @@ def test_training_slots_keep_what_one_at_a_time_keeps(seed, monkeypatch):
     monkeypatch.setattr(table, "MAX_ROWS", 40)
     rng = random.Random(seed)
     one, bulk = table.MetricsTable("a"), table.MetricsTable("b")
-    shape = table.BulkShape(("loss",), np.zeros(1, dtype=np.uint16))
+    bulk.bulk_shapes.append(table.BulkShape(("loss",), np.zeros(1, dtype=np.uint16)))
     record = 0
     while record < 600:
         count = rng.randrange(1, 90)
         for line in range(record, record + count):
-            one.add(line, line, {"loss": 1.0})
+            one.add(line, line, {"loss": line / 8})
         start = record
         while start < record + count:
             kept, used = bulk.training_slots(record + count - start)
             chosen = start + kept
-            bulk.append_training(chosen, chosen.astype(float), np.ones((len(chosen), 1)), shape)
+            texts = [b"{'loss': %r}" % (line / 8) for line in chosen.tolist()]
+            bulk.append_training(chosen, chosen.astype(float), texts, 0)
             start += used
         record += count
     assert list(bulk.lines) == list(one.lines)
     assert (bulk.offered, bulk.stride) == (one.offered, one.stride)
+    assert set(bulk.cell_states) == {table.PENDING}  # read only once settled
+    bulk.settle()
+    assert list(bulk.cell_values) == list(one.cell_values)
+    assert bytes(bulk.cell_states) == bytes(one.cell_states)
 
 
 def test_byte_searches_find_what_re_finds(monkeypatch):

@@ -648,6 +648,7 @@ class _Walk:
             pasted = self.previous + pasted
         scanner.cut_short(pasted, lines - pasted.count(b"\n") + 1)
         scanner.tracebacks.close_all()
+        scanner.metrics.settle()
         if scanner.block_walker is not None:
             scanner.block_walker.close()
             for failure in scanner.block_walker.failures:

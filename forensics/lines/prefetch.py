@@ -6,12 +6,16 @@ telling the regular ones apart, counting its `%` and bar redraws — depends on 
 walk decides except the engine's keywords, the key sequences and the bar totals met so far,
 and runs in C that mostly lets go of the GIL (file reads, zlib, Hyperscan, numpy, Arrow;
 StringZilla's count of a bar's redraws, ~1 ms a block, holds it). So while
-the line pass walks block N in Python, blocks N+1 and N+2 are prepared on other threads,
+the line pass walks block N in Python, blocks N+1 to N+3 are prepared on other threads,
 across the boundary between files: the next file's first block is prepared while the last
 one of the file before is walked (a `torchrun --log-dir` tree of 64 files of two blocks each
 would otherwise be read one file at a time). A job of one block, as most are, is read
 without a thread (whether a second block follows is known by reading it, not preparing
-it); a block that flags many lines is followed by one in preparation, not two.
+it); a block that flags many lines is followed by one in preparation, not three.
+Three threads for two cores: each numpy or Arrow call lets go of the GIL and must take it
+back, and while the walk runs Python a preparing thread waits for it (up to the interpreter's
+switch interval); a third thread keeps a core busy meanwhile (2-15% faster than two on the
+profiles of `bench/throughput.py`, one more block in memory).
 The walk corrects for what changed meanwhile: keywords muted since are dropped from the
 engine's hits, dicts are classified again when a key sequence was learnt since, and bars of
 a total met since are counted then.
@@ -34,7 +38,7 @@ from forensics.metrics.progress import ProgressTracker, block_redraws
 from forensics.metrics.table import MetricsTable
 
 NEWLINE = ord("\n")
-AHEAD = 2  # blocks prepared at once, each on its own thread
+AHEAD = 3  # blocks prepared at once, each on its own thread
 #: a block that flags more lines is followed by one block in preparation, not `AHEAD` (each
 #: flagged line is a Python object: a log whose every line holds a keyword would otherwise
 #: hold three blocks of them)
@@ -72,7 +76,7 @@ Turn = tuple[int, tuple[int, Prepared] | None]
 class _Cursor:
     """Where the reading of a list of sources has got to. Reading a block, numbering its
     turn and counting its lines happen in order, under a lock; the rest of preparing it
-    does not, so that two blocks can be prepared at once (and finish in either order)."""
+    does not, so that blocks can be prepared at once (and finish in any order)."""
 
     def __init__(self, readings: Sequence[Reading]) -> None:
         self.readings: list[Reading | None] = list(readings)  # None once being read

@@ -6,8 +6,9 @@ step, behind a redraw of the training bar; with `logging_steps=1` an 8 MiB block
 (each line's first `{'`), and those of a key sequence the table has met as a training
 record, whose values are all plain finite numbers, are *regular*: one RE2 pass per known
 key sequence tells them apart. A run of regular records is read at once: the table says
-which of them it keeps (past `MAX_ROWS` only every k-th training record), the steps of
-those are read from the bars before them and their values extracted and cast in one call.
+which of them it keeps (past `MAX_ROWS` only every k-th training record) and reads the
+steps of those from the bars before them; the table keeps their text and extracts their
+values in one call once the source is read (`MetricsTable.settle`), of those still kept.
 Every other dict (an evaluation, a NaN, a None, a new key sequence, a dict spread over
 lines) is read one at a time as before (`_LineReader._dict_at`), so both ways give the same
 table.
@@ -16,50 +17,19 @@ table.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from forensics.inputs.bytesearch import positions, view
 from forensics.lines.blocks import METRICS_KEYS
+from forensics.metrics.printed import bulk_pattern
 from forensics.metrics.progress import ProgressTracker
-from forensics.metrics.spans import matching, numbers
+from forensics.metrics.spans import matching
 from forensics.metrics.table import MetricsTable
 
-#: a value Python prints for a finite float (no `nan`, `inf`, `None`, `1_000`, `1e400`)
-NUMBER = r"-?(?:[0-9]{1,40}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,2})?"
 _OPEN, _QUOTE = ord("{"), ord("'")
 BULK_MIN = 1024  # dicts left in a block for them to be read in bulk
-_SPECIAL = frozenset("\\.+*?()|[]{}^$-#&~")
-
-
-def _literal(text: str) -> str:
-    """`text` as an RE2 literal (RE2 rejects Python's escapes of letters and spaces)."""
-    return "".join("\\" + c if c in _SPECIAL else c for c in text)
-
-
-def _record_pattern(keys: tuple[str, ...], value: Callable[[int], str], end: str = "") -> str:
-    """An anchored RE2 pattern of a printed dict of `keys` whose i-th value matches
-    `value(i)` (quoted, as Transformers 5.x prints them, or not), followed by `end`."""
-    items = ", ".join(f"'{_literal(key)}': '?{value(i)}'?" for i, key in enumerate(keys))
-    return "^\\{" + items + "\\}" + end
-
-
-@functools.lru_cache(maxsize=64)
-def bulk_pattern(keys: tuple[str, ...]) -> str:
-    """The RE2 pattern of a regular record of `keys`: the table's own shape pattern with
-    every value a plain finite number, the dict ending its line (so no `'eval_` after it
-    makes it an evaluation's)."""
-    return _record_pattern(keys, lambda _: f"(?:{NUMBER})", "[ \\t\\r]*(?:\\n|$)")
-
-
-@functools.lru_cache(maxsize=64)
-def values_pattern(keys: tuple[str, ...]) -> str:
-    """The RE2 pattern that reads the values of a record `bulk_pattern` found regular: each
-    value as the run of number characters it is (cheaper to compile and to run than the
-    number grammar, which told the record regular already)."""
-    return _record_pattern(keys, lambda i: f"(?P<g{i}>[-+.eE0-9]+)")
 
 
 @functools.lru_cache(maxsize=64)
@@ -76,6 +46,7 @@ class BlockDicts:
 
     braces: np.ndarray  # offsets in the block
     lines: np.ndarray  # their line numbers
+    ends: np.ndarray  # where their lines end (the offset of the newline, or the block's end)
     #: the bulk shape of each regular record, -1 for the others
     shape: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     changes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -106,7 +77,9 @@ def locate(block: bytes, first_line: int,
     line_index = np.searchsorted(newlines, braces)
     first = np.ones(len(braces), dtype=bool)
     first[1:] = line_index[1:] != line_index[:-1]
-    return BlockDicts(braces[first], first_line + line_index[first])
+    line_index = line_index[first]
+    ends = np.append(newlines, len(block))[line_index]
+    return BlockDicts(braces[first], first_line + line_index, ends)
 
 
 def classify(block: bytes, dicts: BlockDicts, start: int, table: MetricsTable) -> None:
@@ -134,15 +107,18 @@ def _mark_regular(block: bytes, braces: np.ndarray, shape: np.ndarray,
 def read_run(block: bytes, dicts: BlockDicts, start: int, stop: int, table: MetricsTable,
              bars: ProgressTracker, total: int) -> None:
     """Add the regular records `start:stop`, all of one shape and read against one bar
-    (`total`; each after a `%`), to the table, in slices it decides on at once."""
-    shape = table.bulk_shapes[int(dicts.shape[start])]
-    pattern = values_pattern(shape.keys)
+    (`total`; each after a `%`), to the table, in slices it decides on at once: their
+    steps now, their values when the table is settled (its thinning drops most of them
+    first on a long log)."""
+    shape = int(dicts.shape[start])
     while start < stop:
         kept, used = table.training_slots(stop - start)
         chosen = start + kept
         asked = dicts.braces[np.append(chosen, start + used - 1)]
         steps = bars.training_steps(block, asked, total, used)[:len(chosen)]
         if len(chosen):
-            values, _ = numbers(block, dicts.braces[chosen], pattern, len(shape.keys))
-            table.append_training(dicts.lines[chosen], steps, values, shape)
+            texts = [block[brace:end] for brace, end in
+                     zip(dicts.braces[chosen].tolist(), dicts.ends[chosen].tolist(),
+                         strict=True)]
+            table.append_training(dicts.lines[chosen], steps, texts, shape)
         start += used

@@ -9,13 +9,17 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, repeat
 
 import numpy as np
 
+from forensics.metrics.printed import values_pattern
+from forensics.metrics.spans import numbers
+
 TRAIN, EVAL, SUMMARY = 0, 1, 2
 KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
-PRESENT, NONE = 1, 2  # cell states: a number (finite or not), logged as None
+#: cell states: a number (finite or not), logged as None, a finite number not read yet
+PRESENT, NONE, PENDING = 1, 2, 3
 MAX_ROWS = 100_000  # records per source; beyond, training records are thinned (see `_skipped`)
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
 #: a printed dict's own step (a custom loop's `pprint(metrics)`): the bar's step yields to it
@@ -121,6 +125,10 @@ class MetricsTable:
         self.offered = 0  # training records logged (kept or not)
         self.stride = 1  # 1: every record kept; k: every k-th (see `_skipped`)
         self.ignored_keys = 0  # cells of metric names past MAX_KEYS
+        # rows added in bulk whose values are read by `settle`: their text, its bulk shape
+        self._pending_rows = array("i")
+        self._pending_shapes = array("h")
+        self._pending_texts: list[bytes] = []
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -248,20 +256,48 @@ class MetricsTable:
         self.offered += used
         return kept, used
 
-    def append_training(self, lines: np.ndarray, steps: np.ndarray, values: np.ndarray,
-                        shape: BulkShape) -> None:
-        """Append training records of one bulk shape (`values`: a records x keys matrix)
-        that `training_slots` kept."""
-        count, width = values.shape
+    def append_training(self, lines: np.ndarray, steps: np.ndarray, texts: list[bytes],
+                        shape: int) -> None:
+        """Append training records that `training_slots` kept, each a regular record of the
+        bulk shape numbered `shape` (`texts`: each from its `{` to its line's end). Their
+        values are read by `settle`, once the thinning has had its say: on a long log most
+        records kept for a while are dropped again before the end."""
+        columns = self.bulk_shapes[shape].columns
+        count, width = len(texts), len(columns)
         row = len(self.steps)
         self.steps.frombytes(steps.astype(np.float64).tobytes())
         self.lines.frombytes(lines.astype(np.int64).tobytes())
         self.kinds.frombytes(bytes([TRAIN]) * count)
-        self.cell_rows.frombytes(np.repeat(np.arange(row, row + count, dtype=np.int32),
-                                           width).tobytes())
-        self.cell_keys.frombytes(np.tile(shape.columns, count).tobytes())
-        self.cell_values.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
-        self.cell_states.extend(bytes([PRESENT]) * (count * width))
+        rows = np.arange(row, row + count, dtype=np.int32)
+        self.cell_rows.frombytes(np.repeat(rows, width).tobytes())
+        self.cell_keys.frombytes(np.tile(columns, count).tobytes())
+        self.cell_values.frombytes(bytes(8 * count * width))
+        self.cell_states.extend(bytes([PENDING]) * (count * width))
+        self._pending_rows.frombytes(rows.tobytes())
+        self._pending_shapes.extend(repeat(shape, count))
+        self._pending_texts += texts
+
+    def settle(self) -> None:
+        """Read the values of the records added in bulk that are still kept: per bulk
+        shape, one RE2 call over their texts."""
+        if not self._pending_texts:
+            return
+        rows = np.frombuffer(self._pending_rows, dtype=np.int32)
+        shapes = np.frombuffer(self._pending_shapes, dtype=np.int16)
+        first_cells = np.searchsorted(np.frombuffer(self.cell_rows, dtype=np.int32), rows)
+        values = np.frombuffer(self.cell_values, dtype=np.float64)
+        states = np.frombuffer(self.cell_states, dtype=np.uint8)
+        for shape in np.unique(shapes).tolist():
+            keys = self.bulk_shapes[shape].keys
+            which = np.flatnonzero(shapes == shape)
+            texts = [self._pending_texts[i] for i in which.tolist()]
+            starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
+            read, _ = numbers(b"\n".join(texts), starts, values_pattern(keys), len(keys))
+            cells = first_cells[which][:, None] + np.arange(len(keys))
+            values[cells] = read
+            states[cells] = PRESENT
+        self._pending_rows, self._pending_shapes = array("i"), array("h")
+        self._pending_texts = []
 
     def _skipped(self, kind: int, values: Iterable[float | None]) -> bool:
         """Whether a training record is left out to keep the table under MAX_ROWS: past
@@ -299,6 +335,13 @@ class MetricsTable:
                     keep[[protected[0], protected[-1]]] = True
         renumbered = (np.cumsum(keep) - 1).astype(np.int32)
         cells = keep[rows]
+        if self._pending_texts:
+            pending = np.frombuffer(self._pending_rows, dtype=np.int32)
+            held = keep[pending]
+            self._pending_rows = array("i", renumbered[pending[held]].tobytes())
+            self._pending_shapes = array("h", np.frombuffer(self._pending_shapes,
+                                                            dtype=np.int16)[held].tobytes())
+            self._pending_texts = list(compress(self._pending_texts, held.tolist()))
         self.steps = array("d", np.frombuffer(self.steps, dtype=np.float64)[keep].tobytes())
         self.lines = array("q", np.frombuffer(self.lines, dtype=np.int64)[keep].tobytes())
         self.kinds = array("b", kinds[keep].tobytes())
@@ -311,6 +354,7 @@ class MetricsTable:
 
     def row(self, index: int) -> Row:
         """One record back, as a dict of its logged values."""
+        self.settle()
         lo, hi = bisect_left(self.cell_rows, index), bisect_right(self.cell_rows, index)
         values = {self.keys[self.cell_keys[i]]: (None if self.cell_states[i] == NONE
                                                  else self.cell_values[i])
