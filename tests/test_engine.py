@@ -57,6 +57,19 @@ def test_once_keywords_report_their_first_line_only():
     assert build_engine(keywords, "hyperscan").scan(data) == expected
 
 
+def test_line_start_keywords_count_where_they_begin_a_line_only():
+    keywords = [Keyword(b"^C", line_start=True), Keyword(b"boom"),
+                Keyword(b"xY", caseless=True, line_start=True)]
+    data = b"^Cfoo\nPress ^C to stop\n^C boom\nboom\nXy z\n zxy\n\n^C"
+    expected = [(0, 5, frozenset({0})), (23, 30, frozenset({0, 1})), (31, 35, frozenset({1})),
+                (36, 40, frozenset({2})), (47, 49, frozenset({0}))]
+    assert PythonEngine(keywords).scan(data) == expected
+    assert build_engine(keywords, "hyperscan").scan(data) == expected
+    assert build_engine(keywords, "hyperscan").scan(b"a ^C") == []
+    with pytest.raises(ValueError):
+        Keyword(b"^C", once=True, line_start=True)
+
+
 def test_overlapping_and_caseless_keywords():
     keywords = [Keyword(b"abc"), Keyword(b"bcd"), Keyword(b"XyZ", caseless=True)]
     data = b"zzabcd\nnothing\nxyz here\nabc\n"
