@@ -68,6 +68,30 @@ def test_logs_read_together_each_get_the_pass_they_get_alone(plan, small_blocks,
     assert len(together[2].metrics) == 1
 
 
+@pytest.mark.parametrize("known", [True, False])
+def test_a_job_of_several_blocks_prepares_its_first_on_a_thread(plan, small_blocks, monkeypatch,
+                                                                 known):
+    """Where the sizes say there is more than a block, the first block is prepared on a
+    pool thread beside the second (else on the calling thread, before the pool starts)."""
+    monkeypatch.setattr(prefetch, "BLOCK_SIZE", 32 * 1024 if known else 1 << 40)
+    threads: dict[int, str] = {}
+    real = prefetch._Cursor.prepare
+
+    def prepare(cursor):
+        prepared = real(cursor)
+        threads[prepared[0]] = threading.current_thread().name
+        return prepared
+
+    monkeypatch.setattr(prefetch._Cursor, "prepare", prepare)
+    log = Source("rank0.log", data=_log(0, 3000))
+    alone = _summary(linepass.line_pass(log, plan))
+    assert threads[0].startswith("forensics-read") == known
+    assert threads[1].startswith("forensics-read")
+    assert _summary(linepass.line_pass(Source("rank0.log", data=_log(0, 3000)), plan)) == alone
+    monkeypatch.setattr(prefetch, "BLOCK_SIZE", 1 << 40)
+    assert _summary(linepass.line_pass(Source("rank0.log", data=_log(0, 3000)), plan)) == alone
+
+
 def test_blocks_are_prepared_across_the_boundary_between_files(plan, small_blocks,
                                                                  monkeypatch):
     order: list[tuple[str, int]] = []

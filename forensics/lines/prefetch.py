@@ -9,9 +9,12 @@ StringZilla's count of a bar's redraws, ~1 ms a block, holds it). So while
 the line pass walks block N in Python, blocks N+1 to N+3 are prepared on other threads,
 across the boundary between files: the next file's first block is prepared while the last
 one of the file before is walked (a `torchrun --log-dir` tree of 64 files of two blocks each
-would otherwise be read one file at a time). A job of one block, as most are, is read
-without a thread (whether a second block follows is known by reading it, not preparing
-it); a block that flags many lines is followed by one in preparation, not three.
+would otherwise be read one file at a time). A job whose files hold more than a block is
+prepared on the threads from its first block on, so the first two are prepared at once; a
+job of one block, as most are, is read without a thread (where the sizes do not tell, as
+for a compressed file, whether a second block follows is known by reading it after the
+first is prepared); a block that flags many lines is followed by one in preparation, not
+three.
 Three threads for two cores: each numpy or Arrow call lets go of the GIL and must take it
 back, and while the walk runs Python a preparing thread waits for it (up to the interpreter's
 switch interval); a third thread keeps a core busy meanwhile (2-15% faster than two on the
@@ -30,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from forensics.inputs.bytesearch import count_byte, positions
-from forensics.inputs.sources import ReadStatus, Source, read_blocks
+from forensics.inputs.sources import BLOCK_SIZE, ReadStatus, Source, read_blocks
 from forensics.lines.engine import Engine, LineHit
 from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.records import BlockDicts, classify, locate
@@ -139,23 +142,42 @@ def _ahead_of(prepared: Prepared) -> int:
     return AHEAD if len(prepared.hits) <= MANY_HITS else 1
 
 
+def _stored_bytes(readings: Sequence[Reading]) -> int:
+    """The bytes the sources hold where that is known before reading them: files' sizes on
+    disk (compressed ones may hold more) and data in memory; nothing for stdin."""
+    total = 0
+    for reading in readings:
+        source = reading.source
+        if source.data is not None:
+            total += len(source.data)
+        elif source.path is not None:
+            try:
+                total += source.path.stat().st_size
+            except OSError:
+                continue  # read (and reported) in its turn
+    return total
+
+
 def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared]]:
     """Every source's blocks in turn, each with its source's index, prepared ahead of the
     walk (`AHEAD` at once)."""
+    several = _stored_bytes(readings) > BLOCK_SIZE
     cursor = _Cursor(readings)
     del readings  # the cursor lets go of each source once past it
-    first = cursor.prepare()[1]
-    if first is None:
-        return
-    if not cursor.more():  # a job of one block (most of them) starts no thread
-        yield first
-        return
+    done: dict[int, tuple[int, Prepared] | None] = {}  # prepared before their turn
+    ahead = AHEAD
+    if not several:
+        first = cursor.prepare()[1]
+        if first is None:
+            return
+        if not cursor.more():  # a job of one block (most of them) starts no thread
+            yield first
+            return
+        done[0], ahead = first, _ahead_of(first[1])
+        del first
     with ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="forensics-read") as pool:
-        running = deque(pool.submit(cursor.prepare) for _ in range(_ahead_of(first[1])))
-        yield first
-        first = None
-        done: dict[int, tuple[int, Prepared] | None] = {}  # finished before their turn
-        turn = 1
+        running = deque(pool.submit(cursor.prepare) for _ in range(ahead))
+        turn = 0
         while True:
             while turn not in done:  # it is running: every turn before it was walked
                 done.update([running.popleft().result()])
