@@ -202,6 +202,18 @@ def test_training_slots_keep_what_one_at_a_time_keeps(seed, monkeypatch):
     assert bytes(bulk.cell_states) == bytes(one.cell_states)
 
 
+@pytest.mark.parametrize("rfind_bytes", [0, 1 << 40])  # always numpy; always rfind
+def test_the_percent_before_each_record_is_rfinds(monkeypatch, rfind_bytes):
+    monkeypatch.setattr(progress, "_RFIND_BYTES", rfind_bytes)
+    rng = random.Random(5)
+    for _ in range(2000):
+        block = bytes(rng.choice(b"ab%\n") for _ in range(rng.randrange(0, 120)))
+        at = np.array(sorted(rng.sample(range(len(block) + 1),
+                                        k=rng.randrange(0, min(len(block) + 1, 12)))))
+        assert progress.percent_before(block, at).tolist() == \
+            [block.rfind(b"%", 0, int(a)) for a in at]
+
+
 def test_byte_searches_find_what_re_finds(monkeypatch):
     monkeypatch.setattr(bytesearch, "_PIECE", 7)  # pieces of a block join exactly
     rng = random.Random(3)

@@ -32,6 +32,8 @@ MAX_TOTALS = 64  # totals tracked per source; each costs a byte search per block
 _PLAIN_BAR = r"^%\|[^|\r\n]*\|[ \t]*(?P<g0>[0-9]{1,18})/(?P<g1>[0-9]{1,18}) \["
 _PERCENT_DIGITS = 8  # the most digits a plain bar's percentage is read back over
 _PAD = 64  # the most blanks before a plain bar's percentage
+#: bytes a numpy search covers in the time of one `rfind` call (~250 ns against ~0.19 ns)
+_RFIND_BYTES = 1300
 
 
 def _byte_class(members: bytes) -> np.ndarray:
@@ -69,6 +71,19 @@ def _walk_back(data: np.ndarray, back: np.ndarray, live: np.ndarray, byte_class:
         back = back - live
         moved |= live
     return back, moved, live
+
+
+def percent_before(block: bytes, positions: np.ndarray) -> np.ndarray:
+    """The offset of the last `%` before each of `positions` (sorted), -1 where there is
+    none: one `rfind` each, or, where they are dense (a record every line, all of them
+    kept), one numpy search up to the last of them."""
+    end = int(positions[-1]) if len(positions) else 0
+    if len(positions) * _RFIND_BYTES < end:
+        return np.array([block.rfind(b"%", 0, int(at)) for at in positions], dtype=np.int64)
+    percents = np.flatnonzero(np.frombuffer(block, dtype=np.uint8, count=end) == _PERCENT)
+    index = np.searchsorted(percents, positions) - 1
+    return np.where(index >= 0, percents[np.maximum(index, 0)], -1) if len(percents) \
+        else np.full(len(positions), -1, dtype=np.int64)
 
 
 @dataclass
@@ -166,7 +181,7 @@ class ProgressTracker:
         description before it, another total, no bar at all) is looked at again the slow
         way. `records` training records were read against the bar (those whose steps were
         not needed included)."""
-        before = np.array([block.rfind(b"%", 0, int(at)) for at in positions], dtype=np.int64)
+        before = percent_before(block, positions)
         at, where = np.unique(before, return_inverse=True)
         steps, plain = self._plain_bars(block, at, total)
         steps, plain = steps[where], plain[where]
