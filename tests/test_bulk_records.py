@@ -121,6 +121,38 @@ def test_bulk_reading_gives_the_table_of_reading_one_at_a_time(seed, plan, monke
     assert _same_tables(_log(seed, 6000, odd_rate=0.01), plan, monkeypatch) > 2000
 
 
+def test_a_source_of_known_size_reads_fewer_records_for_the_same_thinning(plan, monkeypatch):
+    """A log whose size is known is thinned ahead (`MetricsTable.anticipate`): fewer records
+    are read in bulk, and the table ends as one of unknown size (stdin) does: the same
+    count, stride, evaluations and NaN/inf records (which other training records are kept
+    may differ: every k-th, counted from another row)."""
+    monkeypatch.setattr(table, "MAX_ROWS", 700)
+    monkeypatch.setattr(records, "BULK_MIN", 16)
+    monkeypatch.setattr(linepass, "BULK_MIN", 16)
+    monkeypatch.setattr(sources.read_blocks, "__defaults__", (64 * 1024,))
+    data = _log(3, 20_000, odd_rate=0.01)
+    appended: list[int] = []
+    real = table.MetricsTable.append_training
+    monkeypatch.setattr(table.MetricsTable, "append_training",
+                        lambda self, lines, *a: appended.append(len(lines)) or
+                        real(self, lines, *a))
+
+    def read(size_known: bool):
+        appended.clear()
+        with monkeypatch.context() as patch:
+            if not size_known:
+                patch.setattr(linepass, "stored_size", lambda source: None)
+            metrics = linepass.line_pass(Source("run.log", data=data), plan).metrics
+        rows = [metrics.row(i) for i in range(len(metrics))]
+        odd = [(r.step, r.kind, repr(r.values)) for r in rows if r.kind != table.TRAIN
+               or not all(v is None or np.isfinite(v) for v in r.values.values())]
+        return (metrics.offered, metrics.stride, odd), sum(appended)
+
+    (known, read_known), (unknown, read_unknown) = read(True), read(False)
+    assert known == unknown and known[1] >= 16 and known[2]
+    assert read_known < read_unknown * 0.6
+
+
 def test_a_log_of_one_block_is_read_in_bulk_from_its_first_records(plan, monkeypatch):
     assert _same_tables(_log(7, 3000, odd_rate=0), plan, monkeypatch) > 2990
 

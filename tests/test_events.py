@@ -164,6 +164,36 @@ def test_a_long_run_is_thinned_but_keeps_its_nan_and_its_count(monkeypatch):
     assert [row.step for row in kept] == sorted(row.step for row in kept)
 
 
+def _thinned_run(share_read=None) -> MetricsTable:
+    """20,000 training records with a NaN at step 12345; `share_read(i)`: the share of the
+    source read after record i, told to the table every 500 records (None: never told)."""
+    metrics = MetricsTable("x")
+    for i in range(20_000):
+        metrics.add(i + 1, i, {"loss": float("nan") if i == 12_345 else 1.0 / (i + 1)})
+        if share_read is not None and i % 500 == 499:
+            metrics.anticipate(share_read(i))
+    return metrics
+
+
+def test_a_table_that_knows_its_source_size_thins_ahead_to_the_same_stride(monkeypatch):
+    """Told how much of its source was read, a table raises its stride before it is full
+    and ends at the stride that thinning when full reaches, with the same counts, its NaN
+    and no more rows; an estimate more than twice the truth thins further, as documented."""
+    monkeypatch.setattr(table_module, "MAX_ROWS", 1000)
+    plain = _thinned_run()
+    told = _thinned_run(lambda i: (i + 1) / 20_000)
+    early = MetricsTable("x")
+    early.add(1, 0, {"loss": 1.0})
+    early.anticipate(1e-6)  # one record is no density to judge by
+    assert early.stride == 1 and plain.stride == 32
+    assert told.stride == plain.stride and len(told) <= 1000
+    assert told.count(TRAIN) == plain.count(TRAIN) == 20_000
+    for metrics in (plain, told):
+        assert [r.step for r in map(metrics.row, range(len(metrics)))
+                if r.values["loss"] != r.values["loss"]] == [12_345]
+    assert _thinned_run(lambda i: (i + 1) / 80_000).stride == 64
+
+
 def test_printed_records_are_thinned_as_records_added_one_by_one(monkeypatch):
     """The fast path of thinning (plainly finite numbers counted without converting them)
     keeps exactly the rows the general path keeps: NaN, inf, None and an exponent that

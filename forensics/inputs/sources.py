@@ -81,6 +81,20 @@ class Source:
         object.__setattr__(self, "name", printable_name(self.name))
 
 
+def stored_size(source: Source) -> int | None:
+    """The bytes a source holds where that is known before reading it: a file's size on
+    disk (a compressed one expands to more) or the data in memory; None for stdin or a file
+    that cannot be looked at (it is read, and reported, in its turn)."""
+    if source.data is not None:
+        return len(source.data)
+    if source.path is None:
+        return None
+    try:
+        return source.path.stat().st_size
+    except OSError:
+        return None
+
+
 def printable_name(name: str) -> str:
     """A file name as text every output can hold: bytes that are not UTF-8 (which Python
     keeps as lone surrogates) are written as `\\xff`."""

@@ -16,6 +16,7 @@ from forensics.inputs.sources import (
     ReadStatus,
     Source,
     read_metric_file,
+    stored_size,
 )
 from forensics.lines.blocks import (
     EVENT_KEYWORDS,
@@ -632,6 +633,8 @@ class _Walk:
         self.reading = Reading(source, self.report, lambda: scanner.engine, scanner.metrics,
                                scanner.bars)
         self.lines = 0
+        self.stored = stored_size(source)
+        self.walked = 0  # bytes of the source walked so far
         self.tail = b""
         self.ends_with_newline = True
         self.pasted = self.previous = b""
@@ -641,6 +644,9 @@ class _Walk:
         self.previous = self.pasted[-TAIL_BYTES:]  # where a last line alone in its block begins
         self.pasted, block = prepared.block, prepared.raw
         self.scanner.scan_block(prepared)
+        self.walked += len(block)
+        if self.stored:  # the records to come, judged by those so far: thinned ahead of them
+            self.scanner.metrics.anticipate(self.walked / self.stored)
         self.lines += prepared.newlines
         self.ends_with_newline = block.endswith(b"\n")
         self.tail = (self.tail + block)[-TAIL_BYTES:] if len(block) < TAIL_BYTES \

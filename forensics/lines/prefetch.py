@@ -33,7 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from forensics.inputs.bytesearch import count_byte, positions
-from forensics.inputs.sources import BLOCK_SIZE, ReadStatus, Source, read_blocks
+from forensics.inputs.sources import (
+    BLOCK_SIZE,
+    ReadStatus,
+    Source,
+    read_blocks,
+    stored_size,
+)
 from forensics.lines.engine import Engine, LineHit
 from forensics.lines.paste import PASTE_BYTES, normalize
 from forensics.lines.records import BlockDicts, classify, locate
@@ -143,19 +149,8 @@ def _ahead_of(prepared: Prepared) -> int:
 
 
 def _stored_bytes(readings: Sequence[Reading]) -> int:
-    """The bytes the sources hold where that is known before reading them: files' sizes on
-    disk (compressed ones may hold more) and data in memory; nothing for stdin."""
-    total = 0
-    for reading in readings:
-        source = reading.source
-        if source.data is not None:
-            total += len(source.data)
-        elif source.path is not None:
-            try:
-                total += source.path.stat().st_size
-            except OSError:
-                continue  # read (and reported) in its turn
-    return total
+    """The bytes the sources hold where that is known before reading them (`stored_size`)."""
+    return sum(stored_size(reading.source) or 0 for reading in readings)
 
 
 def prepared_blocks(readings: Sequence[Reading]) -> Iterator[tuple[int, Prepared]]:

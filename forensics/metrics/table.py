@@ -315,11 +315,24 @@ class MetricsTable:
         except TypeError:  # a value logged as None
             return all(v is not None and math.isfinite(v) for v in values)
 
+    def anticipate(self, share_read: float) -> None:
+        """Raise the stride now to what the whole source will need, judged by the training
+        records logged in the share of it read so far (once there are `MAX_ROWS // 10`),
+        thinning what is kept to match: on a long log the records that the thinning would
+        drop later are then not read at all. The stride is the largest power of two at most
+        the expected records over MAX_ROWS, so an estimate that falls short of the truth, or
+        exceeds it less than twice over, ends at the stride the table would have reached."""
+        if self.offered < MAX_ROWS // 10 or share_read <= 0:
+            return
+        expected = self.offered / share_read
+        while self.stride * 2 * MAX_ROWS <= expected:
+            self._thin()
+
     def _thin(self) -> None:
         """Keep every other training record (and every evaluation, and every record with a
         non-finite value); later records are kept at the doubled stride. When evaluations
-        and non-finite records are most of the table (a NaN storm), they are thinned too,
-        keeping the first and the last of each."""
+        and non-finite records are most of a full table (a NaN storm), they are thinned
+        too, keeping the first and the last of each."""
         kinds = np.frombuffer(self.kinds, dtype=np.int8)
         rows = np.frombuffer(self.cell_rows, dtype=np.int32)
         values = np.frombuffer(self.cell_values, dtype=np.float64)
@@ -328,7 +341,7 @@ class MetricsTable:
         nonfinite = np.zeros(len(kinds), dtype=bool)
         nonfinite[rows[~np.isfinite(values) & (states == PRESENT)]] = True
         keep = even | (kinds != TRAIN) | nonfinite
-        if keep.sum() > len(kinds) * 3 // 4:
+        if len(kinds) >= MAX_ROWS and keep.sum() > len(kinds) * 3 // 4:
             keep = even.copy()
             for protected in (np.flatnonzero(nonfinite), np.flatnonzero(kinds != TRAIN)):
                 if len(protected):
