@@ -17,7 +17,7 @@ first is prepared); a block that flags many lines is followed by one in preparat
 three.
 Three threads for two cores: each numpy or Arrow call lets go of the GIL and must take it
 back, and while the walk runs Python a preparing thread waits for it (up to the interpreter's
-switch interval); a third thread keeps a core busy meanwhile (2-15% faster than two on the
+switch interval); a third thread keeps a core busy meanwhile (3-16% faster than two on the
 profiles of `bench/throughput.py`, one more block in memory).
 The walk corrects for what changed meanwhile: keywords muted since are dropped from the
 engine's hits, dicts are classified again when a key sequence was learnt since, and bars of
