@@ -21,6 +21,8 @@ KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
 #: cell states: a number (finite or not), logged as None, a finite number not read yet
 PRESENT, NONE, PENDING = 1, 2, 3
 MAX_ROWS = 100_000  # records per source; beyond, training records are thinned (see `_skipped`)
+#: the share of a source read before its density of records is trusted to judge the rest by
+ANTICIPATE_AFTER = 1 / 8
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
 #: a printed dict's own step (a custom loop's `pprint(metrics)`): the bar's step yields to it
 STEP_KEYS = frozenset({"step", "global_step", "train/global_step"})
@@ -317,12 +319,13 @@ class MetricsTable:
 
     def anticipate(self, share_read: float) -> None:
         """Raise the stride now to what the whole source will need, judged by the training
-        records logged in the share of it read so far (once there are `MAX_ROWS // 10`),
-        thinning what is kept to match: on a long log the records that the thinning would
+        records logged in the share of it read so far (once there are `MAX_ROWS // 10` and
+        `ANTICIPATE_AFTER` of it is read: a first block dense with records says little of
+        the rest), thinning what is kept to match: on a long log the records that the thinning would
         drop later are then not read at all. The stride is the largest power of two at most
         the expected records over MAX_ROWS, so an estimate that falls short of the truth, or
         exceeds it less than twice over, ends at the stride the table would have reached."""
-        if self.offered < MAX_ROWS // 10 or share_read <= 0:
+        if self.offered < MAX_ROWS // 10 or share_read < ANTICIPATE_AFTER:
             return
         expected = self.offered / share_read
         while self.stride * 2 * MAX_ROWS <= expected:
