@@ -10,7 +10,7 @@ the line pass walks block N in Python, blocks N+1 to N+3 are prepared on other t
 across the boundary between files: the next file's first block is prepared while the last
 one of the file before is walked (a `torchrun --log-dir` tree of 64 files of two blocks each
 would otherwise be read one file at a time). A job whose files hold more than a block is
-prepared on the threads from its first block on, so the first two are prepared at once; a
+prepared on the threads from its first block on, so the first three are prepared at once; a
 job of one block, as most are, is read without a thread (where the sizes do not tell, as
 for a compressed file, whether a second block follows is known by reading it after the
 first is prepared); a block that flags many lines is followed by one in preparation, not
