@@ -23,7 +23,7 @@ ANY = "*"
 ENV_VAR = "FORENSICS_PATTERNS"
 _ID = regex.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _REQUIRED = ("id", "title", "category", "severity", "priority", "keywords", "cause", "fix")
-_KNOWN = {*_REQUIRED, "line_start_keywords", "symptom_of", "also_matches", "patterns", "generic",
+_KNOWN = {*_REQUIRED, "symptom_of", "also_matches", "patterns", "generic",
           "min_count", "corroborating_lines", "corroborating_signatures", "if_uncorroborated",
           "onset_anomaly", "stalled_collective", "references",
           "examples", "counterexamples", "roles", "root_levels", "signals", "groups",
@@ -117,8 +117,6 @@ class Signature:
     symptom_by_group: tuple[str, ...] = ()  # causes it has only as members of those groups
     builtin: bool = True  # False: from a user's folder, so its regexes are not linted: every
     # search runs under MATCH_SECONDS, whatever the line's length
-    #: keywords that count only where they begin a line (a terminal's `^C` echo)
-    line_start_keywords: tuple[str, ...] = ()
 
     def is_failure(self, count: int = 1) -> bool:
         """Whether `count` matching lines make a failure that can be a root cause (warnings
@@ -128,8 +126,7 @@ class Signature:
 
     def search(self, text: str, body: str) -> regex.Match[str] | None:
         """The first pattern match in a line's body (or, failing that, its whole text)."""
-        if not any(k in text for k in self.keywords) and \
-                not any(k in text for k in self.line_start_keywords):
+        if not any(k in text for k in self.keywords):
             return None
         if not self.patterns:
             return _KEYWORD_ONLY.match(body)
@@ -398,7 +395,7 @@ def load_signature(path: Path, root: Path, problems: list[str],
     signature = Signature(
         id=sig_id, title=fields.text("title"), category=category,
         severity=fields.severity(), priority=fields.whole("priority", 0, 100),
-        keywords=fields.keywords("keywords"), patterns=fields.regexes("patterns"),
+        keywords=fields.keywords(), patterns=fields.regexes("patterns"),
         cause=fields.text("cause"), fix=fields.fix(), path=path,
         symptom_of=fields.ids("symptom_of", sig_id),
         also_matches=fields.ids("also_matches", sig_id),
@@ -413,7 +410,7 @@ def load_signature(path: Path, root: Path, problems: list[str],
         root_levels=fields.choices("root_levels", Level, DEFAULT_ROOT_LEVELS),
         signals=fields.signals(), groups=fields.names("groups"),
         verdict=fields.choices("verdict", Verdict, (Verdict.FAILED,), VERDICTS)[0],
-        builtin=builtin, line_start_keywords=fields.keywords("line_start_keywords", 0),
+        builtin=builtin,
     )
     return signature if len(problems) == start else None
 
@@ -486,13 +483,13 @@ class _Fields:
             return Severity.INFO
         return Severity(value)
 
-    def keywords(self, key: str, least: int = 1) -> tuple[str, ...]:
-        keywords = self.strings(key)
-        if len(keywords) < least:
-            self.problem(key, "at least one keyword is needed")
+    def keywords(self) -> tuple[str, ...]:
+        keywords = self.strings("keywords")
+        if not keywords:
+            self.problem("keywords", "at least one keyword is needed")
         for keyword in keywords:
             if "\n" in keyword or "\r" in keyword:
-                self.problem(key, f"{keyword!r} spans lines")
+                self.problem("keywords", f"{keyword!r} spans lines")
         return keywords
 
     def regexes(self, key: str) -> Patterns:

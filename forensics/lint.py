@@ -93,9 +93,9 @@ def check_catalog(catalog: Catalog, engines: list[str] | None = None) -> list[st
 
 #: a keyword that is a number this short matches counters, steps and bars ("401/5000")
 MIN_NUMBER_KEYWORD = 6
-#: bytes a keyword that counts anywhere in a line needs: a two-byte literal made Hyperscan's pass
-#: over a block of progress bars 3.1 -> 2.4 ms (it cannot use its fast literal matcher)
-MIN_KEYWORD_BYTES = 3
+#: a one-byte keyword flags nearly every line (and the engine compiles a short one as its
+#: extensions by the byte before it, 255 of them)
+MIN_KEYWORD_BYTES = 2
 
 
 def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
@@ -115,10 +115,8 @@ def _field_problems(signature: Signature, kinds: frozenset[str]) -> list[str]:
                             f"in step counters and progress bars on every line of a log; use "
                             f"the words around it")
         elif len(keyword.encode("utf-8")) < MIN_KEYWORD_BYTES:
-            problems.append(f"{where}: keywords[{index}]: {keyword!r} is shorter than "
-                            f"{MIN_KEYWORD_BYTES} bytes, which slows the keyword engine's pass "
-                            f"over every block by a quarter; use the words around it, or "
-                            f"line_start_keywords if it begins its line")
+            problems.append(f"{where}: keywords[{index}]: {keyword!r} is a single byte, found "
+                            f"on nearly every line; use the words around it")
     if not signature.patterns:
         problems.append(f"{where}: patterns: none, so any line holding a keyword matches; "
                         f"add a regex that says what else the line must hold")
@@ -146,7 +144,7 @@ def _example_problems(signature: Signature, by_id: dict[str, Signature],
     hits: dict[tuple[int, int, str], Token] = {}
     for index, example in enumerate(signature.examples):
         signalled = signal_of(example) in signature.signals
-        if not signalled and not _holds_a_keyword(signature, example):
+        if not signalled and not any(k in example for k in signature.keywords):
             problems.append(f"{where}: examples[{index}]: holds none of the keywords and "
                             f"reports none of its signals")
         for name, plan in plans.items():
@@ -193,19 +191,11 @@ def unbounded_gaps(source: str) -> list[str]:
     return gaps
 
 
-def _holds_a_keyword(signature: Signature, example: str) -> bool:
-    """Whether an example holds one of the keywords, or begins a line with one of its
-    line-start keywords."""
-    lines = example.splitlines()
-    return any(k in example for k in signature.keywords) or \
-        any(line.startswith(k) for k in signature.line_start_keywords for line in lines)
-
-
 def adversarial_lines(signature: Signature, size: int = ADVERSARIAL_CHARS) -> list[str]:
     """Lines built to make a backtracking regex slow: each keyword and the start and whole of
     each example, repeated to `size`, and followed by `size` letters or spaces (a phrase that
     begins a match over and over, or once, with the end never coming)."""
-    seeds = [*signature.keywords, *signature.line_start_keywords]
+    seeds = list(signature.keywords)
     for example in signature.examples[:2]:
         line = example.strip().splitlines()[-1] if example.strip() else example
         seeds += [line[: max(1, len(line) // 2)], line]

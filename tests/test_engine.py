@@ -57,17 +57,18 @@ def test_once_keywords_report_their_first_line_only():
     assert build_engine(keywords, "hyperscan").scan(data) == expected
 
 
-def test_line_start_keywords_count_where_they_begin_a_line_only():
-    keywords = [Keyword(b"^C", line_start=True), Keyword(b"boom"),
-                Keyword(b"xY", caseless=True, line_start=True)]
-    data = b"^Cfoo\nPress ^C to stop\n^C boom\nboom\nXy z\n zxy\n\n^C"
-    expected = [(0, 5, frozenset({0})), (23, 30, frozenset({0, 1})), (31, 35, frozenset({1})),
-                (36, 40, frozenset({2})), (47, 49, frozenset({0}))]
-    assert PythonEngine(keywords).scan(data) == expected
+def test_short_keywords_are_found_wherever_they_stand():
+    """A two-byte keyword is compiled as its extensions by the byte before it: found at the
+    block's start, after a line break, a space, a bracket, a letter, a NUL, and caseless."""
+    keywords = [Keyword(b"^C"), Keyword(b"boom"), Keyword(b"xY", caseless=True)]
+    data = (b"^Cfoo\nPress ^C to stop\n^C boom\nboom\nXy z\n zxy\n\n^C\n"
+            b" 45%|####5 | 450/1000 [01:23<01:40]^C[x] Killing\nstep 3\r^CTrace\n\x1b[0m^C\n"
+            b"a\x00^C\n^C")
+    expected = PythonEngine(keywords).scan(data)
+    assert [ids for _, _, ids in expected] == [
+        {0}, {0}, {0, 1}, {1}, {2}, {2}, {0}, {0}, {0}, {0}, {0}, {0}]
     assert build_engine(keywords, "hyperscan").scan(data) == expected
-    assert build_engine(keywords, "hyperscan").scan(b"a ^C") == []
-    with pytest.raises(ValueError):
-        Keyword(b"^C", once=True, line_start=True)
+    assert build_engine(keywords, "hyperscan").scan(b"xy\x00xy") == [(0, 5, frozenset({2}))]
 
 
 def test_overlapping_and_caseless_keywords():

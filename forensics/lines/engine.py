@@ -2,10 +2,14 @@
 keyword of the catalog or of the lexer, and which keywords each holds.
 
 Hyperscan compiles every keyword into one automaton; a pure-Python engine gives the same
-answer where Hyperscan is missing (a differential test keeps the two equal). A keyword may
-count only where a line begins (a terminal's `^C`): it is compiled with the newline before
-it, and looked for at the block's start, which is a line's (a two-byte literal anywhere
-made Hyperscan's pass over every block a quarter slower).
+answer where Hyperscan is missing (a differential test keeps the two equal).
+
+Hyperscan's fast literal matchers want literals of three bytes or more: one two-byte keyword
+(a terminal's `^C`) anywhere in the database made its pass over a block of progress bars a
+fifth slower. A short keyword is therefore compiled as its extensions by every byte that can
+come before it (a line break, a space, a prefix's bracket, an ANSI code's letter...), and
+looked for apart where nothing comes before it (the block's start) or a NUL does (a literal
+cannot hold one): it is found wherever it stands, as fast as a long one.
 """
 
 from __future__ import annotations
@@ -27,24 +31,16 @@ except ImportError:  # pragma: no cover - exercised where hyperscan is absent
 @dataclass(frozen=True, slots=True)
 class Keyword:
     """A literal to find; `caseless` folds ASCII case only (as Hyperscan does); a `once`
-    keyword is reported on its first line of each block only (facts that need one sighting);
-    a `line_start` keyword only where it begins a line."""
+    keyword is reported on its first line of each block only (facts that need one sighting)."""
 
     text: bytes
     caseless: bool = False
     once: bool = False
-    line_start: bool = False
 
-    def __post_init__(self) -> None:
-        if self.once and self.line_start:
-            raise ValueError("a keyword counted once a block cannot be a line-start keyword")
 
-    @property
-    def needle(self) -> bytes:
-        """What is searched for: the text, after a newline for a `line_start` keyword (the
-        block's first line is looked at apart)."""
-        return b"\n" + self.text if self.line_start else self.text
-
+#: literals shorter than this are compiled as their extensions by the byte before them
+SHORT = 3
+_BEFORE = [bytes([b]) for b in range(1, 256)]  # every byte a literal can hold
 
 #: (line start offset, line end offset, ids of the keywords found on that line)
 LineHit = tuple[int, int, frozenset[int]]
@@ -69,7 +65,7 @@ class HyperscanEngine:
         ids = list(range(len(keywords))) if ids is None else ids
         self._db = _database(keywords, ids)
         self._local = threading.local()  # a Hyperscan scratch serves one scan at a time
-        self._line_starts = [(k, i) for k, i in zip(keywords, ids, strict=True) if k.line_start]
+        self._short = [(k, i) for k, i in zip(keywords, ids, strict=True) if len(k.text) < SHORT]
 
     def _scratch(self) -> object:
         scratch = getattr(self._local, "scratch", None)
@@ -79,21 +75,32 @@ class HyperscanEngine:
 
     def scan(self, block: bytes) -> list[LineHit]:
         lines = _LineGrouper(block)
-        for keyword, keyword_id in self._line_starts:  # the first line: no newline before it
-            first = block[:len(keyword.text)]
-            if (first.lower() if keyword.caseless else first) == \
-                    (keyword.text.lower() if keyword.caseless else keyword.text):
-                lines.on_match(keyword_id, 0, len(keyword.text), 0, None)
+        for keyword, keyword_id in self._short:  # where no literal byte comes before it
+            for end in _unextended_ends(block, keyword):
+                lines.on_match(keyword_id, end - len(keyword.text), end, 0, None)
         self._db.scan(block, match_event_handler=lines.on_match, scratch=self._scratch())
         return lines.hits()
+
+
+def _unextended_ends(block: bytes, keyword: Keyword) -> list[int]:
+    """The ends of a short keyword where its compiled extensions cannot see it: at the
+    block's start, and after a NUL byte."""
+    text = keyword.text.lower() if keyword.caseless else keyword.text
+    head = block[:len(text)]
+    ends = [len(text)] if (head.lower() if keyword.caseless else head) == text else []
+    if b"\0" in block:
+        haystack = block.lower() if keyword.caseless else block
+        start = haystack.find(b"\0" + text)
+        while start >= 0:
+            ends.append(start + 1 + len(text))
+            start = haystack.find(b"\0" + text, start + 1)
+    return ends
 
 
 def _database(keywords: list[Keyword], ids: list[int]) -> object:
     """The keywords compiled by Hyperscan, or read back from the cache where an earlier run
     compiled the same ones (compiling ~400 literals takes 0.2 s; loading, microseconds)."""
-    expressions = [k.needle for k in keywords]
-    flags = [(hyperscan.HS_FLAG_CASELESS if k.caseless else 0)
-             | (hyperscan.HS_FLAG_SINGLEMATCH if k.once else 0) for k in keywords]
+    expressions, flags, ids = _literals(keywords, ids)
     key = hashlib.sha256(repr((hyperscan.__version__, expressions, ids, flags))
                          .encode("utf-8")).hexdigest()[:32]
     name = f"hyperscan-{key}.db"
@@ -104,10 +111,28 @@ def _database(keywords: list[Keyword], ids: list[int]) -> object:
         except hyperscan.error:  # torn, or written by another platform: compile again
             pass
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(expressions=expressions, ids=ids, elements=len(keywords), flags=flags,
+    database.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags,
                      literal=True)
     write_cached(name, hyperscan.dumpb(database))
     return database
+
+
+def _literals(keywords: list[Keyword],
+              ids: list[int]) -> tuple[list[bytes], list[int], list[int]]:
+    """What Hyperscan compiles: each keyword's text (a short one's extensions, all under its
+    id), its flags and its id."""
+    expressions: list[bytes] = []
+    flags: list[int] = []
+    out_ids: list[int] = []
+    for keyword, keyword_id in zip(keywords, ids, strict=True):
+        flag = (hyperscan.HS_FLAG_CASELESS if keyword.caseless else 0) \
+            | (hyperscan.HS_FLAG_SINGLEMATCH if keyword.once else 0)
+        texts = [b + keyword.text for b in _BEFORE] if len(keyword.text) < SHORT \
+            else [keyword.text]
+        expressions += texts
+        flags += [flag] * len(texts)
+        out_ids += [keyword_id] * len(texts)
+    return expressions, flags, out_ids
 
 
 class _LineGrouper:
@@ -157,17 +182,13 @@ class PythonEngine:
     def __init__(self, keywords: list[Keyword], ids: list[int] | None = None) -> None:
         ids = list(range(len(keywords))) if ids is None else ids
         alternatives = [
-            (b"(?m:^)" if k.line_start else b"")
-            + ((b"(?i:" + re.escape(k.text) + b")") if k.caseless else re.escape(k.text))
+            (b"(?i:" + re.escape(k.text) + b")") if k.caseless else re.escape(k.text)
             for k in sorted(keywords, key=lambda k: -len(k.text))
         ]
         self._any = re.compile(b"|".join(alternatives)) if alternatives else None
-        exact = [(i, k) for i, k in zip(ids, keywords, strict=True) if not k.caseless]
-        folded = [(i, k) for i, k in zip(ids, keywords, strict=True) if k.caseless]
-        self._exact = [(i, k.text) for i, k in exact if not k.line_start]
-        self._leading = [(i, k.text) for i, k in exact if k.line_start]
-        self._folded = [(i, k.text.lower()) for i, k in folded if not k.line_start]
-        self._folded_leading = [(i, k.text.lower()) for i, k in folded if k.line_start]
+        self._exact = [(i, k.text) for i, k in zip(ids, keywords, strict=True) if not k.caseless]
+        self._folded = [(i, k.text.lower()) for i, k in zip(ids, keywords, strict=True)
+                        if k.caseless]
         self._once = frozenset(i for i, k in zip(ids, keywords, strict=True) if k.once)
 
     def scan(self, block: bytes) -> list[LineHit]:
@@ -187,11 +208,9 @@ class PythonEngine:
                 end = len(block)
             line = block[start:end]
             ids = {i for i, text in self._exact if text in line}
-            ids.update(i for i, text in self._leading if line.startswith(text))
-            if self._folded or self._folded_leading:
+            if self._folded:
                 lowered = line.lower()
                 ids.update(i for i, text in self._folded if text in lowered)
-                ids.update(i for i, text in self._folded_leading if lowered.startswith(text))
             if self._once:
                 once_here = ids & self._once
                 ids -= reported

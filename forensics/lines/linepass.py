@@ -83,8 +83,7 @@ class LinePlan:
     keyword_tags: tuple[frozenset[str], ...]
     signatures: dict[str, Signature]
     signal_signatures: dict[int, tuple[str, ...]]  # fatal signal -> the signatures it means
-    #: each keyword that counts anywhere in a line, and its signatures (for a line cut short)
-    keywords: tuple[tuple[str, frozenset[str]], ...] = ()
+    keywords: tuple[tuple[str, frozenset[str]], ...] = ()  # each keyword and its signatures
     keyword_table: tuple[Keyword, ...] = ()  # what the engine was compiled from, by id
 
     def without(self, muted: frozenset[int]) -> Engine:
@@ -96,20 +95,16 @@ class LinePlan:
 
 def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
     """Compile every catalog keyword and every lexer keyword into one engine."""
-    # (text, whether it counts only where it begins a line) -> its signatures, its tags
-    owners: dict[tuple[str, bool], tuple[set[str], set[str]]] = {}
+    owners: dict[str, tuple[set[str], set[str]]] = {}
     for signature in catalog.signatures:
         for keyword in signature.keywords:
-            owners.setdefault((keyword, False), (set(), set()))[0].add(signature.id)
-        for keyword in signature.line_start_keywords:
-            owners.setdefault((keyword, True), (set(), set()))[0].add(signature.id)
+            owners.setdefault(keyword, (set(), set()))[0].add(signature.id)
     for tag, keywords in EVENT_KEYWORDS.items():
         for keyword in keywords:
-            owners.setdefault((keyword, False), (set(), set()))[1].add(tag)
+            owners.setdefault(keyword, (set(), set()))[1].add(tag)
     table = sorted(owners.items())
-    keywords = [Keyword(text.encode("utf-8"), once=not sigs and tags == {"fact"},
-                        line_start=line_start)
-                for (text, line_start), (sigs, tags) in table]
+    keywords = [Keyword(text.encode("utf-8"), once=not sigs and tags == {"fact"})
+                for text, (sigs, tags) in table]
     return LinePlan(
         engine=build_engine(keywords, engine),
         keyword_signatures=tuple(frozenset(sigs) for _, (sigs, _) in table),
@@ -117,8 +112,7 @@ def compile_plan(catalog: Catalog, engine: str = "auto") -> LinePlan:
         signatures={s.id: s for s in catalog.signatures},
         signal_signatures={number: tuple(s.id for s in catalog.signatures if number in s.signals)
                            for number in {n for s in catalog.signatures for n in s.signals}},
-        keywords=tuple((text, frozenset(sigs)) for (text, line_start), (sigs, _) in table
-                       if sigs and not line_start),
+        keywords=tuple((text, frozenset(sigs)) for text, (sigs, _) in table if sigs),
         keyword_table=tuple(keywords),
     )
 
@@ -506,7 +500,7 @@ class _LineReader:
         if muted and muted != self._muted:
             self._muted = muted
             self.engine = self.plan.without(muted)
-            self._muted_texts = tuple(self.plan.keyword_table[i].needle for i in muted)
+            self._muted_texts = tuple(self.plan.keyword_table[i].text for i in muted)
 
     def _printed(self, line_no: int, text: str, step: int | None) -> None:
         """Queue a printed metrics dict; queued records are parsed together."""
