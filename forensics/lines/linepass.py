@@ -179,10 +179,11 @@ class _LineReader:
             host=who.host, pid=who.pid, time=who.time or self.default_who.time,
         )
 
-    def scan_block(self, prepared: Prepared) -> None:
-        """Walk one prepared block: the engine's flagged lines, the metrics dicts in line
-        order among them, the walkers of what spans lines, the block's bars."""
-        block, first_line = prepared.block, prepared.first_line
+    def scan_block(self, prepared: Prepared, first_line: int) -> None:
+        """Walk one prepared block, whose first line is the source's `first_line`-th: the
+        engine's flagged lines, the metrics dicts in line order among them, the walkers of
+        what spans lines, the block's bars."""
+        block = prepared.block
         walked_until = block_walked_until = 0
         # a paste may begin inside a traceback, its header cut off above its first frame
         headless = first_line == 1 and self.tracebacks.begin_headless(*_first_line(block))
@@ -197,6 +198,8 @@ class _LineReader:
         for keyword in self._muted_texts:  # lines of signatures past their budget: counted
             self.dropped_lines += block.count(keyword)
         self.dicts = prepared.dicts
+        if self.dicts is not None:
+            self.dicts.number_lines(first_line)
         self.bars.begin_block(*prepared.redraws)
         for start, end, ids in prepared.hits:
             if self._muted and not (ids := ids - self._muted):
@@ -637,7 +640,7 @@ class _Walk:
         """Walk the next block."""
         self.previous = self.pasted[-TAIL_BYTES:]  # where a last line alone in its block begins
         self.pasted, block = prepared.block, prepared.raw
-        self.scanner.scan_block(prepared)
+        self.scanner.scan_block(prepared, self.lines + 1)
         self.walked += len(block)
         if self.stored:  # the records to come, judged by those so far: thinned ahead of them
             self.scanner.metrics.anticipate(self.walked / self.stored)

@@ -60,7 +60,6 @@ class Prepared:
 
     raw: bytes  # as read
     block: bytes  # paste damage repaired (the same bytes for a log a program wrote)
-    first_line: int
     newlines: int  # in `raw`
     hits: list[LineHit]  # the engine's flagged lines of `block`
     dicts: BlockDicts | None  # its candidate metrics dicts, classified
@@ -83,16 +82,17 @@ Turn = tuple[int, tuple[int, Prepared] | None]
 
 
 class _Cursor:
-    """Where the reading of a list of sources has got to. Reading a block, numbering its
-    turn and counting its lines happen in order, under a lock; the rest of preparing it
-    does not, so that blocks can be prepared at once (and finish in any order)."""
+    """Where the reading of a list of sources has got to. Reading a block and numbering its
+    turn happen in order, under a lock; the rest of preparing it does not, so that blocks
+    can be prepared at once (and finish in any order): counting its lines too (the walk,
+    which takes the blocks in order, numbers them)."""
 
     def __init__(self, readings: Sequence[Reading]) -> None:
         self.readings: list[Reading | None] = list(readings)  # None once being read
         self.index = -1
         self.reading: Reading | None = None  # the one being read (let go of once past it)
         self.blocks: Iterator[bytes] = iter(())
-        self.bytes_read = self.lines_read = 0
+        self.bytes_read = 0
         self.turns = 0
         self.lock = threading.Lock()
         self._ahead: bytes | None = None  # a block read by `more`, prepared in its turn
@@ -117,7 +117,7 @@ class _Cursor:
                 return None
             self.reading, self.readings[self.index] = self.readings[self.index], None
             self.blocks = read_blocks(self.reading.source, self.reading.report)
-            self.bytes_read = self.lines_read = 0
+            self.bytes_read = 0
         return raw
 
     def prepare(self) -> Turn:
@@ -129,18 +129,18 @@ class _Cursor:
                 return turn, None
             index, reading = self.index, self.reading
             self.bytes_read += len(raw)
-            block = normalize(raw, small=self.bytes_read < PASTE_BYTES)
-            # where dicts may be, their line numbers come from the pass that counts lines
-            ends = positions(raw, NEWLINE) if block is raw and raw.find(b"{") >= 0 else None
-            newlines = count_byte(raw, NEWLINE) if ends is None else len(ends)
-            first_line = self.lines_read + 1
-            self.lines_read += newlines
-        dicts = locate(block, first_line, ends)
+            small = self.bytes_read < PASTE_BYTES
+        # lines are counted here, not under the lock: the walk numbers them, in order
+        block = normalize(raw, small=small)
+        # where dicts may be, their line numbers come from the pass that counts lines
+        ends = positions(raw, NEWLINE) if block is raw and raw.find(b"{") >= 0 else None
+        newlines = count_byte(raw, NEWLINE) if ends is None else len(ends)
+        dicts = locate(block, ends)
         if dicts is not None:
             classify(block, dicts, 0, reading.table)
         redraws = block_redraws(block, reading.bars.known_totals())
-        return turn, (index, Prepared(raw, block, first_line, newlines,
-                                      reading.engine().scan(block), dicts, redraws))
+        return turn, (index, Prepared(raw, block, newlines, reading.engine().scan(block),
+                                      dicts, redraws))
 
 
 def _ahead_of(prepared: Prepared) -> int:

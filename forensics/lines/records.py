@@ -45,13 +45,19 @@ class BlockDicts:
     """Each line's first `{'` in one block, in order, and how far they were read."""
 
     braces: np.ndarray  # offsets in the block
-    lines: np.ndarray  # their line numbers
+    #: their lines: indexes in the block until `number_lines` makes them the source's numbers
+    lines: np.ndarray
     ends: np.ndarray  # where their lines end (the offset of the newline, or the block's end)
     #: the bulk shape of each regular record, -1 for the others
     shape: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     changes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     read_to: int = 0  # dicts before this index were read
     classified_with: int = -1  # how many bulk shapes the table had then
+
+    def number_lines(self, first_line: int) -> None:
+        """Number the dicts' lines in the source, the block's first line being
+        `first_line` (known once the blocks before were counted)."""
+        self.lines += first_line
 
     def end_of_run(self, start: int, stop: int) -> int:
         """Where the run of dicts of `start`'s shape (or of irregular ones) ends, at most
@@ -60,10 +66,10 @@ class BlockDicts:
         return min(stop, int(self.changes[after])) if after < len(self.changes) else stop
 
 
-def locate(block: bytes, first_line: int,
-           newlines: np.ndarray | None = None) -> BlockDicts | None:
-    """The block's candidate dicts: the first `{'` of each line (None when there is none);
-    `newlines`: where the block's line ends are, if known."""
+def locate(block: bytes, newlines: np.ndarray | None = None) -> BlockDicts | None:
+    """The block's candidate dicts: the first `{'` of each line, with the index of its line
+    in the block (None when there is none); `newlines`: where the block's line ends are, if
+    known."""
     if block.find(b"{") < 0:
         return None
     data = view(block)
@@ -79,7 +85,7 @@ def locate(block: bytes, first_line: int,
     first[1:] = line_index[1:] != line_index[:-1]
     line_index = line_index[first]
     ends = np.append(newlines, len(block))[line_index]
-    return BlockDicts(braces[first], first_line + line_index, ends)
+    return BlockDicts(braces[first], line_index, ends)
 
 
 def classify(block: bytes, dicts: BlockDicts, start: int, table: MetricsTable) -> None:
