@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from .budget import budget
 from .conftest import ROOT
 
 BLOCK_TORCH = (
@@ -18,7 +19,7 @@ BLOCK_TORCH = (
 
 def test_suite_passes_without_torch():
     result = subprocess.run([sys.executable, "-c", BLOCK_TORCH], cwd=ROOT, capture_output=True,
-                            text=True, timeout=900)
+                            text=True, timeout=budget(900))
     tail = result.stdout[-2000:]
     assert result.returncode == 0, tail
     assert " passed" in tail
