@@ -37,11 +37,6 @@ def positions(block: bytes, byte: int) -> np.ndarray:
     return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
-def holds_byte(block: bytes, byte: int) -> bool:
-    """Whether `byte` occurs in the block (`in` would hold the GIL over the whole block)."""
-    return any(bool((piece == byte).any()) for _, piece in _pieces(view(block)))
-
-
 def count_occurrences(block: bytes, needle: bytes) -> int:
     """How many times `needle` starts in the block (every start: a needle that can overlap
     itself is counted at each overlap, unlike `bytes.count`)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from forensics.files import read_cached, write_cached
-from forensics.inputs.bytesearch import holds_byte
+from forensics.inputs.bytesearch import count_byte
 
 try:  # Hyperscan has wheels for x86-64 and aarch64 only.
     import hyperscan
@@ -89,7 +89,7 @@ def _unextended_ends(block: bytes, keyword: Keyword) -> list[int]:
     text = keyword.text.lower() if keyword.caseless else keyword.text
     head = block[:len(text)]
     ends = [len(text)] if (head.lower() if keyword.caseless else head) == text else []
-    if holds_byte(block, 0):
+    if count_byte(block, 0):  # numpy lets go of the GIL; `in` would hold it
         haystack = block.lower() if keyword.caseless else block
         start = haystack.find(b"\0" + text)
         while start >= 0:

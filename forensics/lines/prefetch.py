@@ -135,7 +135,8 @@ class _Cursor:
         # where dicts may be, their line numbers come from the pass that counts lines
         ends = positions(raw, NEWLINE) if block is raw and raw.find(b"{") >= 0 else None
         newlines = count_byte(raw, NEWLINE) if ends is None else len(ends)
-        dicts = locate(block, ends)
+        # a log read as it is holds dicts only where `{` was found above: not searched again
+        dicts = locate(block, ends) if ends is not None or block is not raw else None
         if dicts is not None:
             classify(block, dicts, 0, reading.table)
         redraws = block_redraws(block, reading.bars.known_totals())
