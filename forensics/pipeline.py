@@ -178,7 +178,7 @@ def export_timeline(sources: list[Source], fmt: str) -> tuple[str | bytes | None
     timeline = build_timeline([lines.metrics for lines in passes])
     if timeline is None:
         return None, problems
-    frame = timeline.frame.reset_index()
+    frame = timeline.to_frame().reset_index()
     frame["kind"] = frame["kind"].astype(str)
     frame = redact_frame(frame)
     # what a terminal or a spreadsheet shows: no terminal controls or bidi overrides
@@ -190,7 +190,7 @@ def export_timeline(sources: list[Source], fmt: str) -> tuple[str | bytes | None
 
 
 def _health(tables: list[MetricsTable], stacks: tuple[str, ...]) -> Health | None:
-    """Timeline and health rules; pandas is imported only when there are metrics."""
+    """Timeline and health rules (their modules are imported only when there are metrics)."""
     if not any(len(table) for table in tables):
         return None
     from forensics.metrics.judge import judge

@@ -189,7 +189,7 @@ def test_a_lightning_bar_gives_one_record_per_step_and_its_nan(tmp_path):
     log = tmp_path / "train.log"
     log.write_text("".join(redraws) + "\n")
     frame = build_timeline([line_pass(Source(str(log), log), compile_plan(load_catalog()))
-                            .metrics]).frame
+                            .metrics]).to_frame()
     assert list(frame.index) == list(range(1, 81))  # epoch x 40 + batch, each once
     root = analyze(log).root_cause
     assert root.finding.signature == "nan-loss" and root.finding.step == 70

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -31,7 +32,7 @@ def frame_of(tmp_path: Path, text: str) -> pd.DataFrame:
     from forensics.lines.linepass import compile_plan, line_pass
 
     table = line_pass(Source("t.log", data=text.encode()), compile_plan(load_catalog())).metrics
-    return build_timeline([table]).frame
+    return build_timeline([table]).to_frame()
 
 
 def bar(step: int, total: int) -> str:
@@ -318,3 +319,18 @@ def test_a_pretty_printed_metrics_dict_is_one_record(tmp_path):
     assert len(evals) == 1 and evals["eval_loss"].iloc[0] == 0.51
     assert evals["eval_runtime"].iloc[0] == 10.2
     assert len(frame[frame["kind"] == "train"]) == 2
+
+
+@pytest.mark.parametrize(("length", "window", "min_records"),
+                         [(1, 10, 5), (6, 10, 5), (10, 10, 5), (11, 10, 5), (300, 10, 5),
+                          (50, 7, 1), (50, 3, 3)])
+def test_the_spike_baseline_is_the_running_median_of_the_records_before(length, window,
+                                                                         min_records):
+    """The baseline a spike is judged against, from numpy, is pandas' shifted rolling
+    median (what it was computed with before pandas left `analyze`)."""
+    from forensics.metrics.health import _running_median
+
+    values = np.random.default_rng(length).lognormal(size=length)
+    expected = pd.Series(values).rolling(window, min_periods=min_records).median().shift(1)
+    np.testing.assert_array_equal(_running_median(values, window, min_records),
+                                  expected.to_numpy())

@@ -1,2 +1,2 @@
 """Metrics: metric records in (from the line pass or JSON artifacts), a columnar table, a
-pandas timeline and health `Anomaly`s out."""
+timeline of numpy arrays and health `Anomaly`s out."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from forensics.errors import CatalogError
 from forensics.metrics.names import named_like, spellings
@@ -22,7 +23,8 @@ from forensics.metrics.rules import (
     load_rules,
     range_rules,
 )
-from forensics.metrics.timeline import Timeline, nonfinite_onset
+from forensics.metrics.table import EVAL
+from forensics.metrics.timeline import Metric, Timeline, nonfinite_onset
 from forensics.model import Anomaly
 
 LOSS = spellings("loss")
@@ -60,13 +62,13 @@ def assess(timeline: Timeline, stacks: tuple[str, ...] = ()) -> list[Anomaly]:
     where health.toml has them."""
     rules = load_rules()
     mode = run_mode(timeline)
-    train = timeline.train
     anomalies: list[Anomaly] = []
     for rule in rules.ranges:
         if rule.when in JUDGED_BY[mode]:
             rule = replace(rule, advice=rule.advice_for(stacks))
-            anomalies += _one_per_rule([a for column in _matching(train.columns, rule.metric)
-                                        if (a := _range_anomaly(rule, column, train[column]))])
+            found = [a for column in _matching(timeline.names, rule.metric)
+                     if (a := _range_anomaly(rule, timeline.metric(column)))]
+            anomalies += _one_per_rule(found)
     for detector in rules.detectors:
         if mode in detector.families:
             detector = replace(detector, advice=detector.advice_for(stacks))
@@ -85,7 +87,7 @@ def _one_per_rule(found: list[Anomaly]) -> list[Anomaly]:
                                   f"column(s): {names}.")]
 
 
-def _matching(columns: pd.Index, names: tuple[str, ...]) -> list[str]:
+def _matching(columns: Sequence[str], names: tuple[str, ...]) -> list[str]:
     """Columns named by `names` (or by another spelling of the same metric: Megatron's
     `grad norm`, verl's `actor/entropy`), where `*` stands for one path part (no `/`)."""
     found = []
@@ -95,7 +97,7 @@ def _matching(columns: pd.Index, names: tuple[str, ...]) -> list[str]:
     return found
 
 
-def _first(columns: pd.Index, names: tuple[str, ...]) -> str | None:
+def _first(columns: Sequence[str], names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in columns), None)
 
 
@@ -104,22 +106,25 @@ def _watched(detector: Detector) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for name in detector.metric for s in spellings(name)))
 
 
-def _watched_values(detector: Detector, frame: pd.DataFrame) -> pd.Series | None:
-    """The logged values of the first column the detector watches (None if none is logged)."""
-    column = _first(frame.columns, _watched(detector))
-    return None if column is None else frame[column].dropna()
+def _watched_values(detector: Detector, timeline: Timeline) -> Metric | None:
+    """The finite logged training values of the first column the detector watches (None if
+    none is logged)."""
+    column = _first(timeline.names, _watched(detector))
+    return None if column is None else timeline.logged(column)
 
 
 def _healthy(metric: str, mode: str, otherwise: str) -> str:
     """The healthy range health.toml's range rules give a metric in this mode."""
     for rule in range_rules():
-        if rule.when in JUDGED_BY[mode] and _matching(pd.Index([metric]), rule.metric):
+        if rule.when in JUDGED_BY[mode] and _matching([metric], rule.metric):
             return rule.healthy
     return otherwise
 
 
-def _range_anomaly(rule: RangeRule, column: str, values: pd.Series) -> Anomaly | None:
-    bad = rule.violated(values).to_numpy()
+def _range_anomaly(rule: RangeRule, metric: Metric) -> Anomaly | None:
+    """The longest run of out-of-range values (a record that did not log the metric ends a
+    run), when it is long enough for the rule."""
+    bad = rule.violated(metric.values)
     run = best = 0
     best_end = -1
     for i, flag in enumerate(bad):
@@ -133,10 +138,9 @@ def _range_anomaly(rule: RangeRule, column: str, values: pd.Series) -> Anomaly |
     if best < rule.min_run and not whole_excerpt:
         return None
     start = best_end - best + 1
-    steps = values.index
-    value = float(values.iloc[start])
-    return Anomaly(column, rule.kind, int(steps[start]), int(steps[best_end]), value,
-                   rule.healthy, rule.advice)
+    steps = metric.steps
+    return Anomaly(metric.name, rule.kind, int(steps[start]), int(steps[best_end]),
+                   float(metric.values[start]), rule.healthy, rule.advice)
 
 
 def _nonfinite(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
@@ -145,9 +149,9 @@ def _nonfinite(detector: Detector, timeline: Timeline, mode: str) -> list[Anomal
     loss still prints numbers."""
     watched = _watched(detector)
     # then any other column whose name says it is one (`avr_loss`, `nll_loss`)
-    watched += tuple(c for c in timeline.train.columns if c not in watched
+    watched += tuple(c for c in timeline.names if c not in watched
                      and any(named_like(c, name) for name in detector.metric))
-    onset = nonfinite_onset(timeline, watched) or nonfinite_onset(timeline, EVAL_LOSS, "eval")
+    onset = nonfinite_onset(timeline, watched) or nonfinite_onset(timeline, EVAL_LOSS, EVAL)
     if onset is None:
         return []
     step, metric = onset
@@ -155,113 +159,122 @@ def _nonfinite(detector: Detector, timeline: Timeline, mode: str) -> list[Anomal
                     _healthy(metric, mode, detector.healthy), detector.advice)]
 
 
+def _running_median(values: np.ndarray, window: int, min_records: int) -> np.ndarray:
+    """Each value's baseline: the median of the up to `window` values before it, NaN where
+    fewer than `min_records` come before it."""
+    baseline = np.full(len(values), np.nan)
+    for i in range(max(min_records, 1), min(window, len(values))):
+        baseline[i] = np.median(values[:i])
+    if len(values) > window:
+        baseline[window:] = np.median(sliding_window_view(values[:-1], window), axis=1)
+    return baseline
+
+
 def _spike(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """A jump over the running median of the records before it."""
-    values = _watched_values(detector, timeline.train)
-    if values is None or len(values) <= detector["min_records"]:
+    metric = _watched_values(detector, timeline)
+    if metric is None or len(metric) <= detector["min_records"]:
         return []
-    column = str(values.name)
-    baseline = values.rolling(int(detector["window"]), min_periods=int(detector["min_records"])
-                              ).median().shift(1)
-    hits = np.flatnonzero(((baseline > 0) & (values > baseline * detector["factor"])
-                           & (values - baseline > detector["min_rise"])).to_numpy())
+    values = metric.values
+    baseline = _running_median(values, int(detector["window"]), int(detector["min_records"]))
+    hits = np.flatnonzero((baseline > 0) & (values > baseline * detector["factor"])
+                          & (values - baseline > detector["min_rise"]))
     if not len(hits):
         return []
     first, last = hits[0], hits[-1]
-    ratio = values.iloc[first] / baseline.iloc[first]
-    return [Anomaly(column, "spike", int(values.index[first]), int(values.index[last]),
-                    float(values.iloc[first]),
-                    f"{_healthy(column, mode, detector.healthy)} "
+    ratio = values[first] / baseline[first]
+    return [Anomaly(metric.name, "spike", int(metric.steps[first]), int(metric.steps[last]),
+                    float(values[first]),
+                    f"{_healthy(metric.name, mode, detector.healthy)} "
                     f"(x{ratio:.0f} over the running median)",
                     detector.advice)]
 
 
 def _plateau(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """A loss whose last quarter is no lower than its first, and high."""
-    values = _watched_values(detector, timeline.train)
-    if values is None or len(values) < detector["min_records"]:
+    metric = _watched_values(detector, timeline)
+    if metric is None or len(metric) < detector["min_records"]:
         return []
-    column = str(values.name)
-    quarter = len(values) // 4
-    early, late = values.iloc[:quarter].median(), values.iloc[-quarter:].median()
+    quarter = len(metric) // 4
+    early = float(np.median(metric.values[:quarter]))
+    late = float(np.median(metric.values[-quarter:]))
     if late > detector["above"] and late >= detector["flat_ratio"] * early:
-        return [Anomaly(column, "plateau", int(values.index[quarter]), int(values.index[-1]),
-                        float(late), detector.healthy, detector.advice)]
+        return [Anomaly(metric.name, "plateau", int(metric.steps[quarter]),
+                        int(metric.steps[-1]), late, detector.healthy, detector.advice)]
     return []
 
 
 def _overfitting(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """Evaluation loss rising past its best while the training loss still falls."""
-    train, evals = timeline.train, timeline.eval
-    eval_column = _first(evals.columns, _watched(detector))
-    train_column = _first(train.columns, LOSS)
+    eval_column = _first(timeline.names, _watched(detector))
+    train_column = _first(timeline.names, LOSS)
     if eval_column is None or train_column is None:
         return []
-    eval_loss = evals[eval_column].dropna()
-    train_loss = train[train_column].dropna()
+    evaluated = timeline.logged(eval_column, EVAL)
+    eval_loss, train_loss = evaluated.values, timeline.logged(train_column).values
     if len(eval_loss) < detector["min_evals"] or len(train_loss) < detector["min_records"]:
         return []
-    best = eval_loss.idxmin()
-    rising = (eval_loss.iloc[-1] > eval_loss.min() * detector["eval_rise"]
-              and eval_loss.iloc[-1] > eval_loss.iloc[-2])
+    best = int(evaluated.steps[np.argmin(eval_loss)])
+    rising = (eval_loss[-1] > eval_loss.min() * detector["eval_rise"]
+              and eval_loss[-1] > eval_loss[-2])
     half = len(train_loss) // 2
-    falling = train_loss.iloc[half:].mean() < train_loss.iloc[:half].mean()
+    falling = train_loss[half:].mean() < train_loss[:half].mean()
     if not (rising and falling):
         return []
-    return [Anomaly(eval_column, "overfitting", int(best), int(eval_loss.index[-1]),
-                    float(eval_loss.iloc[-1]), detector.healthy,
-                    f"{detector.advice} Keep the checkpoint of step {int(best)}.")]
+    return [Anomaly(eval_column, "overfitting", best, int(evaluated.steps[-1]),
+                    float(eval_loss[-1]),
+                    detector.healthy, f"{detector.advice} Keep the checkpoint of step {best}.")]
 
 
-def _learning_rates(train: pd.DataFrame, detector: Detector) -> pd.Series | None:
-    lr = _watched_values(detector, train)
-    return lr if lr is not None and len(lr) >= detector["min_records"] and lr.max() > 0 \
-        else None
+def _learning_rates(timeline: Timeline, detector: Detector) -> Metric | None:
+    lr = _watched_values(detector, timeline)
+    return lr if lr is not None and len(lr) >= detector["min_records"] \
+        and lr.values.max() > 0 else None
 
 
 def _no_warmup(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """A schedule that starts at its peak and decays."""
-    lr = _learning_rates(timeline.train, detector)
+    lr = _learning_rates(timeline, detector)
     if lr is None:
         return []
-    if lr.iloc[0] >= detector["start_ratio"] * lr.max() \
-            and lr.iloc[-1] < detector["decay_ratio"] * lr.max():
-        return [Anomaly(str(lr.name), "no-warmup", int(lr.index[0]), int(lr.index[0]),
-                        float(lr.iloc[0]), detector.healthy, detector.advice)]
+    values, peak = lr.values, lr.values.max()
+    if values[0] >= detector["start_ratio"] * peak and values[-1] < detector["decay_ratio"] * peak:
+        return [Anomaly(lr.name, "no-warmup", int(lr.steps[0]), int(lr.steps[0]),
+                        float(values[0]), detector.healthy, detector.advice)]
     return []
 
 
 def _rising(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """A learning rate that climbs again in the run's last part, after its peak."""
-    lr = _learning_rates(timeline.train, detector)
+    lr = _learning_rates(timeline, detector)
     if lr is None:
         return []
-    tail_start = int(len(lr) * detector["tail"])
-    if int(np.argmax(lr.to_numpy())) < tail_start \
-            and lr.iloc[-1] > detector["rise"] * lr.iloc[tail_start]:
-        return [Anomaly(str(lr.name), "rising", int(lr.index[tail_start]), int(lr.index[-1]),
-                        float(lr.iloc[-1]), detector.healthy, detector.advice)]
+    values = lr.values
+    tail_start = int(len(values) * detector["tail"])
+    if int(np.argmax(values)) < tail_start and values[-1] > detector["rise"] * values[tail_start]:
+        return [Anomaly(lr.name, "rising", int(lr.steps[tail_start]), int(lr.steps[-1]),
+                        float(values[-1]), detector.healthy, detector.advice)]
     return []
 
 
 def _climbing(detector: Detector, timeline: Timeline, mode: str) -> list[Anomaly]:
     """Completion length climbing on every recent record to near its maximum."""
-    train = timeline.train
-    lengths = _watched_values(detector, train)
+    lengths = _watched_values(detector, timeline)
     records = int(detector["records"])
     if lengths is None or len(lengths) < records:
         return []
-    mean = str(lengths.name)
-    ceiling = train["completions/max_length"].max() if "completions/max_length" in train else None
-    last = lengths.iloc[-records:]
-    climbing = bool((last.diff().dropna() >= 0).all()) \
-        and last.iloc[-1] > detector["growth"] * lengths.iloc[0]
-    near_max = ceiling is not None and not math.isnan(ceiling) \
-        and last.iloc[-1] >= detector["near_max"] * ceiling
+    ceiling = timeline.logged("completions/max_length").values \
+        if timeline.has("completions/max_length") else None
+    last = lengths.values[-records:]
+    climbing = bool((np.diff(last) >= 0).all()) \
+        and last[-1] > detector["growth"] * lengths.values[0]
+    near_max = ceiling is not None and len(ceiling) > 0 \
+        and last[-1] >= detector["near_max"] * ceiling.max()
     if not (climbing and near_max):
         return []
-    return [Anomaly(mean, "climbing", int(last.index[0]), int(last.index[-1]),
-                    float(last.iloc[-1]), detector.healthy, detector.advice)]
+    return [Anomaly(lengths.name, "climbing", int(lengths.steps[-records]),
+                    int(lengths.steps[-1]), float(last[-1]), detector.healthy,
+                    detector.advice)]
 
 
 DETECTORS = {"nan": _nonfinite, "spike": _spike, "plateau": _plateau,
@@ -283,8 +296,9 @@ def rule_problems(path: str | Path | None = None) -> list[str]:
         for key, series, fires in (("examples", rule.examples, True),
                                    ("counterexamples", rule.counterexamples, False)):
             for n, values in enumerate(series):
-                found = _range_anomaly(rule, rule.metric[0],
-                                       pd.Series(values, index=range(1, len(values) + 1)))
+                steps = np.arange(1, len(values) + 1)
+                found = _range_anomaly(rule, Metric(rule.metric[0], steps,
+                                                    np.array(values, dtype=np.float64)))
                 if (found is not None) != fires:
                     problems.append(f"{where}: range[{index}].{key}[{n}]: "
                                     f"{'not flagged' if fires else 'flagged'}")

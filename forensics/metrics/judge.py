@@ -1,5 +1,6 @@
 """Glue between the scan and the report: build the timeline from the scanned metric tables,
-judge it, and hand the analysis plain data (no DataFrames leave this module)."""
+judge it, and hand the report plain data (the anomalies, the rows around the failure, the
+chart's points)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from forensics.catalog import Catalog
 from forensics.metrics.health import assess, run_mode
-from forensics.metrics.table import MetricsTable
+from forensics.metrics.table import TRAIN, MetricsTable
 from forensics.metrics.timeline import Timeline, build_timeline, chart_series, window
 from forensics.model import Anomaly, Evidence, Finding
 
@@ -26,8 +27,8 @@ class Health:
 
     @property
     def last_step(self) -> int | None:
-        train = self.timeline.train
-        return int(train.index.max()) if len(train) else None
+        train = self.timeline.rows(TRAIN)
+        return int(self.timeline.steps[train].max()) if len(train) else None
 
     def window(self, around: int | None) -> tuple:
         """The logged steps around a failure step (or the end)."""
@@ -45,10 +46,11 @@ class Health:
             anomaly = next((a for a in self.anomalies if kind and a.kind == kind), None)
             if anomaly is None or signature.id in found:
                 continue
-            frame = self.timeline.frame
-            row = frame[frame.index == anomaly.step].iloc[0]
+            timeline = self.timeline
+            row = int(np.flatnonzero(timeline.steps == anomaly.step)[0])
             text = f"{anomaly.metric} = {anomaly.value} at step {anomaly.step} (metrics record)"
-            evidence = Evidence(str(row["source"]), int(row["line"]), text)
+            evidence = Evidence(timeline.source_names[timeline.sources[row]],
+                                int(timeline.lines[row]), text)
             out.append(Finding(signature=signature.id, title=signature.title,
                                category=signature.category, severity=signature.severity,
                                count=1, ranks=(), hosts=(), first=evidence,

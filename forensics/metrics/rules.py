@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
 from forensics import tomlfile
 from forensics.errors import CatalogError
@@ -63,15 +63,16 @@ class RangeRule:
         """The advice in the keys of the first of the run's stacks that has its own."""
         return _advice_for(self.advice, self.stack_advice, stacks)
 
-    def violated(self, values: pd.Series) -> pd.Series:
-        bad = pd.Series(False, index=values.index)
+    def violated(self, values: np.ndarray) -> np.ndarray:
+        """Which values are out of the healthy range (NaN never is)."""
+        bad = np.zeros(len(values), dtype=bool)
         if self.above is not None:
             bad |= values > self.above
         if self.below is not None:
             bad |= values < self.below
         if self.at_most is not None:
             bad |= values <= self.at_most
-        return bad & values.notna()
+        return bad & ~np.isnan(values)
 
 
 @dataclass(frozen=True)

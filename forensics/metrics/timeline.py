@@ -1,5 +1,5 @@
-"""The run's metrics as a pandas DataFrame indexed by global step, train and eval rows
-apart. Imported only when a job has metrics (pandas is a heavy import)."""
+"""The run's metrics as one table of numpy arrays in step order, train and eval rows apart
+(pandas, a heavy import, only for the `forensics timeline` export: `Timeline.to_frame`)."""
 
 from __future__ import annotations
 
@@ -7,48 +7,97 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 
 import numpy as np
-import pandas as pd
 
 from forensics.metrics.names import column as metric_column
 from forensics.metrics.table import EVAL, KIND_NAMES, PRESENT, TRAIN, MetricsTable
 from forensics.text import md_text
 
-
-@dataclass(frozen=True)
-class Timeline:
-    """`frame`: one row per record (index `step`; columns `kind`, `source`, `line` and one per
-    metric, as logged: NaN where not logged, and NaN/inf where logged so; a metric the log
-    named like one of those four is `logged_<name>`); `nonfinite`: which cells were logged as
-    NaN or Inf. `train` and `eval` hold finite values only (each made once: every detector
-    reads them; nothing may change them)."""
-
-    frame: pd.DataFrame
-    nonfinite: pd.DataFrame
-
-    @cached_property
-    def clean(self) -> pd.DataFrame:
-        return self.frame.mask(self.nonfinite)
-
-    @cached_property
-    def train(self) -> pd.DataFrame:
-        clean = self.clean
-        return clean[clean["kind"] == "train"]
-
-    @cached_property
-    def eval(self) -> pd.DataFrame:
-        clean = self.clean
-        return clean[clean["kind"] == "eval"]
-
-    @property
-    def metric_columns(self) -> list[str]:
-        return [c for c in self.frame.columns if c not in BOOKKEEPING]
-
-
 BOOKKEEPING = ("kind", "source", "line")
 
 
+@dataclass(frozen=True, eq=False)
+class Metric:
+    """One metric's values in record order, with each record's step."""
+
+    name: str
+    steps: np.ndarray  # int64
+    values: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def logged(self) -> Metric:
+        """The records that hold a value (NaN dropped)."""
+        held = ~np.isnan(self.values)
+        return self if held.all() else Metric(self.name, self.steps[held], self.values[held])
+
+
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """One row per record, every source's rows in step order of the sources: `steps`,
+    `kinds` (TRAIN or EVAL), `sources` (an index into `source_names`) and `lines`; one
+    column per metric in `names` (as logged; a metric the log named like `step` or one of
+    BOOKKEEPING is `logged_<name>`): `values` (rows x names; NaN where not logged, NaN/inf
+    where logged so) and `nonfinite` (which cells were logged as NaN or inf). Nothing may
+    change the arrays: every detector reads them."""
+
+    steps: np.ndarray
+    kinds: np.ndarray
+    sources: np.ndarray
+    source_names: tuple[str, ...]
+    lines: np.ndarray
+    names: tuple[str, ...]
+    values: np.ndarray
+    nonfinite: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def metric_columns(self) -> list[str]:
+        return list(self.names)
+
+    @cached_property
+    def _rows(self) -> dict[int, np.ndarray]:
+        return {kind: np.flatnonzero(self.kinds == kind) for kind in (TRAIN, EVAL)}
+
+    def rows(self, kind: int = TRAIN) -> np.ndarray:
+        """The positions of the records of a kind, in order."""
+        return self._rows[kind]
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def metric(self, name: str, kind: int = TRAIN) -> Metric:
+        """A metric's finite values over the records of a kind (NaN where a record did not
+        log it or logged it as NaN or inf)."""
+        rows, column = self.rows(kind), self.names.index(name)
+        values = self.values[rows, column]
+        clean = np.where(self.nonfinite[rows, column], np.nan, values)
+        return Metric(name, self.steps[rows], clean)
+
+    def logged(self, name: str, kind: int = TRAIN) -> Metric:
+        """A metric's finite logged values over the records of a kind."""
+        return self.metric(name, kind).logged()
+
+    def to_frame(self):
+        """The timeline as a pandas DataFrame indexed by `step`: columns `kind` (categorical),
+        `source`, `line` and one per metric (values as logged)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(dict(zip(self.names, self.values.T, strict=True)),
+                             index=pd.Index(self.steps, name="step"))
+        frame.insert(0, "line", self.lines)
+        frame.insert(0, "source", np.array(self.source_names, dtype=object)[self.sources]
+                     if self.source_names else np.zeros(0, dtype=object))
+        codes = np.select([self.kinds == TRAIN, self.kinds == EVAL], [0, 1], -1)
+        frame.insert(0, "kind", pd.Categorical.from_codes(
+            codes, categories=[KIND_NAMES[TRAIN], KIND_NAMES[EVAL]]))
+        return frame
+
+
 def _metric_column(key: str) -> str:
-    """The frame column of a logged key: never one of the frame's own names."""
+    """The timeline column of a logged key: never one of the export's own names."""
     return f"logged_{key}" if key in (*BOOKKEEPING, "step") else key
 
 
@@ -80,6 +129,13 @@ class _Cells:
         return data, flags
 
 
+def _forward_filled(steps: np.ndarray) -> np.ndarray:
+    """Each NaN step as the last step before it (0 before the first)."""
+    known = ~np.isnan(steps)
+    last = np.maximum.accumulate(np.where(known, np.arange(len(steps)), -1))
+    return np.where(last >= 0, steps[np.maximum(last, 0)], 0.0)
+
+
 def _table_steps(table: MetricsTable, cells: _Cells) -> np.ndarray:
     """Each record's step in the timeline."""
     steps = np.frombuffer(table.steps, dtype=np.float64).copy()
@@ -91,31 +147,32 @@ def _table_steps(table: MetricsTable, cells: _Cells) -> np.ndarray:
         # step lines, such as DeepSpeed's every N steps, are not theirs to share): number
         # them 1, 2, 3 ... in their order
         steps = np.where(stepless, np.cumsum(stepless), steps)
-    steps = pd.Series(steps).ffill().fillna(0).to_numpy()
+    steps = _forward_filled(steps)
     epoch = table.keys.index("epoch") if "epoch" in table.keys else None
     if epoch is not None and epoch in cells.columns:
         steps = _untie(steps, kinds == TRAIN, cells.column(epoch)[0])
     return steps.astype(np.int64)
 
 
-def _table_frame(table: MetricsTable, cells: _Cells, steps: np.ndarray,
-                 keep: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The `keep` records of a table as a frame indexed by their `steps`, and which of its
-    cells were logged as NaN or inf."""
-    values, bad = {}, {}
+@dataclass(frozen=True)
+class _Part:
+    """The records one table adds to the timeline, by metric name."""
+
+    steps: np.ndarray
+    kinds: np.ndarray
+    lines: np.ndarray
+    columns: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (values, logged non-finite)
+
+
+def _table_part(table: MetricsTable, cells: _Cells, steps: np.ndarray,
+                keep: np.ndarray) -> _Part:
+    """The `keep` records of a table, at their `steps`."""
+    columns = {}
     for column in cells.columns:
         data, flags = cells.column(column)
-        name = _metric_column(table.keys[column])
-        values[name], bad[name] = data[keep], flags[keep]
-    index = pd.Index(steps[keep], name="step")
-    frame = pd.DataFrame(values, index=index)
-    frame.insert(0, "line", np.frombuffer(table.lines, dtype=np.int64)[keep])
-    frame.insert(0, "source", table.source)
+        columns[_metric_column(table.keys[column])] = data[keep], flags[keep]
     kinds = np.frombuffer(table.kinds, dtype=np.int8)[keep]
-    codes = np.select([kinds == TRAIN, kinds == EVAL], [0, 1], -1)
-    frame.insert(0, "kind", pd.Categorical.from_codes(
-        codes, categories=[KIND_NAMES[TRAIN], KIND_NAMES[EVAL]]))
-    return frame, pd.DataFrame(bad, index=index)
+    return _Part(steps[keep], kinds, np.frombuffer(table.lines, dtype=np.int64)[keep], columns)
 
 
 def _untie(steps: np.ndarray, train: np.ndarray, epochs: np.ndarray) -> np.ndarray:
@@ -150,38 +207,57 @@ def build_timeline(tables: list[MetricsTable]) -> Timeline | None:
     if not tables:
         return None
     tables.sort(key=lambda t: (not t.source.endswith("trainer_state.json"), -t.count(TRAIN)))
-    frames, flags = [], []
+    parts: list[_Part] = []
+    sources: list[str] = []
     last_step = -1
-    for table in tables:  # a frame is built only of the records it keeps
+    for table in tables:  # a part is made only of the records it keeps
         cells = _Cells(table)
         steps = _table_steps(table, cells)
-        keep = steps > last_step if frames else np.ones(len(steps), dtype=bool)
+        keep = steps > last_step if parts else np.ones(len(steps), dtype=bool)
         if keep.any():
-            frame, bad = _table_frame(table, cells, steps, keep)
-            frames.append(frame)
-            flags.append(bad)
+            parts.append(_table_part(table, cells, steps, keep))
+            sources.append(table.source)
             last_step = max(last_step, int(steps[keep].max()))
-    frame = pd.concat(frames)
-    nonfinite = pd.concat(flags).reindex(columns=frame.columns, fill_value=False)
-    return Timeline(frame, nonfinite.fillna(False).astype(bool))
+    return _joined(parts, tuple(sources))
+
+
+def _joined(parts: list[_Part], sources: tuple[str, ...]) -> Timeline:
+    """The parts one after the other; a metric some part did not log is NaN in its rows."""
+    names = tuple(dict.fromkeys(name for part in parts for name in part.columns))
+    rows = sum(len(part.steps) for part in parts)
+    values = np.full((rows, len(names)), np.nan)
+    nonfinite = np.zeros((rows, len(names)), dtype=bool)
+    first = 0
+    for part in parts:
+        stop = first + len(part.steps)
+        for name, (data, flags) in part.columns.items():
+            column = names.index(name)
+            values[first:stop, column], nonfinite[first:stop, column] = data, flags
+        first = stop
+    return Timeline(
+        steps=np.concatenate([part.steps for part in parts]),
+        kinds=np.concatenate([part.kinds for part in parts]),
+        sources=np.repeat(np.arange(len(parts)), [len(part.steps) for part in parts]),
+        source_names=sources, lines=np.concatenate([part.lines for part in parts]),
+        names=names, values=values, nonfinite=nonfinite)
 
 
 def nonfinite_onset(timeline: Timeline, metrics: tuple[str, ...],
-                    kind: str = "train") -> tuple[int, str] | None:
+                    kind: int = TRAIN) -> tuple[int, str] | None:
     """The first step at which one of `metrics` was logged as NaN/Inf in records of this
     kind (training or evaluation)."""
-    train = timeline.nonfinite[timeline.frame["kind"].to_numpy() == kind]
+    rows = timeline.rows(kind)
     firsts = []
     for metric in metrics:
-        if metric in train.columns:
-            positions = np.flatnonzero(train[metric].to_numpy())
+        if timeline.has(metric):
+            positions = np.flatnonzero(timeline.nonfinite[rows, timeline.names.index(metric)])
             if len(positions):
                 firsts.append((positions[0], metric))
     if not firsts:
         return None
     position = min(p for p, _ in firsts)
     metric = next(m for p, m in firsts if p == position)  # in the order asked for
-    return int(train.index[position]), metric
+    return int(timeline.steps[rows[position]]), metric
 
 
 KEY_METRICS = ("loss", "grad_norm", "learning_rate", "reward", "reward_std", "entropy", "kl",
@@ -194,21 +270,21 @@ CHART_POINTS = 40
 def window(timeline: Timeline, around: int | None, before: int = 8,
            after: int = 3) -> tuple[tuple[int, tuple[tuple[str, float | None], ...]], ...]:
     """The logged steps around `around` (default: the end), with the key metrics."""
-    frame = timeline.frame
-    columns = [c for c in (metric_column(frame.columns, m) for m in KEY_METRICS) if c][:6]
+    names = timeline.names
+    columns = [c for c in (metric_column(names, m) for m in KEY_METRICS) if c][:6]
     if not columns:
-        columns = timeline.metric_columns[:6]
-    steps = frame.index.to_numpy()
-    end = len(frame) if around is None else int(np.searchsorted(steps, around, side="right"))
-    first, stop = max(0, end - before), min(len(frame), end + (0 if around is None else after))
+        columns = list(names[:6])
+    steps = timeline.steps
+    end = len(steps) if around is None else int(np.searchsorted(steps, around, side="right"))
+    first, stop = max(0, end - before), min(len(steps), end + (0 if around is None else after))
+    positions = [names.index(column) for column in columns]
     rows = []
     for i in range(first, stop):
         values = []
-        for column in columns:
-            value = frame[column].iloc[i]
-            logged_bad = column in timeline.nonfinite and bool(timeline.nonfinite[column].iloc[i])
-            missing = pd.isna(value) and not logged_bad
-            values.append((column, None if missing else float(value)))
+        for column, position in zip(columns, positions, strict=True):
+            value = float(timeline.values[i, position])
+            missing = value != value and not timeline.nonfinite[i, position]
+            values.append((column, None if missing else value))
         rows.append((int(steps[i]), tuple(values)))
     return tuple(rows)
 
@@ -218,18 +294,18 @@ Series = tuple[tuple[str, tuple[tuple[int, float], ...]], ...]
 
 def chart_series(timeline: Timeline, mode: str) -> Series:
     """Up to CHART_POINTS evenly spaced points of the run's two headline metrics."""
-    train = timeline.train
     out = []
     for canonical in CHART_METRICS[mode]:
-        metric = metric_column(train.columns, canonical)
-        if metric is None:
+        name = metric_column(timeline.names, canonical)
+        if name is None:
             continue
-        values = train[metric].dropna()
-        if len(values) < 2:
+        metric = timeline.logged(name)
+        if len(metric) < 2:
             continue
-        picks = np.unique(np.linspace(0, len(values) - 1, min(CHART_POINTS, len(values)))
+        picks = np.unique(np.linspace(0, len(metric) - 1, min(CHART_POINTS, len(metric)))
                           .round().astype(int))
-        out.append((metric, tuple((int(values.index[i]), float(values.iloc[i])) for i in picks)))
+        out.append((name, tuple((int(metric.steps[i]), float(metric.values[i]))
+                                for i in picks)))
     return tuple(out)
 
 
