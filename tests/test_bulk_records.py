@@ -153,6 +153,20 @@ def test_a_source_of_known_size_reads_fewer_records_for_the_same_thinning(plan, 
     assert read_known < read_unknown * 0.8
 
 
+def test_the_last_records_of_a_thinned_log_are_read_in_bulk_too(plan, monkeypatch):
+    """The records read in bulk that the thinning leaves out are held in case they are the
+    log's last (`table.TAIL`): the report shows the steps before the end, not the last
+    k-th."""
+    monkeypatch.setattr(table, "MAX_ROWS", 700)
+    monkeypatch.setattr(records, "BULK_MIN", 16)
+    monkeypatch.setattr(linepass, "BULK_MIN", 16)
+    monkeypatch.setattr(sources.read_blocks, "__defaults__", (64 * 1024,))
+    metrics = linepass.line_pass(Source("run.log", data=_log(5, 6000, 0)), plan).metrics
+    steps = np.frombuffer(metrics.steps)
+    assert metrics.stride > 1
+    assert steps[-table.TAIL:].tolist() == list(range(6001 - table.TAIL, 6001))
+
+
 def test_a_log_of_one_block_is_read_in_bulk_from_its_first_records(plan, monkeypatch):
     assert _same_tables(_log(7, 3000, odd_rate=0), plan, monkeypatch) > 2990
 

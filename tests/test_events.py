@@ -5,7 +5,7 @@ from __future__ import annotations
 from forensics.inputs.sources import Source
 from forensics.lines.linepass import line_pass
 from forensics.metrics import table as table_module
-from forensics.metrics.table import EVAL, TRAIN, MetricsTable
+from forensics.metrics.table import EVAL, TAIL, TRAIN, MetricsTable
 
 
 def scan(text: str, plan):
@@ -162,6 +162,24 @@ def test_a_long_run_is_thinned_but_keeps_its_nan_and_its_count(monkeypatch):
     kept = [metrics.row(i) for i in range(len(metrics))]
     assert any(row.step == 3333 and row.values["loss"] != row.values["loss"] for row in kept)
     assert [row.step for row in kept] == sorted(row.step for row in kept)
+
+
+def test_a_thinned_table_keeps_the_last_records_of_its_source(monkeypatch):
+    """However thinned, a source's last TAIL training records are in its table once it is
+    settled (the report's steps before the failure), each among the rows by its line."""
+    monkeypatch.setattr(table_module, "MAX_ROWS", 1000)
+    metrics = MetricsTable("x")
+    for i in range(5003):
+        metrics.add(2 * i, i, {"loss": 1.0 / (i + 1)})
+        if i == 4995:
+            metrics.add(2 * i + 1, i, {"eval_loss": 0.5})
+    assert metrics.stride > 1 and len(metrics) <= 1000
+    metrics.settle()
+    rows = [metrics.row(i) for i in range(len(metrics))]
+    assert [r.line for r in rows] == sorted(r.line for r in rows)
+    assert [r.step for r in rows if r.kind == TRAIN][-TAIL:] == list(range(5003 - TAIL, 5003))
+    assert rows[-1].values == {"loss": 1.0 / 5003}
+    assert metrics.count(TRAIN) == 5003 and metrics.count(EVAL) == 1
 
 
 def _thinned_run(share_read=None) -> MetricsTable:

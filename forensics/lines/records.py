@@ -26,7 +26,7 @@ from forensics.lines.blocks import METRICS_KEYS
 from forensics.metrics.printed import bulk_pattern
 from forensics.metrics.progress import ProgressTracker
 from forensics.metrics.spans import matching
-from forensics.metrics.table import MetricsTable
+from forensics.metrics.table import TAIL, MetricsTable
 
 _OPEN, _QUOTE = ord("{"), ord("'")
 BULK_MIN = 1024  # dicts left in a block for them to be read in bulk
@@ -115,16 +115,26 @@ def read_run(block: bytes, dicts: BlockDicts, start: int, stop: int, table: Metr
     """Add the regular records `start:stop`, all of one shape and read against one bar
     (`total`; each after a `%`), to the table, in slices it decides on at once: their
     steps now, their values when the table is settled (its thinning drops most of them
-    first on a long log)."""
+    first on a long log). Of each slice's last TAIL records, those the table leaves out
+    are held for its tail."""
     shape = int(dicts.shape[start])
     while start < stop:
         kept, used = table.training_slots(stop - start)
-        chosen = start + kept
-        asked = dicts.braces[np.append(chosen, start + used - 1)]
-        steps = bars.training_steps(block, asked, total, used)[:len(chosen)]
-        if len(chosen):
-            texts = [block[brace:end] for brace, end in
-                     zip(dicts.braces[chosen].tolist(), dicts.ends[chosen].tolist(),
-                         strict=True)]
-            table.append_training(dicts.lines[chosen], steps, texts, shape)
+        last = np.arange(max(used - TAIL, 0), used)
+        left_out = last[~np.isin(last, kept)]
+        asked = np.union1d(kept, left_out)  # ends with the slice's last record, for `bars`
+        steps = bars.training_steps(block, dicts.braces[start + asked], total, used)
+        if len(kept):
+            table.append_training(dicts.lines[start + kept], steps[np.searchsorted(asked, kept)],
+                                  _texts(block, dicts, start + kept), shape)
+        if len(left_out):
+            table.hold(table.offered - used + 1 + left_out, dicts.lines[start + left_out],
+                       steps[np.searchsorted(asked, left_out)],
+                       _texts(block, dicts, start + left_out), shape)
         start += used
+
+
+def _texts(block: bytes, dicts: BlockDicts, chosen: np.ndarray) -> list[bytes]:
+    """The texts of the dicts at `chosen`, each from its `{` to its line's end."""
+    return [block[brace:end] for brace, end in
+            zip(dicts.braces[chosen].tolist(), dicts.ends[chosen].tolist(), strict=True)]

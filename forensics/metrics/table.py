@@ -7,6 +7,7 @@ import math
 import re
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import compress, repeat
@@ -21,6 +22,11 @@ KIND_NAMES = {TRAIN: "train", EVAL: "eval", SUMMARY: "summary"}
 #: cell states: a number (finite or not), logged as None, a finite number not read yet
 PRESENT, NONE, PENDING = 1, 2, 3
 MAX_ROWS = 100_000  # records per source; beyond, training records are thinned (see `_skipped`)
+#: the last training records of a source, kept whatever the thinning: what the run was doing
+#: when it stopped is read from them (the report's steps before the failure). Those the
+#: thinning left out are held (`_tail`); a kept one that a thinning drops again within the
+#: last TAIL records logged (once in ~MAX_ROWS / 2 x stride records) is not.
+TAIL = 16
 #: the share of a source read before its density of records is trusted to judge the rest by
 ANTICIPATE_AFTER = 1 / 8
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
@@ -131,6 +137,9 @@ class MetricsTable:
         self._pending_rows = array("i")
         self._pending_shapes = array("h")
         self._pending_texts: list[bytes] = []
+        #: training records the thinning left out, the latest TAIL: (offered, line, step,
+        #: values) or, read in bulk, (offered, line, step, (bulk shape, text))
+        self._tail: deque[tuple[int, int, float | None, object]] = deque(maxlen=TAIL)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -158,7 +167,12 @@ class MetricsTable:
             self.summary = values
             return
         if self._skipped(kind, values.values()):
+            self._tail.append((self.offered, line, step, values))
             return
+        self._append(line, step, kind, values)
+
+    def _append(self, line: int, step: float | None, kind: int,
+                values: dict[str, float | None]) -> None:
         row = len(self.steps)
         self.steps.append(math.nan if step is None else float(step))
         self.lines.append(line)
@@ -208,6 +222,9 @@ class MetricsTable:
                 own_step = numbers.pop(shape.step_at)
                 step = int(own_step) if math.isfinite(own_step) else step
             if self._skipped(shape.kind, numbers):
+                names = [self.keys[column] for column in shape.columns]
+                self._tail.append((self.offered, line, step, dict(zip(names, numbers,
+                                                                      strict=True))))
                 return shape.kind
             row = len(self.steps)
             self.steps.append(math.nan if step is None else float(step))
@@ -279,9 +296,19 @@ class MetricsTable:
         self._pending_shapes.extend(repeat(shape, count))
         self._pending_texts += texts
 
+    def hold(self, offered: np.ndarray, lines: np.ndarray, steps: np.ndarray,
+             texts: list[bytes], shape: int) -> None:
+        """Keep aside training records read in bulk that `training_slots` left out (each
+        numbered among the training records logged), in case they are among the source's
+        last TAIL: `settle` adds those."""
+        self._tail.extend(zip(offered.tolist(), lines.tolist(), steps.tolist(),
+                              ((shape, text) for text in texts), strict=True))
+
     def settle(self) -> None:
-        """Read the values of the records added in bulk that are still kept: per bulk
-        shape, one RE2 call over their texts."""
+        """Add the source's last TAIL training records that the thinning left out, and read
+        the values of the records added in bulk that are still kept: per bulk shape, one RE2
+        call over their texts."""
+        self._close_tail()
         if not self._pending_texts:
             return
         rows = np.frombuffer(self._pending_rows, dtype=np.int32)
@@ -300,6 +327,31 @@ class MetricsTable:
             states[cells] = PRESENT
         self._pending_rows, self._pending_shapes = array("i"), array("h")
         self._pending_texts = []
+
+    def _close_tail(self) -> None:
+        """Add the held records among the last TAIL training records logged, each after
+        the rows of the lines before it."""
+        held = [record for record in self._tail if record[0] > self.offered - TAIL]
+        self._tail.clear()
+        first = len(self.steps)
+        for _, line, step, record in held:
+            if isinstance(record, dict):
+                self._append(line, step, TRAIN, record)
+            else:
+                shape, text = record
+                self.append_training(np.array([line]), np.array([step], dtype=np.float64),
+                                     [text], shape)
+        if held:
+            self._merge_rows(first)
+
+    def _merge_rows(self, first: int) -> None:
+        """Move the rows from `first` on among the rows before, by their lines."""
+        lines = np.frombuffer(self.lines, dtype=np.int64)
+        places = np.arange(len(lines), dtype=np.float64)
+        places[first:] = np.searchsorted(lines[:first], lines[first:], side="right") - 0.5
+        order = np.argsort(places, kind="stable")
+        if (order[first:] != np.arange(first, len(lines))).any():
+            self._take_rows(order)
 
     def _skipped(self, kind: int, values: Iterable[float | None]) -> bool:
         """Whether a training record is left out to keep the table under MAX_ROWS: past
@@ -349,24 +401,34 @@ class MetricsTable:
             for protected in (np.flatnonzero(nonfinite), np.flatnonzero(kinds != TRAIN)):
                 if len(protected):
                     keep[[protected[0], protected[-1]]] = True
-        renumbered = (np.cumsum(keep) - 1).astype(np.int32)
-        cells = keep[rows]
+        self._take_rows(np.flatnonzero(keep))
+        self.stride *= 2
+
+    def _take_rows(self, order: np.ndarray) -> None:
+        """Keep the rows at `order` (their indexes, in their new order), with their cells
+        and, for those read in bulk, their texts; drop the others."""
+        moved_to = np.full(len(self.steps), -1, dtype=np.int32)
+        moved_to[order] = np.arange(len(order), dtype=np.int32)
+        rows = moved_to[np.frombuffer(self.cell_rows, dtype=np.int32)]
+        cells = np.flatnonzero(rows >= 0)
+        cells = cells[np.argsort(rows[cells], kind="stable")]
         if self._pending_texts:
-            pending = np.frombuffer(self._pending_rows, dtype=np.int32)
-            held = keep[pending]
-            self._pending_rows = array("i", renumbered[pending[held]].tobytes())
+            pending = moved_to[np.frombuffer(self._pending_rows, dtype=np.int32)]
+            held = pending >= 0
+            self._pending_rows = array("i", pending[held].tobytes())
             self._pending_shapes = array("h", np.frombuffer(self._pending_shapes,
                                                             dtype=np.int16)[held].tobytes())
             self._pending_texts = list(compress(self._pending_texts, held.tolist()))
-        self.steps = array("d", np.frombuffer(self.steps, dtype=np.float64)[keep].tobytes())
-        self.lines = array("q", np.frombuffer(self.lines, dtype=np.int64)[keep].tobytes())
-        self.kinds = array("b", kinds[keep].tobytes())
-        self.cell_rows = array("i", renumbered[rows[cells]].tobytes())
+        self.steps = array("d", np.frombuffer(self.steps, dtype=np.float64)[order].tobytes())
+        self.lines = array("q", np.frombuffer(self.lines, dtype=np.int64)[order].tobytes())
+        self.kinds = array("b", np.frombuffer(self.kinds, dtype=np.int8)[order].tobytes())
+        self.cell_rows = array("i", rows[cells].tobytes())
         self.cell_keys = array("H", np.frombuffer(self.cell_keys, dtype=np.uint16)[cells]
                                .tobytes())
-        self.cell_values = array("d", values[cells].tobytes())
-        self.cell_states = bytearray(states[cells].tobytes())
-        self.stride *= 2
+        self.cell_values = array("d", np.frombuffer(self.cell_values,
+                                                    dtype=np.float64)[cells].tobytes())
+        self.cell_states = bytearray(np.frombuffer(self.cell_states,
+                                                   dtype=np.uint8)[cells].tobytes())
 
     def row(self, index: int) -> Row:
         """One record back, as a dict of its logged values."""

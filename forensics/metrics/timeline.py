@@ -203,6 +203,8 @@ def _untie(steps: np.ndarray, train: np.ndarray, epochs: np.ndarray) -> np.ndarr
 def build_timeline(tables: list[MetricsTable]) -> Timeline | None:
     """One timeline from every source's records: the richest source first (a
     trainer_state.json has exact steps), then later steps that only the logs saw."""
+    for table in tables:
+        table.settle()
     tables = [t for t in tables if len(t)]
     if not tables:
         return None
