@@ -210,11 +210,15 @@ def test_a_table_that_knows_its_source_size_thins_ahead_to_the_same_stride(monke
         assert [r.step for r in map(metrics.row, range(len(metrics)))
                 if r.values["loss"] != r.values["loss"]] == [12_345]
     assert _thinned_run(lambda i: (i + 1) / 80_000).stride == 64
-    front_loaded = MetricsTable("x")  # 500 records in the first 1% of a log
+    # 500 records in the first 1% of a log: judged no more than what an eighth of it read
+    # would say, the 8x their number; thinned as far as then, never further
+    front_loaded, at_an_eighth = MetricsTable("x"), MetricsTable("x")
     for i in range(500):
         front_loaded.add(i + 1, i, {"loss": 1.0})
+        at_an_eighth.add(i + 1, i, {"loss": 1.0})
     front_loaded.anticipate(0.01)
-    assert front_loaded.stride == 1
+    at_an_eighth.anticipate(1 / 8)
+    assert front_loaded.stride == at_an_eighth.stride == 4
 
 
 def test_printed_records_are_thinned_as_records_added_one_by_one(monkeypatch):

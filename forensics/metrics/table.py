@@ -28,6 +28,7 @@ MAX_ROWS = 100_000  # records per source; beyond, training records are thinned (
 #: last TAIL records logged (once in ~MAX_ROWS / 2 x stride records) is not.
 TAIL = 16
 #: the share of a source read before its density of records is trusted to judge the rest by
+#: (before, the rest is taken to hold 1 / ANTICIPATE_AFTER - 1 times the records so far)
 ANTICIPATE_AFTER = 1 / 8
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
 #: a printed dict's own step (a custom loop's `pprint(metrics)`): the bar's step yields to it
@@ -371,15 +372,19 @@ class MetricsTable:
 
     def anticipate(self, share_read: float) -> None:
         """Raise the stride now to what the whole source will need, judged by the training
-        records logged in the share of it read so far (once there are `MAX_ROWS // 10` and
-        `ANTICIPATE_AFTER` of it is read: a first block dense with records says little of
-        the rest), thinning what is kept to match: on a long log the records that the thinning would
-        drop later are then not read at all. The stride is the largest power of two at most
-        the expected records over MAX_ROWS, so an estimate that falls short of the truth, or
-        exceeds it less than twice over, ends at the stride the table would have reached."""
-        if self.offered < MAX_ROWS // 10 or share_read < ANTICIPATE_AFTER:
+        records logged in the share of it read so far (once there are `MAX_ROWS // 10`),
+        thinning what is kept to match: on a long log the records that the thinning would
+        drop later are then not read at all. Once `ANTICIPATE_AFTER` of the source is read,
+        the rest is judged as dense as what was read; before, the whole source is taken to
+        hold 1 / ANTICIPATE_AFTER times the records so far (a first block dense with records
+        says little of the rest), which is never more than the estimate made once that share
+        is read: the table is thinned as far as then, only sooner. The stride is the largest
+        power of two at most the expected records over MAX_ROWS, so an estimate that falls
+        short of the truth, or exceeds it less than twice over, ends at the stride the table
+        would have reached."""
+        if self.offered < MAX_ROWS // 10:
             return
-        expected = self.offered / share_read
+        expected = self.offered / max(share_read, ANTICIPATE_AFTER)
         while self.stride * 2 * MAX_ROWS <= expected:
             self._thin()
 
