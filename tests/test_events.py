@@ -182,6 +182,23 @@ def test_a_thinned_table_keeps_the_last_records_of_its_source(monkeypatch):
     assert metrics.count(TRAIN) == 5003 and metrics.count(EVAL) == 1
 
 
+def test_thinning_keeps_the_records_that_logged_none_as_it_kept_them_on_entry(monkeypatch):
+    """A record holding a value logged as None is kept on entry whatever the stride (as a
+    NaN one is), and later thinnings keep it too; when every record holds one, the table
+    still stays bounded."""
+    monkeypatch.setattr(table_module, "MAX_ROWS", 1000)
+    metrics = MetricsTable("x")
+    for i in range(5000):
+        metrics.add(i + 1, i, {"loss": 1.0, "grad_norm": None if i % 1000 == 7 else 0.5})
+    kept = [metrics.row(i) for i in range(len(metrics))]
+    assert [r.step for r in kept if r.values["grad_norm"] is None] == [7, 1007, 2007, 3007,
+                                                                      4007]
+    storm = MetricsTable("x")
+    for i in range(5000):
+        storm.add(i + 1, i, {"loss": 1.0, "grad_norm": None})
+    assert len(storm) <= 1000 and storm.count(TRAIN) == 5000
+
+
 def _thinned_run(share_read=None) -> MetricsTable:
     """20,000 training records with a NaN at step 12345; `share_read(i)`: the share of the
     source read after record i, told to the table every 500 records (None: never told)."""

@@ -390,20 +390,21 @@ class MetricsTable:
 
     def _thin(self) -> None:
         """Keep every other training record (and every evaluation, and every record with a
-        non-finite value); later records are kept at the doubled stride. When evaluations
-        and non-finite records are most of a full table (a NaN storm), they are thinned
-        too, keeping the first and the last of each."""
+        non-finite value or a value logged as None, as `_skipped` does); later records are
+        kept at the doubled stride. When evaluations and those records are most of a full
+        table (a NaN storm), they are thinned too, keeping the first and the last of each."""
         kinds = np.frombuffer(self.kinds, dtype=np.int8)
         rows = np.frombuffer(self.cell_rows, dtype=np.int32)
         values = np.frombuffer(self.cell_values, dtype=np.float64)
         states = np.frombuffer(self.cell_states, dtype=np.uint8)
         even = np.arange(len(kinds)) % 2 == 0
-        nonfinite = np.zeros(len(kinds), dtype=bool)
-        nonfinite[rows[~np.isfinite(values) & (states == PRESENT)]] = True
-        keep = even | (kinds != TRAIN) | nonfinite
+        # what `_skipped` keeps on entry: a NaN or an inf, or a value logged as None
+        odd = np.zeros(len(kinds), dtype=bool)
+        odd[rows[(~np.isfinite(values) & (states == PRESENT)) | (states == NONE)]] = True
+        keep = even | (kinds != TRAIN) | odd
         if len(kinds) >= MAX_ROWS and keep.sum() > len(kinds) * 3 // 4:
             keep = even.copy()
-            for protected in (np.flatnonzero(nonfinite), np.flatnonzero(kinds != TRAIN)):
+            for protected in (np.flatnonzero(odd), np.flatnonzero(kinds != TRAIN)):
                 if len(protected):
                     keep[[protected[0], protected[-1]]] = True
         self._take_rows(np.flatnonzero(keep))
