@@ -139,7 +139,8 @@ class MetricsTable:
         self._pending_shapes = array("h")
         self._pending_texts: list[bytes] = []
         #: training records the thinning left out, the latest TAIL: (offered, line, step,
-        #: values) or, read in bulk, (offered, line, step, (bulk shape, text))
+        #: values), where values are a dict, a shape and its numbers, or (read in bulk) the
+        #: number of a bulk shape and the record's text
         self._tail: deque[tuple[int, int, float | None, object]] = deque(maxlen=TAIL)
 
     def __len__(self) -> int:
@@ -223,9 +224,7 @@ class MetricsTable:
                 own_step = numbers.pop(shape.step_at)
                 step = int(own_step) if math.isfinite(own_step) else step
             if self._skipped(shape.kind, numbers):
-                names = [self.keys[column] for column in shape.columns]
-                self._tail.append((self.offered, line, step, dict(zip(names, numbers,
-                                                                      strict=True))))
+                self._tail.append((self.offered, line, step, (shape, numbers)))
                 return shape.kind
             row = len(self.steps)
             self.steps.append(math.nan if step is None else float(step))
@@ -338,10 +337,12 @@ class MetricsTable:
         for _, line, step, record in held:
             if isinstance(record, dict):
                 self._append(line, step, TRAIN, record)
-            else:
-                shape, text = record
+            elif isinstance(record[0], _Shape):  # read by a shape's pattern
+                names = [self.keys[column] for column in record[0].columns]
+                self._append(line, step, TRAIN, dict(zip(names, record[1], strict=True)))
+            else:  # read in bulk: its values are read by `settle`
                 self.append_training(np.array([line]), np.array([step], dtype=np.float64),
-                                     [text], shape)
+                                     [record[1]], record[0])
         if held:
             self._merge_rows(first)
 
