@@ -182,21 +182,17 @@ def test_a_thinned_table_keeps_the_last_records_of_its_source(monkeypatch):
     assert metrics.count(TRAIN) == 5003 and metrics.count(EVAL) == 1
 
 
-def test_thinning_keeps_the_records_that_logged_none_as_it_kept_them_on_entry(monkeypatch):
-    """A record holding a value logged as None is kept on entry whatever the stride (as a
-    NaN one is), and later thinnings keep it too; when every record holds one, the table
-    still stays bounded."""
+def test_a_table_that_never_fills_is_never_thinned_ahead(monkeypatch):
+    """Records logged only at a log's start, fewer than MAX_ROWS in all: thinning ahead
+    waits for the table to have been full before an eighth of the log is read."""
     monkeypatch.setattr(table_module, "MAX_ROWS", 1000)
     metrics = MetricsTable("x")
-    for i in range(5000):
-        metrics.add(i + 1, i, {"loss": 1.0, "grad_norm": None if i % 1000 == 7 else 0.5})
-    kept = [metrics.row(i) for i in range(len(metrics))]
-    assert [r.step for r in kept if r.values["grad_norm"] is None] == [7, 1007, 2007, 3007,
-                                                                      4007]
-    storm = MetricsTable("x")
-    for i in range(5000):
-        storm.add(i + 1, i, {"loss": 1.0, "grad_norm": None})
-    assert len(storm) <= 1000 and storm.count(TRAIN) == 5000
+    for i in range(300):
+        metrics.add(i + 1, i, {"loss": 1.0})
+        metrics.anticipate(0.12 * (i + 1) / 300)
+    for share in (0.2, 0.5, 1.0):
+        metrics.anticipate(share)
+    assert metrics.stride == 1 and len(metrics) == 300
 
 
 def _thinned_run(share_read=None) -> MetricsTable:
@@ -227,15 +223,11 @@ def test_a_table_that_knows_its_source_size_thins_ahead_to_the_same_stride(monke
         assert [r.step for r in map(metrics.row, range(len(metrics)))
                 if r.values["loss"] != r.values["loss"]] == [12_345]
     assert _thinned_run(lambda i: (i + 1) / 80_000).stride == 64
-    # 500 records in the first 1% of a log: judged no more than what an eighth of it read
-    # would say, the 8x their number; thinned as far as then, never further
-    front_loaded, at_an_eighth = MetricsTable("x"), MetricsTable("x")
+    front_loaded = MetricsTable("x")  # 500 records in the first 1% of a log
     for i in range(500):
         front_loaded.add(i + 1, i, {"loss": 1.0})
-        at_an_eighth.add(i + 1, i, {"loss": 1.0})
     front_loaded.anticipate(0.01)
-    at_an_eighth.anticipate(1 / 8)
-    assert front_loaded.stride == at_an_eighth.stride == 4
+    assert front_loaded.stride == 1
 
 
 def test_printed_records_are_thinned_as_records_added_one_by_one(monkeypatch):

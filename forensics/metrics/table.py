@@ -376,14 +376,16 @@ class MetricsTable:
         records logged in the share of it read so far (once there are `MAX_ROWS // 10`),
         thinning what is kept to match: on a long log the records that the thinning would
         drop later are then not read at all. Once `ANTICIPATE_AFTER` of the source is read,
-        the rest is judged as dense as what was read; before, the whole source is taken to
-        hold 1 / ANTICIPATE_AFTER times the records so far (a first block dense with records
-        says little of the rest), which is never more than the estimate made once that share
-        is read: the table is thinned as far as then, only sooner. The stride is the largest
+        the rest is judged as dense as what was read; before, once the source has logged
+        more than MAX_ROWS (it needs thinning), it is taken to hold 1 / ANTICIPATE_AFTER
+        times the records so far (a first block dense with records says little of the rest):
+        at worst, no record after, the table keeps MAX_ROWS / 8 of them, as an estimate just
+        past that share can leave it. The stride is the largest
         power of two at most the expected records over MAX_ROWS, so an estimate that falls
         short of the truth, or exceeds it less than twice over, ends at the stride the table
         would have reached."""
-        if self.offered < MAX_ROWS // 10:
+        if self.offered < MAX_ROWS // 10 or (share_read < ANTICIPATE_AFTER
+                                              and self.offered < MAX_ROWS):
             return
         expected = self.offered / max(share_read, ANTICIPATE_AFTER)
         while self.stride * 2 * MAX_ROWS <= expected:
@@ -391,21 +393,20 @@ class MetricsTable:
 
     def _thin(self) -> None:
         """Keep every other training record (and every evaluation, and every record with a
-        non-finite value or a value logged as None, as `_skipped` does); later records are
-        kept at the doubled stride. When evaluations and those records are most of a full
-        table (a NaN storm), they are thinned too, keeping the first and the last of each."""
+        non-finite value); later records are kept at the doubled stride. When evaluations
+        and non-finite records are most of a full table (a NaN storm), they are thinned
+        too, keeping the first and the last of each."""
         kinds = np.frombuffer(self.kinds, dtype=np.int8)
         rows = np.frombuffer(self.cell_rows, dtype=np.int32)
         values = np.frombuffer(self.cell_values, dtype=np.float64)
         states = np.frombuffer(self.cell_states, dtype=np.uint8)
         even = np.arange(len(kinds)) % 2 == 0
-        # what `_skipped` keeps on entry: a NaN or an inf, or a value logged as None
-        odd = np.zeros(len(kinds), dtype=bool)
-        odd[rows[(~np.isfinite(values) & (states == PRESENT)) | (states == NONE)]] = True
-        keep = even | (kinds != TRAIN) | odd
+        nonfinite = np.zeros(len(kinds), dtype=bool)
+        nonfinite[rows[~np.isfinite(values) & (states == PRESENT)]] = True
+        keep = even | (kinds != TRAIN) | nonfinite
         if len(kinds) >= MAX_ROWS and keep.sum() > len(kinds) * 3 // 4:
             keep = even.copy()
-            for protected in (np.flatnonzero(odd), np.flatnonzero(kinds != TRAIN)):
+            for protected in (np.flatnonzero(nonfinite), np.flatnonzero(kinds != TRAIN)):
                 if len(protected):
                     keep[[protected[0], protected[-1]]] = True
         self._take_rows(np.flatnonzero(keep))
@@ -447,6 +448,8 @@ class MetricsTable:
         return Row(self.steps[index], self.kinds[index], self.source, self.lines[index], values)
 
     def last(self, kind: int = TRAIN) -> Row | None:
+        """The last record of a kind (the table settled first: its tail rows are in)."""
+        self.settle()
         for index in range(len(self.kinds) - 1, -1, -1):
             if self.kinds[index] == kind:
                 return self.row(index)

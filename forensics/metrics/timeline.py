@@ -179,7 +179,7 @@ def _untie(steps: np.ndarray, train: np.ndarray, epochs: np.ndarray) -> np.ndarr
     """Training records that got the same step (a bar tqdm did not redraw between them, `\r`
     updates run together) but moved on in epoch: their step from the epoch, at the steps
     per epoch the untied records show. Steps never go back; the log's own ties stay."""
-    firsts = train & ~np.isnan(epochs) & (epochs > 0)
+    firsts = train & np.isfinite(epochs) & (epochs > 0)
     if firsts.sum() < 2:
         return steps
     tied = firsts & np.r_[False, steps[1:] == steps[:-1]]
@@ -192,7 +192,7 @@ def _untie(steps: np.ndarray, train: np.ndarray, epochs: np.ndarray) -> np.ndarr
     out = steps.copy()
     previous = -np.inf
     for i in np.flatnonzero(train):
-        if tied[i] and not np.isnan(epochs[i]):
+        if tied[i] and np.isfinite(epochs[i]):
             guess = round(epochs[i] * per_epoch)
             if guess > previous:
                 out[i] = guess
