@@ -28,7 +28,8 @@ MAX_ROWS = 100_000  # records per source; beyond, training records are thinned (
 #: last TAIL records logged (once in ~MAX_ROWS / 2 x stride records) is not.
 TAIL = 16
 #: the share of a source read before its density of records is trusted to judge the rest by
-#: (before, the rest is taken to hold 1 / ANTICIPATE_AFTER - 1 times the records so far)
+#: (before, once the table has been full, the rest is taken to hold 1 / ANTICIPATE_AFTER - 1
+#: times the records so far)
 ANTICIPATE_AFTER = 1 / 8
 _SUMMARY_KEYS = frozenset({"train_runtime", "train_loss"})
 #: a printed dict's own step (a custom loop's `pprint(metrics)`): the bar's step yields to it
